@@ -1,0 +1,130 @@
+"""Connections to the metadata DB and its migrations (Alembic)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, inspect
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from hypermetric.catalog.dialect import Dialect, dialect_for
+from hypermetric.config import Settings, get_settings
+from hypermetric.errors import CatalogError, ConfigError
+
+__all__ = ["Database", "database", "dispose", "dispose_all", "migrations_dir"]
+
+
+@dataclass(frozen=True)
+class Database:
+    """An open metadata DB: its engine, a session factory and its dialect's capabilities."""
+
+    url: str
+    engine: Engine
+    sessions: sessionmaker[Session]
+    dialect: Dialect
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions.begin() as session:
+            yield session
+
+
+_lock = threading.Lock()
+_open: dict[str, Database] = {}
+
+
+def _create(url: str) -> Database:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            f"HYPERMETRIC_DB_URL {url!r} is not a SQLAlchemy URL; "
+            "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        probe = create_engine(parsed)
+        dialect = dialect_for(probe)
+        probe.dispose()
+        engine = create_engine(parsed, **dialect.engine_options())
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise ConfigError(
+            f"no database driver for {parsed.drivername!r} ({exc}); "
+            'for PostgreSQL install the extra: pip install "hypermetric[postgres]"'
+        ) from None
+    dialect.configure(engine)
+    return Database(
+        url=url,
+        engine=engine,
+        sessions=sessionmaker(engine, expire_on_commit=False),
+        dialect=dialect,
+    )
+
+
+def database(settings: Settings | None = None, *, migrate: bool = True) -> Database:
+    """The metadata DB of these settings, opened once per process.
+
+    On SQLite (the embedded default) the schema is created or upgraded on first use; on a
+    server database the schema must be at head already (``hypermetric db upgrade``).
+    """
+    settings = settings or get_settings()
+    with _lock:
+        db = _open.get(settings.db_url)
+        if db is None:
+            db = _open[settings.db_url] = _create(settings.db_url)
+            if migrate:
+                _ensure_schema(db)
+    return db
+
+
+def dispose(url: str) -> None:
+    """Close the engine of one database URL, if open."""
+    with _lock:
+        db = _open.pop(url, None)
+    if db is not None:
+        db.engine.dispose()
+
+
+def dispose_all() -> None:
+    """Close every open engine (tests, forked processes)."""
+    with _lock:
+        for db in _open.values():
+            db.engine.dispose()
+        _open.clear()
+
+
+def migrations_dir() -> Path:
+    """The Alembic script directory: shipped in the wheel, or at the repository root."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "_migrations", package.parent / "migrations"):
+        if (candidate / "env.py").exists():
+            return candidate
+    raise CatalogError("Hypermetric's migrations are missing from this installation; reinstall it")
+
+
+def _ensure_schema(db: Database) -> None:
+    from hypermetric.catalog import migrate
+
+    try:
+        current = migrate.current_revision(db)
+    except OperationalError as exc:
+        raise CatalogError(
+            f"cannot connect to the metadata DB {db.engine.url!r}: {str(exc).splitlines()[0]}"
+        ) from None
+    if current == migrate.head_revision():
+        return
+    if db.dialect.name == "sqlite":
+        migrate.upgrade(db)
+        return
+    has_tables = bool(inspect(db.engine).get_table_names())
+    hint = "run `hypermetric db upgrade`"
+    state = f"at revision {current}" if current else ("not ours" if has_tables else "empty")
+    raise CatalogError(f"the metadata DB {db.engine.url!r} is {state}; {hint}")

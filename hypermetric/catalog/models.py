@@ -1,0 +1,194 @@
+"""The metadata DB schema (SQLAlchemy 2 typed ORM). One model set for every dialect.
+
+ORM objects stay inside ``hypermetric.catalog``; the rest of the package sees the frozen
+records of :mod:`hypermetric.catalog.records`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hypermetric.catalog.types import JSONType, UTCDateTime, utcnow
+
+__all__ = [
+    "Base",
+    "DatasetVersion",
+    "Evaluation",
+    "Run",
+    "SchedulerInstance",
+    "Shard",
+    "UnitCommit",
+]
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Evaluation(Base):
+    """A runtime's definition: where its code lives, its schedule and its limits."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    import_path: Mapped[str | None] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    schedule: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    catchup: Mapped[bool] = mapped_column(Boolean, default=False)
+    start_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    end_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    max_active_runs: Mapped[int] = mapped_column(Integer, default=1)
+    retries: Mapped[int] = mapped_column(Integer, default=0)
+    retry_delay_s: Mapped[float] = mapped_column(Float, default=60.0)
+    retry_exponential: Mapped[bool] = mapped_column(Boolean, default=True)
+    timeout_s: Mapped[float | None] = mapped_column(Float)
+    max_error_rate: Mapped[float] = mapped_column(Float, default=0.1)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    version_label: Mapped[str | None] = mapped_column(String(200))
+    code_version: Mapped[str | None] = mapped_column(String(64))
+    #: the logical date of the next interval to create, and when it becomes due
+    next_logical_date: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index(None, "paused", "next_due_at"),)
+
+
+class Run(Base):
+    """One run of an evaluation: for one logical date, or manual, or a backfill."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id", ondelete="CASCADE"))
+    run_key: Mapped[str] = mapped_column(String(250))
+    logical_date: Mapped[datetime] = mapped_column(UTCDateTime)
+    data_interval_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_interval_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    run_type: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    version_label: Mapped[str | None] = mapped_column(String(200))
+    code_version: Mapped[str | None] = mapped_column(String(64))
+    versions: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    host: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)
+    examples_total: Mapped[int | None] = mapped_column(Integer)
+    units_total: Mapped[int | None] = mapped_column(Integer)
+    rows_count: Mapped[int] = mapped_column(Integer, default=0)
+    calls_count: Mapped[int] = mapped_column(Integer, default=0)
+    errors_count: Mapped[int] = mapped_column(Integer, default=0)
+    examples_done: Mapped[int] = mapped_column(Integer, default=0)
+    shard_count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        UniqueConstraint("evaluation_id", "logical_date"),
+        UniqueConstraint("evaluation_id", "run_key"),
+        Index(None, "state", "evaluation_id"),
+        Index(None, "evaluation_id", "state", "run_type"),
+    )
+
+
+class DatasetVersion(Base):
+    """A snapshot: each commit that adds or removes shards of a dataset makes one."""
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[str | None] = mapped_column(Text)
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Shard(Base):
+    """An immutable Parquet file of one dataset, live between two versions."""
+
+    __tablename__ = "shards"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    dataset: Mapped[str] = mapped_column(String(32))
+    path: Mapped[str] = mapped_column(String(1000), unique=True)
+    rows: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(Integer)
+    stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    schema_fingerprint: Mapped[str] = mapped_column(String(64))
+    added_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    removed_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (
+        Index(None, "dataset", "removed_version_id", "added_version_id"),
+        Index(None, "run_id"),
+    )
+
+
+class UnitCommit(Base):
+    """The unit ledger: which shards hold a run's work unit. A unit commits at most once."""
+
+    __tablename__ = "unit_commits"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    unit_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scores_shard_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shards.id", ondelete="SET NULL")
+    )
+    calls_shard_id: Mapped[int | None] = mapped_column(ForeignKey("shards.id", ondelete="SET NULL"))
+    examples: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(Integer)
+    calls: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)
+    failed_examples: Mapped[int] = mapped_column(Integer, default=0)
+    committed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchedulerInstance(Base):
+    """A running (or once running) scheduler process, kept alive by its heartbeat."""
+
+    __tablename__ = "scheduler_instances"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    state: Mapped[str] = mapped_column(String(16), default="running")
+
+    __table_args__ = (Index(None, "state", "heartbeat_at"),)

@@ -1,0 +1,257 @@
+"""Shards, the unit ledger and dataset versions: the commit protocol's catalog side.
+
+A flush of an evaluator becomes visible in exactly one transaction, which registers its
+files, records the units they hold in the ledger (a unit commits at most once: the primary
+key says so) and creates one dataset version per dataset it adds to. Readers see a shard
+only through this registry, so a file that was never registered is never read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.models import DatasetVersion, Run, Shard, UnitCommit
+from hypermetric.catalog.records import ShardFile, ShardRecord, UnitSummary, VersionRecord
+from hypermetric.catalog.types import utcnow
+from hypermetric.errors import ConflictError, NotFoundError
+
+__all__ = [
+    "DATASETS",
+    "CommitResult",
+    "UnitsAlreadyCommitted",
+    "commit_units",
+    "committed_unit_ids",
+    "latest_version_id",
+    "ledger_totals",
+    "list_versions",
+    "live_shards",
+    "registered_paths",
+    "shard_record",
+    "version_record",
+]
+
+DATASETS = ("scores", "calls")
+
+
+class UnitsAlreadyCommitted(ConflictError):
+    """Some units of a flush are in the ledger already; nothing of the flush was registered."""
+
+    def __init__(self, run_id: int, unit_ids: Iterable[int]) -> None:
+        self.unit_ids = frozenset(unit_ids)
+        super().__init__(f"run {run_id}: units {sorted(self.unit_ids)[:10]} are committed already")
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    """What a commit registered."""
+
+    version_ids: tuple[int, ...]
+    shard_ids: dict[str, int]
+
+
+def shard_record(row: Shard) -> ShardRecord:
+    """The frozen record of a shard row."""
+    return ShardRecord(
+        id=row.id,
+        run_id=row.run_id,
+        dataset=row.dataset,
+        path=row.path,
+        rows=row.rows,
+        bytes=row.bytes,
+        schema_fingerprint=row.schema_fingerprint,
+        added_version_id=row.added_version_id,
+        removed_version_id=row.removed_version_id,
+        stats=row.stats,
+    )
+
+
+def version_record(row: DatasetVersion) -> VersionRecord:
+    """The frozen record of a dataset version row."""
+    return VersionRecord(
+        id=row.id,
+        dataset=row.dataset,
+        kind=row.kind,
+        run_id=row.run_id,
+        created_at=row.created_at,
+        message=row.message,
+        expired=row.expired,
+    )
+
+
+def _already(session: Session, run_id: int, unit_ids: Sequence[int]) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(unit_ids), 500):
+        chunk = unit_ids[start : start + 500]
+        found.update(
+            session.scalars(
+                select(UnitCommit.unit_id).where(
+                    UnitCommit.run_id == run_id, UnitCommit.unit_id.in_(chunk)
+                )
+            )
+        )
+    return found
+
+
+def commit_units(
+    db: Database,
+    run_id: int,
+    files: Sequence[ShardFile],
+    units: Sequence[UnitSummary],
+    *,
+    message: str | None = None,
+) -> CommitResult:
+    """Register ``files`` holding ``units`` of a running run, in one transaction.
+
+    Raises UnitsAlreadyCommitted (nothing registered) when any unit is in the ledger
+    already, and ConflictError when the run is no longer running (canceled, failed or done),
+    so a late evaluator of an ended run cannot add rows to it.
+    """
+    unit_ids = [u.unit_id for u in units]
+    if len(set(unit_ids)) != len(unit_ids):
+        raise ValueError(f"run {run_id}: a flush lists a unit twice")
+    try:
+        with db.session() as session:
+            db.dialect.lock_snapshots(session)
+            run = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
+            if run is None:
+                raise NotFoundError(f"no run {run_id}")
+            if run.state != "running":
+                raise ConflictError(f"run {run_id} is {run.state}; its shards are not registered")
+            done = _already(session, run_id, unit_ids)
+            if done:
+                raise UnitsAlreadyCommitted(run_id, done)
+            result = _register(session, run, files, units, message)
+            session.flush()
+            return result
+    except IntegrityError:
+        # Another process committed one of these units between our check and our insert.
+        with db.session() as session:
+            raise UnitsAlreadyCommitted(run_id, _already(session, run_id, unit_ids)) from None
+
+
+def _register(
+    session: Session,
+    run: Run,
+    files: Sequence[ShardFile],
+    units: Sequence[UnitSummary],
+    message: str | None,
+) -> CommitResult:
+    now = utcnow()
+    versions: list[int] = []
+    shard_ids: dict[str, int] = {}
+    for file in files:
+        if file.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {file.dataset!r}; expected one of {DATASETS}")
+        version = DatasetVersion(
+            dataset=file.dataset, kind="append", run_id=run.id, created_at=now, message=message
+        )
+        session.add(version)
+        session.flush()
+        shard = Shard(
+            run_id=run.id,
+            dataset=file.dataset,
+            path=file.path,
+            rows=file.rows,
+            bytes=file.bytes,
+            stats=file.stats or None,
+            schema_fingerprint=file.schema_fingerprint,
+            added_version_id=version.id,
+            created_at=now,
+        )
+        session.add(shard)
+        session.flush()
+        versions.append(version.id)
+        shard_ids[file.dataset] = shard.id
+    for unit in units:
+        session.add(
+            UnitCommit(
+                run_id=run.id,
+                unit_id=unit.unit_id,
+                scores_shard_id=shard_ids.get("scores"),
+                calls_shard_id=shard_ids.get("calls"),
+                examples=unit.examples,
+                rows=unit.rows,
+                calls=unit.calls,
+                errors=unit.errors,
+                failed_examples=unit.failed_examples,
+                committed_at=now,
+            )
+        )
+    run.rows_count += sum(u.rows for u in units)
+    run.calls_count += sum(u.calls for u in units)
+    run.errors_count += sum(u.errors for u in units)
+    run.examples_done += sum(u.examples for u in units)
+    run.shard_count += len(files)
+    run.heartbeat_at = now
+    return CommitResult(version_ids=tuple(versions), shard_ids=shard_ids)
+
+
+def committed_unit_ids(db: Database, run_id: int) -> set[int]:
+    """The units of a run that are in the ledger."""
+    with db.session() as session:
+        return set(session.scalars(select(UnitCommit.unit_id).where(UnitCommit.run_id == run_id)))
+
+
+def ledger_totals(db: Database, run_id: int) -> UnitSummary:
+    """A run's totals summed over its committed units (unit_id is their count)."""
+    with db.session() as session:
+        row = session.execute(
+            select(
+                func.count(),
+                func.coalesce(func.sum(UnitCommit.examples), 0),
+                func.coalesce(func.sum(UnitCommit.rows), 0),
+                func.coalesce(func.sum(UnitCommit.calls), 0),
+                func.coalesce(func.sum(UnitCommit.errors), 0),
+                func.coalesce(func.sum(UnitCommit.failed_examples), 0),
+            ).where(UnitCommit.run_id == run_id)
+        ).one()
+    return UnitSummary(*(int(v) for v in row))
+
+
+def latest_version_id(db: Database) -> int:
+    """The newest dataset version id (0 when nothing was ever committed)."""
+    with db.session() as session:
+        return int(session.scalar(select(func.max(DatasetVersion.id))) or 0)
+
+
+def live_shards(
+    db: Database,
+    dataset: str,
+    *,
+    as_of: int | None = None,
+    run_ids: Sequence[int] | None = None,
+) -> list[ShardRecord]:
+    """The shards of ``dataset`` live at version ``as_of`` (default: now), oldest first."""
+    stmt = select(Shard).where(Shard.dataset == dataset)
+    if as_of is None:
+        stmt = stmt.where(Shard.removed_version_id.is_(None))
+    else:
+        stmt = stmt.where(
+            Shard.added_version_id <= as_of,
+            or_(Shard.removed_version_id.is_(None), Shard.removed_version_id > as_of),
+        )
+    if run_ids is not None:
+        stmt = stmt.where(Shard.run_id.in_(list(run_ids)))
+    with db.session() as session:
+        return [shard_record(r) for r in session.scalars(stmt.order_by(Shard.id))]
+
+
+def list_versions(db: Database, *, limit: int | None = None) -> list[VersionRecord]:
+    """Dataset versions, newest first."""
+    stmt = select(DatasetVersion).order_by(DatasetVersion.id.desc())
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    with db.session() as session:
+        return [version_record(r) for r in session.scalars(stmt)]
+
+
+def registered_paths(db: Database) -> set[str]:
+    """Every shard path the registry knows, live or removed."""
+    with db.session() as session:
+        return set(session.scalars(select(Shard.path)))

@@ -1,0 +1,76 @@
+"""The root command: global options, and errors as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from hypermetric.errors import HypermetricError
+
+__all__ = ["cli", "main"]
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its message's first line, or its type for an empty one."""
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else ""
+    if isinstance(exc, HypermetricError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+class RootGroup(click.Group):
+    """Turns any exception into ``error: ...`` on stderr and exit 1, unless ``--debug``."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except Exception as exc:
+            if ctx.meta.get("hypermetric.debug"):
+                raise
+            hint = "" if isinstance(exc, HypermetricError) else " (run with --debug for details)"
+            click.echo(f"error: {one_line(exc)}{hint}", err=True)
+            ctx.exit(1)
+
+
+@click.group(cls=RootGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--debug",
+    is_flag=True,
+    envvar="HYPERMETRIC_DEBUG",
+    help="Show full tracebacks on errors.",
+)
+@click.version_option(package_name="hypermetric")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Hypermetric: scheduled, distributed evaluations with every score kept.
+
+    Settings come from HYPERMETRIC_HOME, HYPERMETRIC_DB_URL, HYPERMETRIC_STORAGE and
+    RAY_ADDRESS (or the same keys in <home>/config.toml).
+    """
+    ctx.meta["hypermetric.debug"] = debug
+
+
+def _register() -> None:
+    from hypermetric.cli import db, evals, runs
+
+    for module in (db, evals, runs):
+        module.register(cli)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``hypermetric`` script."""
+    cli.main(args=argv, prog_name="hypermetric", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])
+    os._exit(0)
