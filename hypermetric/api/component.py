@@ -1,0 +1,176 @@
+"""``@hm.component``: a step of the system under test whose every call is scored.
+
+Outside a run a component is the plain function. Inside one, each call is recorded (inputs
+by parameter name, output or error, latency) for the evaluators to score.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, overload
+
+from hypermetric.api.binding import Plan, make_plan
+from hypermetric.api.context import CallRecord, ExampleRecorder, current_recorder
+from hypermetric.api.evals import Eval, as_eval
+from hypermetric.errors import DefinitionError
+
+__all__ = ["Component", "component", "describe_error", "resolve_import"]
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as the one line stored in an error row."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def resolve_import(module: str, qualname: str) -> Any:
+    """Import ``module`` and walk ``qualname`` (pickling by reference)."""
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def importable(obj: Any) -> bool:
+    """True when ``obj`` can be found again by its module and qualified name."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", "")
+    if not module or module == "__main__" or "<locals>" in qualname:
+        return False
+    try:
+        return resolve_import(module, qualname) is obj
+    except Exception:
+        return False
+
+
+class Component:
+    """A decorated step of the system under test, with the evals that score its calls."""
+
+    def __init__(
+        self, fn: Callable[..., Any], *, name: str | None = None, evals: Iterable[Any] = ()
+    ) -> None:
+        if not callable(fn):
+            raise DefinitionError(f"@hm.component decorates a function, not {fn!r}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.evals: tuple[Eval, ...] = tuple(as_eval(e) for e in evals)
+        self.is_async = inspect.iscoroutinefunction(fn)
+        signature = inspect.signature(fn)
+        self.params: tuple[str, ...] = tuple(
+            p.name
+            for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+        self.defaults = {
+            p.name: p.default for p in signature.parameters.values() if p.default is not p.empty
+        }
+        self._simple = all(
+            p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            for p in signature.parameters.values()
+        )
+        self._signature = signature
+        seen: set[str] = set()
+        for ev in self.evals:
+            if ev.name in seen:
+                raise DefinitionError(
+                    f"component {self.name!r} has two evals named {ev.name!r}; "
+                    "name one differently with hm.bind(fn, name=...)"
+                )
+            seen.add(ev.name)
+        # validates every eval's parameters now, at decoration time
+        self.plans: tuple[Plan, ...] = tuple(
+            make_plan(self.name, self.params, e) for e in self.evals
+        )
+        functools.update_wrapper(self, fn)
+
+    def __repr__(self) -> str:
+        return f"<component {self.name} evals={[e.name for e in self.evals]}>"
+
+    def __reduce__(self) -> Any:
+        if importable(self):
+            return (resolve_import, (self.__module__, getattr(self, "__qualname__", self.name)))
+        return (_rebuild, (self.fn, self.name, self.evals))
+
+    def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self._simple and len(args) <= len(self.params):
+            inputs = dict(self.defaults) if self.defaults else {}
+            inputs.update(zip(self.params, args, strict=False))
+            inputs.update(kwargs)
+            return inputs
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        recorder = current_recorder.get()
+        if recorder is None:
+            return self.fn(*args, **kwargs)
+        if self.is_async:
+            return self._call_async(recorder, args, kwargs)
+        index = recorder.next_index(self)
+        inputs = self._inputs(args, kwargs)
+        start = time.perf_counter()
+        try:
+            output = self.fn(*args, **kwargs)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            recorder.calls.append(
+                CallRecord(self.name, index, inputs, None, describe_error(exc), elapsed)
+            )
+            raise
+        elapsed = (time.perf_counter() - start) * 1000.0
+        recorder.calls.append(CallRecord(self.name, index, inputs, output, None, elapsed))
+        return output
+
+    async def _call_async(
+        self, recorder: ExampleRecorder, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        index = recorder.next_index(self)
+        inputs = self._inputs(args, kwargs)
+        start = time.perf_counter()
+        try:
+            output = await self.fn(*args, **kwargs)
+        except Exception as exc:
+            elapsed = (time.perf_counter() - start) * 1000.0
+            recorder.calls.append(
+                CallRecord(self.name, index, inputs, None, describe_error(exc), elapsed)
+            )
+            raise
+        elapsed = (time.perf_counter() - start) * 1000.0
+        recorder.calls.append(CallRecord(self.name, index, inputs, output, None, elapsed))
+        return output
+
+
+def _rebuild(fn: Callable[..., Any], name: str, evals: tuple[Eval, ...]) -> Component:
+    return Component(fn, name=name, evals=evals)
+
+
+@overload
+def component(fn: Callable[..., Any], /) -> Component: ...
+@overload
+def component(
+    fn: None = None, /, *, name: str | None = None, evals: Iterable[Any] = ()
+) -> Callable[[Callable[..., Any]], Component]: ...
+
+
+def component(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    evals: Iterable[Any] = (),
+) -> Component | Callable[[Callable[..., Any]], Component]:
+    """Declare a component: ``@hm.component(evals=[exact_match])``.
+
+    Each eval is a function (or ``hm.bind``/``hm.eval`` result) whose parameters are bound
+    by name to the call's output, the component's arguments and the example's fields.
+    """
+    evals = tuple(evals)
+
+    def wrap(f: Callable[..., Any]) -> Component:
+        return Component(f, name=name, evals=evals)
+
+    return wrap if fn is None else wrap(fn)

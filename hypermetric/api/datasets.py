@@ -1,0 +1,249 @@
+"""Datasets: where examples come from, streamed in chunks, each example with a stable id.
+
+A dataset is an iterable of dicts, a pyarrow Table, a path or URI to Parquet, JSONL or CSV
+(a file or a folder of files), or a callable that takes the run's :class:`RunContext` and
+returns one of these. It is read lazily, a chunk at a time, never whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+
+from hypermetric.api.context import RunContext
+from hypermetric.errors import DatasetError
+
+__all__ = [
+    "Chunk",
+    "count_hint",
+    "example_ids",
+    "iter_chunks",
+    "resolve_source",
+]
+
+_FORMATS = {
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The raw examples of one work unit, decoded in the worker that runs them."""
+
+    kind: str  # "rows" | "arrow" | "jsonl"
+    data: Any
+    #: for JSONL, the line number of the first line (for parse errors)
+    first_line: int = 0
+    source: str = ""
+
+    def __len__(self) -> int:
+        return self.data.num_rows if self.kind == "arrow" else len(self.data)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The examples as dicts."""
+        if self.kind == "rows":
+            return list(self.data)
+        if self.kind == "arrow":
+            return list(self.data.to_pylist())
+        out = []
+        for offset, line in enumerate(self.data):
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise DatasetError(
+                    f"{self.source} line {self.first_line + offset} is not valid JSON ({exc}); "
+                    "fix the line or remove it"
+                ) from None
+            if not isinstance(row, dict):
+                raise DatasetError(
+                    f"{self.source} line {self.first_line + offset} is a JSON "
+                    f"{type(row).__name__}, not an object; each line must be one example"
+                )
+            out.append(row)
+        return out
+
+
+def resolve_source(source: Any, context: RunContext) -> Any:
+    """A callable source called with the run's context; anything else as it is."""
+    if callable(source) and not isinstance(source, (str, Path, pa.Table)):
+        try:
+            return source(context)
+        except DatasetError:
+            raise
+        except Exception as exc:
+            name = getattr(source, "__name__", repr(source))
+            raise DatasetError(
+                f"dataset callable {name} raised {type(exc).__name__}: {exc}"
+            ) from exc
+    return source
+
+
+def _format_of(path: str) -> str:
+    suffix = Path(path.rstrip("/")).suffix.lower()
+    if suffix in _FORMATS:
+        return _FORMATS[suffix]
+    raise DatasetError(
+        f"dataset {path!r}: cannot tell its format from the name; "
+        "use a .parquet, .jsonl or .csv file (or a folder of them)"
+    )
+
+
+def _open_path(path: str) -> tuple[pafs.FileSystem, str, str]:
+    try:
+        if "://" in path:
+            fs, inner = pafs.FileSystem.from_uri(path)
+        else:
+            fs, inner = pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+        info = fs.get_file_info(inner)
+    except (OSError, pa.ArrowException, ValueError) as exc:
+        raise DatasetError(f"dataset {path!r} cannot be opened: {exc}") from None
+    if info.type == pafs.FileType.NotFound:
+        raise DatasetError(
+            f"dataset {path!r} does not exist (looked at {inner}); give an existing file or folder"
+        )
+    if info.type == pafs.FileType.Directory:
+        selector = pafs.FileSelector(inner, recursive=True)
+        files = [f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File]
+        formats = {_FORMATS.get(Path(f).suffix.lower()) for f in files} - {None}
+        if len(formats) != 1:
+            raise DatasetError(
+                f"dataset folder {path!r} must hold files of one format (.parquet, .jsonl or .csv)"
+            )
+        return fs, inner, formats.pop()  # type: ignore[return-value]
+    return fs, inner, _format_of(path)
+
+
+def _jsonl_chunks(fs: pafs.FileSystem, inner: str, label: str, size: int) -> Iterator[Chunk]:
+    files = [inner]
+    info = fs.get_file_info(inner)
+    if info.type == pafs.FileType.Directory:
+        selector = pafs.FileSelector(inner, recursive=True)
+        files = sorted(f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File)
+    for file in files:
+        with fs.open_input_stream(file) as raw:
+            lines = (line for line in _iter_lines(raw) if line.strip())
+            number = 1
+            while True:
+                block = list(itertools.islice(lines, size))
+                if not block:
+                    break
+                yield Chunk("jsonl", block, first_line=number, source=label)
+                number += len(block)
+
+
+def _iter_lines(stream: Any) -> Iterator[bytes]:
+    pending = b""
+    while True:
+        block = stream.read(1 << 20)
+        if not block:
+            break
+        pending += block
+        *complete, pending = pending.split(b"\n")
+        yield from complete
+    if pending:
+        yield pending
+
+
+def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Iterator[Chunk]:
+    try:
+        batches = (
+            source.to_batches(max_chunksize=size)
+            if isinstance(source, pa.Table)
+            else source.to_batches(batch_size=size)
+        )
+        for batch in batches:
+            if batch.num_rows:
+                yield Chunk("arrow", batch, source=label)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(
+            f"dataset {label} cannot be parsed: {str(exc).splitlines()[0]}"
+        ) from None
+
+
+def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
+    """Stream ``source`` (already resolved) in chunks of at most ``size`` examples."""
+    if isinstance(source, pa.Table):
+        yield from _arrow_chunks(source, "table", size)
+        return
+    if isinstance(source, (str, Path)):
+        path = str(source)
+        fs, inner, fmt = _open_path(path)
+        if fmt == "jsonl":
+            yield from _jsonl_chunks(fs, inner, path, size)
+            return
+        try:
+            dataset = pads.dataset(inner, filesystem=fs, format=fmt)
+        except (OSError, pa.ArrowException) as exc:
+            raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
+        yield from _arrow_chunks(dataset, path, size)
+        return
+    if isinstance(source, Mapping) or not isinstance(source, Iterable):
+        raise DatasetError(
+            f"a dataset must be a list/iterable of dicts, a pyarrow Table, a path or a callable; "
+            f"got {type(source).__name__}"
+        )
+    iterator = iter(source)
+    while True:
+        block = list(itertools.islice(iterator, size))
+        if not block:
+            return
+        for row in block:
+            if not isinstance(row, Mapping):
+                raise DatasetError(
+                    f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}"
+                )
+        yield Chunk("rows", [dict(r) for r in block], source="iterable")
+
+
+def count_hint(source: Any) -> int | None:
+    """The number of examples when it is cheap to know (lists, tables, Parquet metadata)."""
+    if isinstance(source, pa.Table):
+        return source.num_rows
+    if isinstance(source, (list, tuple)):
+        return len(source)
+    if isinstance(source, (str, Path)):
+        try:
+            fs, inner, fmt = _open_path(str(source))
+            if fmt == "parquet":
+                return int(pads.dataset(inner, filesystem=fs, format="parquet").count_rows())
+        except (DatasetError, OSError, pa.ArrowException):
+            return None
+    return None
+
+
+def _content_id(row: Mapping[str, Any]) -> str:
+    text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def example_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Each example's id: its ``id`` field, else a stable hash of its content.
+
+    Identical examples in one chunk get ``~2``, ``~3``... so no two rows share an id there.
+    """
+    out: list[str] = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        value = row.get("id")
+        if value is not None:
+            out.append(str(value))
+            continue
+        ident = _content_id(row)
+        count = seen.get(ident, 0) + 1
+        seen[ident] = count
+        out.append(ident if count == 1 else f"{ident}~{count}")
+    return out

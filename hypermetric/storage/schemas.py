@@ -1,0 +1,52 @@
+"""The columns of the two datasets every run writes: ``scores`` and ``calls``."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+__all__ = ["CALLS_SCHEMA", "SCHEMAS", "SCORES_SCHEMA", "fingerprint"]
+
+_TS = pa.timestamp("us", tz="UTC")
+
+#: one row per (run, example, component call, eval[.key])
+SCORES_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.int64()),
+        ("evaluation", pa.string()),
+        ("version", pa.string()),
+        ("example_id", pa.string()),
+        ("component", pa.string()),
+        ("call_index", pa.int32()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("error", pa.string()),
+        ("created_at", _TS),
+    ]
+)
+
+#: one row per (run, example, component call): inputs and output as JSON text
+CALLS_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.int64()),
+        ("evaluation", pa.string()),
+        ("version", pa.string()),
+        ("example_id", pa.string()),
+        ("component", pa.string()),
+        ("call_index", pa.int32()),
+        ("inputs", pa.string()),
+        ("output", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("error", pa.string()),
+        ("created_at", _TS),
+    ]
+)
+
+SCHEMAS = {"scores": SCORES_SCHEMA, "calls": CALLS_SCHEMA}
+
+
+def fingerprint(schema: pa.Schema) -> str:
+    """A short stable hash of a schema's field names and types."""
+    text = ";".join(f"{f.name}:{f.type}" for f in schema)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
