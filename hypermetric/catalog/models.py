@@ -107,6 +107,9 @@ class Run(Base):
     pid: Mapped[int | None] = mapped_column(Integer)
     host: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)
+    #: what the run reads and how it is cut into units: a resumed attempt must cut the same
+    dataset: Mapped[str | None] = mapped_column(String(1000))
+    unit_size: Mapped[int | None] = mapped_column(Integer)
     examples_total: Mapped[int | None] = mapped_column(Integer)
     units_total: Mapped[int | None] = mapped_column(Integer)
     rows_count: Mapped[int] = mapped_column(Integer, default=0)

@@ -76,6 +76,8 @@ class RunRecord:
     pid: int | None
     host: str | None
     error: str | None
+    dataset: str | None
+    unit_size: int | None
     examples_total: int | None
     units_total: int | None
     rows_count: int

@@ -57,6 +57,8 @@ def create_run(
     code_version: str | None = None,
     versions: dict[str, Any] | None = None,
     params: dict[str, Any] | None = None,
+    dataset: str | None = None,
+    unit_size: int | None = None,
     session: Session | None = None,
 ) -> RunRecord:
     """Insert a queued run. ConflictError if the evaluation has one for that date or key."""
@@ -75,6 +77,8 @@ def create_run(
         code_version=code_version,
         versions=versions,
         params=params or {},
+        dataset=dataset,
+        unit_size=unit_size,
         attempt=0,
         queued_at=utcnow(),
     )
@@ -96,6 +100,8 @@ def create_run(
                 code_version=code_version,
                 versions=versions,
                 params=params,
+                dataset=dataset,
+                unit_size=unit_size,
                 session=own,
             )
     except IntegrityError:

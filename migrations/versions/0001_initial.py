@@ -94,6 +94,8 @@ def upgrade() -> None:
         sa.Column("pid", sa.Integer(), nullable=True),
         sa.Column("host", sa.String(length=200), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("dataset", sa.String(length=1000), nullable=True),
+        sa.Column("unit_size", sa.Integer(), nullable=True),
         sa.Column("examples_total", sa.Integer(), nullable=True),
         sa.Column("units_total", sa.Integer(), nullable=True),
         sa.Column("rows_count", sa.Integer(), nullable=False),
