@@ -1,0 +1,72 @@
+"""The Ray side of the pools: the stateless driver task and the stateful evaluator actor.
+
+Both are thin: the work is in :mod:`hypermetric.engine.worker` and
+:mod:`hypermetric.engine.evaluator`, which run without Ray in unit tests.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+
+from hypermetric.api.context import RunContext
+from hypermetric.api.datasets import Chunk
+from hypermetric.api.runtime import Runtime
+from hypermetric.config import Settings, reset_settings
+from hypermetric.engine.evaluator import EvaluatorCore, Flush, Thresholds, UnitDone
+from hypermetric.engine.worker import drive_unit
+from hypermetric.storage.files import store_for
+
+__all__ = ["EvaluatorActor", "drive_task"]
+
+
+@ray.remote(num_cpus=1, max_retries=3)
+def drive_task(
+    runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
+) -> bytes:
+    """Run one unit (Ray re-runs it on another worker if this one dies)."""
+    return drive_unit(runtime, chunk, unit_id, context, concurrency)
+
+
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+class EvaluatorActor:
+    """Scores units and buffers rows; its state dies with it, so the coordinator replaces
+    a dead actor and re-sends the units it held (the unit ledger is the truth)."""
+
+    def __init__(
+        self,
+        *,
+        run_id: int,
+        evaluation: str,
+        version: str | None,
+        runtime: Runtime,
+        settings: Settings,
+        thresholds: Thresholds,
+    ) -> None:
+        reset_settings(settings)
+        self.core = EvaluatorCore(
+            run_id=run_id,
+            evaluation=evaluation,
+            version=version,
+            runtime=runtime,
+            store=store_for(settings),
+            thresholds=thresholds,
+        )
+
+    def evaluate(self, payload: Any) -> UnitDone:
+        """Score one unit (its payload arrives resolved from the driver task's result)."""
+        return self.core.evaluate(payload)
+
+    def tick(self) -> Flush | None:
+        """Flush if the buffer is older than the age threshold."""
+        return self.core.flush_if_old()
+
+    def flush(self) -> Flush | None:
+        """Flush whatever is buffered (the end of a run)."""
+        return self.core.flush()
+
+    def pid(self) -> int:
+        """The actor's process id (tests kill it)."""
+        return os.getpid()

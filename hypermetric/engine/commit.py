@@ -1,0 +1,69 @@
+"""Committing a flush: register its shards and units in one transaction, exactly once.
+
+If some of the flush's units are committed already (a unit evaluated twice after a fault,
+or a resumed run racing an old driver), the files are rewritten without those units' rows
+and the rest is committed; a flush whose units are all committed is dropped. Either way
+no row is registered twice and none is lost.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.records import UnitSummary
+from hypermetric.catalog.shards import UnitsAlreadyCommitted, commit_units
+from hypermetric.engine.evaluator import Flush
+from hypermetric.storage.files import ShardStore
+
+__all__ = ["commit_flush"]
+
+_MAX_TRIES = 5
+
+
+def commit_flush(db: Database, store: ShardStore, run_id: int, flush: Flush) -> list[UnitSummary]:
+    """Commit ``flush``; returns the units this call committed (maybe fewer than it held)."""
+    for _ in range(_MAX_TRIES):
+        if not flush.units:
+            _delete(store, flush)
+            return []
+        try:
+            commit_units(db, run_id, flush.files, flush.units)
+            return list(flush.units)
+        except UnitsAlreadyCommitted as dup:
+            flush = _without(store, run_id, flush, dup.unit_ids)
+    raise UnitsAlreadyCommitted(run_id, [u.unit_id for u in flush.units])
+
+
+def _delete(store: ShardStore, flush: Flush) -> None:
+    for file in flush.files:
+        store.delete(file.path)
+
+
+def _without(store: ShardStore, run_id: int, flush: Flush, drop: frozenset[int]) -> Flush:
+    keep = [u for u in flush.units if u.unit_id not in drop]
+    files = []
+    ranges: dict[int, tuple[int, int, int, int]] = {}
+    for file in flush.files:
+        table = store.read(file.path)
+        side = 0 if file.dataset == "scores" else 2
+        pieces = [
+            table.slice(flush.ranges[u.unit_id][side], _length(flush, u.unit_id, side))
+            for u in keep
+        ]
+        if keep and sum(p.num_rows for p in pieces):
+            merged = pa.concat_tables(pieces)
+            files.append(store.write(file.dataset, run_id, merged, "rewritten"))
+    offsets = [0, 0]
+    for u in keep:
+        s_len, c_len = _length(flush, u.unit_id, 0), _length(flush, u.unit_id, 2)
+        ranges[u.unit_id] = (offsets[0], offsets[0] + s_len, offsets[1], offsets[1] + c_len)
+        offsets[0] += s_len
+        offsets[1] += c_len
+    _delete(store, flush)
+    return Flush(files=tuple(files), units=tuple(keep), ranges=ranges)
+
+
+def _length(flush: Flush, unit_id: int, side: int) -> int:
+    start, end = flush.ranges[unit_id][side], flush.ranges[unit_id][side + 1]
+    return end - start

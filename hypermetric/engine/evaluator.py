@@ -1,0 +1,282 @@
+"""The evaluator side: score every recorded call with its component's evals, buffer the rows
+in columns, and flush them as Parquet shards when a threshold is reached.
+
+Pure Python (no Ray): :class:`EvaluatorCore` is wrapped by a Ray actor in
+:mod:`hypermetric.engine.actors`; tests drive it directly. Nothing here touches the DB:
+a flush returns a :class:`Flush` descriptor for the coordinator to commit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from hypermetric.api.binding import Plan
+from hypermetric.api.component import describe_error
+from hypermetric.api.runtime import Runtime
+from hypermetric.catalog.records import ShardFile, UnitSummary
+from hypermetric.errors import BindingError
+from hypermetric.storage.files import ShardStore
+from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
+
+__all__ = ["EvaluatorCore", "Flush", "Thresholds", "UnitDone"]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a buffer is flushed: whichever of rows, bytes or age is reached first."""
+
+    rows: int = 200_000
+    bytes: int = 64 * 1024 * 1024
+    seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class Flush:
+    """Shards written by one flush, the units they hold and each unit's row ranges."""
+
+    files: tuple[ShardFile, ...]
+    units: tuple[UnitSummary, ...]
+    #: unit id -> (scores start, scores end, calls start, calls end) in the files
+    ranges: dict[int, tuple[int, int, int, int]]
+
+
+@dataclass(frozen=True)
+class UnitDone:
+    """The small descriptor an evaluation returns to the coordinator."""
+
+    unit: UnitSummary
+    flush: Flush | None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    try:
+        return json.dumps(value, default=repr, ensure_ascii=False)
+    except (TypeError, ValueError):
+        return json.dumps(repr(value))
+
+
+class _Columns:
+    """Column lists for one dataset; constants per unit are expanded at flush time."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.data: dict[str, list[Any]] = {n: [] for n in names}
+        self.unit_counts: list[int] = []
+        self.unit_times: list[datetime] = []
+
+    def __len__(self) -> int:
+        return sum(self.unit_counts)
+
+    def table(self, schema: pa.Schema, constants: dict[str, Any]) -> pa.Table:
+        n = len(self)
+        arrays = []
+        for field in schema:
+            if field.name in self.data:
+                arrays.append(pa.array(self.data[field.name], type=field.type))
+            elif field.name == "created_at":
+                stamps = np.repeat(
+                    np.array([t.replace(tzinfo=None) for t in self.unit_times], "datetime64[us]"),
+                    self.unit_counts,
+                )
+                arrays.append(pa.array(stamps, type=field.type))
+            else:
+                arrays.append(pa.array([constants[field.name]] * n, type=field.type))
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_SCORE_COLS = ("example_id", "component", "call_index", "metric", "value", "error")
+_CALL_COLS = ("example_id", "component", "call_index", "inputs", "output", "latency_ms", "error")
+
+
+class EvaluatorCore:
+    """Scores units, buffers rows, writes shards at thresholds. One per evaluator actor."""
+
+    def __init__(
+        self,
+        *,
+        run_id: int,
+        evaluation: str,
+        version: str | None,
+        runtime: Runtime,
+        store: ShardStore,
+        thresholds: Thresholds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_id, self.evaluation, self.version = run_id, evaluation, version
+        self.runtime = runtime
+        self.store = store
+        self.thresholds = thresholds
+        self.clock = clock
+        self.plans: dict[str, tuple[Plan, ...]] = {runtime.name: runtime.plans}
+        self.checked: set[tuple[str, str]] = set()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.scores = _Columns(_SCORE_COLS)
+        self.calls = _Columns(_CALL_COLS)
+        self.units: list[UnitSummary] = []
+        self.ranges: dict[int, tuple[int, int, int, int]] = {}
+        self.bytes = 0
+        self.started: float | None = None
+
+    @property
+    def buffered_units(self) -> list[int]:
+        """Ids of the units whose rows are buffered and not flushed yet."""
+        return [u.unit_id for u in self.units]
+
+    def evaluate(self, payload: Any) -> UnitDone:
+        """Score one unit's calls into the buffer; flush if a threshold is reached."""
+        from hypermetric.engine.worker import UnitPayload, load_payload
+
+        if not isinstance(payload, UnitPayload):
+            payload = load_payload(payload)
+        for name, comp in payload.components.items():
+            if name not in self.plans:
+                self.plans[name] = comp.plans
+        if self.started is None:
+            self.started = self.clock()
+        s0, c0 = len(self.scores), len(self.calls)
+        errors, failed = self._score(payload)
+        now = datetime.now(UTC)
+        n_scores, n_calls = len(self.scores.data["metric"]) - s0, len(payload.call_component)
+        for cols, count in ((self.scores, n_scores), (self.calls, n_calls)):
+            cols.unit_counts.append(count)
+            cols.unit_times.append(now)
+        unit = UnitSummary(
+            unit_id=payload.unit_id,
+            examples=len(payload.example_ids),
+            rows=n_scores,
+            calls=n_calls,
+            errors=errors,
+            failed_examples=failed,
+        )
+        self.units.append(unit)
+        self.ranges[payload.unit_id] = (s0, s0 + n_scores, c0, c0 + n_calls)
+        flush = self.flush() if self._due() else None
+        return UnitDone(unit=unit, flush=flush)
+
+    def _due(self) -> bool:
+        t = self.thresholds
+        rows = max(len(self.scores), len(self.calls))
+        if rows >= t.rows or self.bytes >= t.bytes:
+            return True
+        return self.started is not None and self.clock() - self.started >= t.seconds
+
+    def flush_if_old(self) -> Flush | None:
+        """Flush when the oldest buffered row has waited ``thresholds.seconds``."""
+        return self.flush() if self.units and self._due() else None
+
+    def flush(self) -> Flush | None:
+        """Write the buffer as shards (one per dataset) and empty it; None if it is empty."""
+        if not self.units:
+            return None
+        constants = {"run_id": self.run_id, "evaluation": self.evaluation, "version": self.version}
+        ids = [u.unit_id for u in self.units]
+        label = f"u{min(ids):07d}-{max(ids):07d}"
+        files = []
+        if len(self.scores):
+            table = self.scores.table(SCORES_SCHEMA, constants)
+            files.append(self.store.write("scores", self.run_id, table, label))
+        if len(self.calls):
+            table = self.calls.table(CALLS_SCHEMA, constants)
+            files.append(self.store.write("calls", self.run_id, table, label))
+        flush = Flush(files=tuple(files), units=tuple(self.units), ranges=dict(self.ranges))
+        self._reset()
+        return flush
+
+    def _score(self, p: Any) -> tuple[int, int]:
+        s, c = self.scores.data, self.calls.data
+        ids, examples = p.example_ids, p.examples
+        errors = 0
+        failed_examples: set[int] = set()
+        for i, name in enumerate(p.call_component):
+            pos = p.call_example[i]
+            example_id, index, error = ids[pos], p.call_index[i], p.call_error[i]
+            output, inputs = p.call_output[i], p.call_inputs[i]
+            c["example_id"].append(example_id)
+            c["component"].append(name)
+            c["call_index"].append(index)
+            c["inputs"].append(_json(inputs))
+            c["output"].append(_json(output))
+            c["latency_ms"].append(p.call_latency[i])
+            c["error"].append(error)
+            self.bytes += 96 + len(c["inputs"][-1] or "") + len(c["output"][-1] or "")
+            if error is not None:
+                failed_examples.add(pos)
+            for plan in self.plans.get(name, ()):
+                for metric, value, err in self._apply(plan, output, inputs, examples[pos], error):
+                    s["example_id"].append(example_id)
+                    s["component"].append(name)
+                    s["call_index"].append(index)
+                    s["metric"].append(metric)
+                    s["value"].append(value)
+                    s["error"].append(err)
+                    if err is not None:
+                        errors += 1
+                        failed_examples.add(pos)
+        self.bytes += 64 * (len(s["metric"]) - sum(self.scores.unit_counts))
+        return errors, len(failed_examples)
+
+    def _apply(
+        self,
+        plan: Plan,
+        output: Any,
+        inputs: dict[str, Any] | None,
+        example: dict[str, Any],
+        call_error: str | None,
+    ) -> list[tuple[str, float | None, str | None]]:
+        name = plan.eval.name
+        if call_error is not None:
+            return [(name, None, f"not scored: the call failed ({call_error})")]
+        try:
+            kwargs = plan.arguments(output, inputs or {}, example)
+        except BindingError as exc:
+            key = (plan.component, name)
+            if key not in self.checked:
+                raise  # the first call of an eval that cannot be bound stops the run
+            return [(name, None, str(exc))]
+        self.checked.add((plan.component, name))
+        try:
+            result = plan.eval.fn(**kwargs)
+        except Exception as exc:
+            return [(name, None, describe_error(exc))]
+        return _rows(name, result)
+
+
+def _rows(name: str, result: Any) -> list[tuple[str, float | None, str | None]]:
+    if result is None:
+        return []
+    if isinstance(result, dict):
+        out: list[tuple[str, float | None, str | None]] = []
+        for key, value in result.items():
+            out.extend(_rows(f"{name}.{key}", value) if value is not None else [])
+        return out
+    try:
+        number = _number(result)
+    except (TypeError, ValueError, OverflowError):
+        kind = type(result).__name__
+        return [(name, None, f"eval returned {kind}; return a number, bool, dict or None")]
+    if math.isnan(number):
+        return [(name, None, "eval returned NaN")]
+    return [(name, number, None)]

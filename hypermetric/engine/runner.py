@@ -1,0 +1,280 @@
+"""The life of a run: create it, drive an attempt on Ray, and end it success or failed.
+
+``run_runtime`` is what ``Runtime.run()`` calls; ``resume_run`` continues a run whose
+driver died (or starts a queued one: the scheduler launches ``hypermetric runs resume``),
+re-running only the units the ledger does not hold.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from hypermetric.api.component import resolve_import
+from hypermetric.api.context import RunContext
+from hypermetric.api.datasets import count_hint, resolve_source
+from hypermetric.api.runtime import Runtime
+from hypermetric.catalog.db import Database, database
+from hypermetric.catalog.evaluations import get_evaluation, upsert_evaluation
+from hypermetric.catalog.records import RunRecord
+from hypermetric.catalog.runs import create_run, finish_run, get_run, start_run, update_run
+from hypermetric.catalog.shards import committed_unit_ids, ledger_totals
+from hypermetric.catalog.types import utcnow
+from hypermetric.config import Settings, get_settings
+from hypermetric.engine.cluster import connect
+from hypermetric.engine.coordinator import Coordinator, Progress
+from hypermetric.errors import (
+    ConflictError,
+    DatasetError,
+    DefinitionError,
+    HypermetricError,
+    RunFailedError,
+)
+from hypermetric.storage.files import store_for
+
+__all__ = ["load_runtime", "resume_run", "run_runtime"]
+
+ProgressFn = Callable[[Progress], None]
+_RUNTIME_DATASET = "runtime"
+_MEMORY = "memory:"
+
+
+def load_runtime(import_path: str) -> Runtime:
+    """Import the ``module:qualname`` of a ``@hm.runtime`` object."""
+    module, _, qualname = import_path.partition(":")
+    if not module or not qualname:
+        raise DefinitionError(f"{import_path!r} is not MODULE:NAME (e.g. evals.qa:qa_nightly)")
+    try:
+        obj = resolve_import(module, qualname)
+    except Exception as exc:
+        raise DefinitionError(
+            f"cannot import {import_path}: {type(exc).__name__}: {exc}; "
+            "check the module is importable from here (PYTHONPATH)"
+        ) from None
+    if not isinstance(obj, Runtime):
+        raise DefinitionError(f"{import_path} is a {type(obj).__name__}, not an @hm.runtime")
+    return obj
+
+
+def _describe(dataset: Any, own: bool) -> str:
+    if isinstance(dataset, (str, Path)):
+        return str(dataset)
+    if own:
+        return _RUNTIME_DATASET
+    if isinstance(dataset, pa.Table):
+        return f"{_MEMORY}pyarrow Table of {dataset.num_rows} rows"
+    if callable(dataset):
+        return f"{_MEMORY}{getattr(dataset, '__qualname__', repr(dataset))}"
+    size = len(dataset) if hasattr(dataset, "__len__") else "?"
+    return f"{_MEMORY}{type(dataset).__name__} of {size} examples"
+
+
+def _check_source(dataset: Any) -> None:
+    if dataset is None:
+        raise DatasetError("no dataset: give @hm.runtime(dataset=...) or .run(dataset=...)")
+    if isinstance(dataset, (str, Path)):
+        from hypermetric.api.datasets import iter_chunks
+
+        # opens the path and parses its first chunk: a bad path fails before Ray starts
+        next(iter_chunks(str(dataset), 1), None)
+
+
+def run_runtime(
+    runtime: Runtime,
+    *,
+    version: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    dataset: Any = None,
+    ray_address: str | None = None,
+    logical_date: datetime | None = None,
+    progress: ProgressFn | bool | None = None,
+    run_type: str = "manual",
+) -> RunRecord:
+    """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails."""
+    settings = get_settings()
+    db = database(settings)
+    source = dataset if dataset is not None else runtime.dataset
+    _check_source(source)
+    info = runtime.versions()
+    fields: dict[str, Any] = {"code_version": info["code_version"]}
+    if runtime.import_path:
+        fields["import_path"] = runtime.import_path
+    evaluation = upsert_evaluation(db, runtime.name, **fields)
+    run = create_run(
+        db,
+        evaluation.id,
+        run_type=run_type,
+        logical_date=logical_date or utcnow(),
+        version_label=version or runtime.version,
+        code_version=info["code_version"],
+        versions=info,
+        params={**runtime.params, **(params or {})},
+        dataset=_describe(source, own=dataset is None),
+        unit_size=settings.unit_size,
+    )
+    return _attempt(db, settings, run, runtime, source, ray_address, _progress_fn(progress))
+
+
+def resume_run(
+    run_id: int,
+    *,
+    ray_address: str | None = None,
+    dataset: Any = None,
+    progress: ProgressFn | bool | None = None,
+    force: bool = False,
+) -> RunRecord:
+    """Continue (or start) run ``run_id``: only uncommitted units run again.
+
+    Refused while another live process drives the run (its pid alive on this host, or a
+    fresh heartbeat from another host), unless ``force``.
+    """
+    settings = get_settings()
+    db = database(settings)
+    run = get_run(db, run_id)
+    if run.state in ("success", "canceled"):
+        raise ConflictError(f"run {run_id} is {run.state}; there is nothing to resume")
+    if run.state == "running" and not force:
+        _refuse_if_alive(run, settings)
+    evaluation = get_evaluation(db, run.evaluation_id)
+    if not evaluation.import_path:
+        raise DefinitionError(
+            f"evaluation {evaluation.name!r} has no import path; register it with "
+            "`hypermetric evals register MODULE:NAME` (runtimes defined in __main__ cannot resume)"
+        )
+    runtime = load_runtime(evaluation.import_path)
+    source = _source_for(run, runtime, dataset)
+    return _attempt(db, settings, run, runtime, source, ray_address, _progress_fn(progress))
+
+
+def _source_for(run: RunRecord, runtime: Runtime, dataset: Any) -> Any:
+    if dataset is not None:
+        return dataset
+    if run.dataset is None or run.dataset == _RUNTIME_DATASET:
+        return runtime.dataset
+    if run.dataset.startswith(_MEMORY):
+        raise DatasetError(
+            f"run {run.id} read an in-memory dataset ({run.dataset[len(_MEMORY) :]}); "
+            "pass the same data again: hm.resume(run_id, dataset=...)"
+        )
+    return run.dataset
+
+
+def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
+    if run.pid is None:
+        return
+    if run.host == socket.gethostname():
+        try:
+            os.kill(run.pid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        raise ConflictError(
+            f"run {run.id} is being driven by process {run.pid}; wait for it, stop it, "
+            "or pass --force"
+        )
+    fresh = run.heartbeat_at and utcnow() - run.heartbeat_at < timedelta(
+        seconds=3 * settings.heartbeat_seconds
+    )
+    if fresh:
+        raise ConflictError(
+            f"run {run.id} is being driven on {run.host} (heartbeat {run.heartbeat_at}); "
+            "wait for it, or pass --force"
+        )
+
+
+def _progress_fn(progress: ProgressFn | bool | None) -> ProgressFn | None:
+    if callable(progress):
+        return progress
+    return None
+
+
+def _context(run: RunRecord) -> RunContext:
+    return RunContext(
+        evaluation=run.evaluation,
+        logical_date=run.logical_date,
+        params=dict(run.params),
+        run_id=run.id,
+        version=run.version_label,
+        run_type=run.run_type,
+        data_interval_start=run.data_interval_start,
+        data_interval_end=run.data_interval_end,
+    )
+
+
+def _attempt(
+    db: Database,
+    settings: Settings,
+    run: RunRecord,
+    runtime: Runtime,
+    source: Any,
+    ray_address: str | None,
+    on_progress: ProgressFn | None,
+) -> RunRecord:
+    context = _context(run)
+    resolved = resolve_source(source, context)
+    run = start_run(
+        db,
+        run.id,
+        owner=f"{socket.gethostname()}:{os.getpid()}",
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        examples_total=count_hint(resolved),
+    )
+    try:
+        connect(ray_address)
+        units = Coordinator(
+            db=db,
+            store=store_for(settings),
+            run=run,
+            runtime=runtime,
+            context=context,
+            settings=settings,
+            source=resolved,
+            committed=committed_unit_ids(db, run.id),
+            on_progress=on_progress,
+            timeout=runtime.schedule.timeout,
+        ).execute()
+    except BaseException as exc:
+        _fail(db, run.id, exc)
+        raise
+    return _finish(db, run, runtime, units)
+
+
+def _fail(db: Database, run_id: int, exc: BaseException) -> None:
+    current = get_run(db, run_id)
+    if current.state != "running":
+        return  # canceled (or ended) by someone else: keep their word
+    if isinstance(exc, HypermetricError):
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    elif isinstance(exc, KeyboardInterrupt):
+        reason = "interrupted"
+    else:
+        reason = f"{type(exc).__name__}: {exc}"
+    finish_run(db, run_id, "failed", reason)
+
+
+def _finish(db: Database, run: RunRecord, runtime: Runtime, units: int) -> RunRecord:
+    totals = ledger_totals(db, run.id)
+    update_run(db, run.id, units_total=units, examples_total=totals.examples)
+    if totals.unit_id != units:
+        reason = f"only {totals.unit_id} of {units} units were committed"
+        finish_run(db, run.id, "failed", reason)
+        raise RunFailedError(f"run {run.id} failed: {reason}", run.id)
+    rate = totals.failed_examples / totals.examples if totals.examples else 0.0
+    if rate > runtime.max_error_rate:
+        reason = (
+            f"{totals.failed_examples} of {totals.examples} examples had errors "
+            f"({rate:.1%}), above max_error_rate {runtime.max_error_rate:.1%}; "
+            "the error column of scores and calls says why"
+        )
+        finish_run(db, run.id, "failed", reason)
+        raise RunFailedError(f"run {run.id} failed: {reason}", run.id)
+    finish_run(db, run.id, "success")
+    return get_run(db, run.id)
