@@ -1,4 +1,4 @@
-"""A regular (non-editable) install carries its migrations: `db upgrade` works away from the repo."""
+"""A regular (non-editable) install carries its migrations: `db upgrade` works anywhere."""
 
 from __future__ import annotations
 

@@ -54,6 +54,20 @@ class Eval:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
 
+    def __reduce__(self) -> Any:
+        # the read-only mapping views do not pickle; rebuild them from plain dicts
+        return (
+            _rebuild,
+            (
+                self.fn,
+                self.name,
+                dict(self.mapping),
+                self.higher_is_better,
+                dict(self.params),
+                self.description,
+            ),
+        )
+
     @property
     def signature(self) -> inspect.Signature:
         """The wrapped function's signature."""
@@ -68,6 +82,24 @@ class Eval:
                 continue
             out.append(p.name)
         return tuple(out)
+
+
+def _rebuild(
+    fn: Callable[..., Any],
+    name: str,
+    mapping: dict[str, str],
+    higher_is_better: bool,
+    params: dict[str, Any],
+    description: str | None,
+) -> Eval:
+    return Eval(
+        fn=fn,
+        name=name,
+        mapping=MappingProxyType(mapping),
+        higher_is_better=higher_is_better,
+        params=MappingProxyType(params),
+        description=description,
+    )
 
 
 def as_eval(obj: Any) -> Eval:

@@ -21,9 +21,9 @@ from hypermetric.api.versions import version_info
 from hypermetric.errors import DefinitionError, ScheduleError
 
 if TYPE_CHECKING:
-    from hypermetric.engine.result import RunResult
+    from hypermetric.query.result import RunResult
 
-__all__ = ["Runtime", "ScheduleSpec", "runtime"]
+__all__ = ["Runtime", "ScheduleSpec", "resume", "runtime"]
 
 
 def _aware(value: datetime | date | str | None, tz: ZoneInfo, what: str) -> datetime | None:
@@ -179,20 +179,50 @@ class Runtime:
 
         ``version`` overrides the label, ``params`` are merged over the runtime's, and
         ``ray_address`` (else ``RAY_ADDRESS``) names a cluster; without one a local Ray
-        is started once per process.
+        is started once per process. ``progress`` shows a progress bar on a terminal.
+        Raises RunFailedError when the run fails (its row says why).
         """
-        # The engine sits above the API layer; importing it here keeps decoration Ray-free.
+        # The engine and query layers sit above the API; importing them here keeps
+        # decoration free of Ray and DuckDB.
+        from hypermetric.engine.progress import progress_display
         from hypermetric.engine.runner import run_runtime
+        from hypermetric.query.result import RunResult
 
-        return run_runtime(
-            self,
-            version=version,
-            params=params,
-            dataset=dataset,
-            ray_address=ray_address,
-            logical_date=logical_date,
-            progress=progress,
+        with progress_display(progress, self.name) as on_progress:
+            record = run_runtime(
+                self,
+                version=version,
+                params=params,
+                dataset=dataset,
+                ray_address=ray_address,
+                logical_date=logical_date,
+                progress=on_progress,
+            )
+        return RunResult(record.id)
+
+
+def resume(
+    run_id: int,
+    *,
+    ray_address: str | None = None,
+    dataset: Any = None,
+    force: bool = False,
+    progress: bool = False,
+) -> RunResult:
+    """Continue a run whose driver died: only the units not committed run again.
+
+    ``dataset`` is needed only for runs that read an in-memory dataset. ``force`` resumes
+    even while another live process seems to drive the run.
+    """
+    from hypermetric.engine.progress import progress_display
+    from hypermetric.engine.runner import resume_run
+    from hypermetric.query.result import RunResult
+
+    with progress_display(progress, f"run {run_id}") as on_progress:
+        record = resume_run(
+            run_id, ray_address=ray_address, dataset=dataset, force=force, progress=on_progress
         )
+    return RunResult(record.id)
 
 
 def _rebuild(fn: Callable[..., Any], state: dict[str, Any]) -> Runtime:

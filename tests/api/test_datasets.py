@@ -1,0 +1,77 @@
+"""Datasets stream in chunks from every supported form; bad ones fail with one clear line."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from hypermetric.api.context import RunContext
+from hypermetric.api.datasets import count_hint, example_ids, iter_chunks, resolve_source
+from hypermetric.catalog.types import utcnow
+from hypermetric.errors import DatasetError
+
+ROWS = [{"id": i, "q": f"question {i}", "a": str(i * 2)} for i in range(25)]
+
+
+def _all(source: object, size: int = 10) -> list[dict]:
+    chunks = list(iter_chunks(source, size))
+    assert all(len(c) <= size for c in chunks)
+    return [row for c in chunks for row in c.rows()]
+
+
+def test_every_form_gives_the_same_examples(tmp_path: Path) -> None:
+    table = pa.Table.from_pylist(ROWS)
+    pq.write_table(table, tmp_path / "d.parquet")
+    pacsv.write_csv(table, tmp_path / "d.csv")
+    (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS) + "\n")
+    assert _all(ROWS) == ROWS
+    assert _all(iter(ROWS)) == ROWS
+    assert _all(table) == ROWS
+    assert _all(str(tmp_path / "d.parquet")) == ROWS
+    assert _all(tmp_path / "d.jsonl") == ROWS
+    assert [r["q"] for r in _all(str(tmp_path / "d.csv"))] == [r["q"] for r in ROWS]
+    assert count_hint(str(tmp_path / "d.parquet")) == 25 and count_hint(ROWS) == 25
+
+
+def test_a_callable_receives_the_run_context() -> None:
+    ctx = RunContext(evaluation="e", logical_date=utcnow(), params={"n": 3})
+    source = resolve_source(lambda c: ROWS[: c.params["n"]], ctx)
+    assert _all(source) == ROWS[:3]
+
+
+def test_an_infinite_source_is_read_lazily() -> None:
+    endless = ({"i": i} for i in itertools.count())
+    first = next(iter_chunks(endless, 100))
+    assert len(first) == 100
+
+
+def test_ids_are_the_id_field_or_a_stable_content_hash() -> None:
+    assert example_ids([{"id": 7, "x": 1}]) == ["7"]
+    a = example_ids([{"q": "x", "a": 1}])[0]
+    assert a == example_ids([{"a": 1, "q": "x"}])[0]  # key order does not matter
+    assert a != example_ids([{"q": "y", "a": 1}])[0]
+    twins = example_ids([{"q": "x"}, {"q": "x"}])
+    assert twins[0] != twins[1] and twins[1].endswith("~2")
+
+
+def test_missing_path_and_bad_files_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        list(iter_chunks(str(tmp_path / "nope.jsonl"), 10))
+    (tmp_path / "bad.jsonl").write_text('{"a": 1}\n{"a": \n')
+    chunk = next(iter_chunks(str(tmp_path / "bad.jsonl"), 10))
+    with pytest.raises(DatasetError, match="line 2 is not valid JSON"):
+        chunk.rows()
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    with pytest.raises(DatasetError, match="cannot be parsed"):
+        list(iter_chunks(str(tmp_path / "bad.parquet"), 10))
+    (tmp_path / "data.xyz").write_text("?")
+    with pytest.raises(DatasetError, match="format"):
+        list(iter_chunks(str(tmp_path / "data.xyz"), 10))
+    with pytest.raises(DatasetError, match="must be dicts"):
+        list(iter_chunks([1, 2], 10))
