@@ -107,9 +107,9 @@ def test_code_version_changes_with_any_step_and_components_are_found() -> None:
 def test_evals_pickle_with_their_parameters() -> None:
     from ray import cloudpickle
 
-    back = pickle.loads(pickle.dumps(hm.bind(hm.metrics.token_f1, answer="gold")))
+    back = pickle.loads(cloudpickle.dumps(hm.bind(hm.metrics.token_f1, answer="gold")))
     assert (back.name, dict(back.mapping)) == ("token_f1", {"answer": "gold"})
-    # factory evals close over their parameters: they travel by value, as Ray sends them
+    # evals travel as Ray sends them (cloudpickle): factories keep their parameters
     ev = pickle.loads(cloudpickle.dumps(hm.bind(hm.metrics.recall_at_k(5), relevant="gold")))
     assert (ev.name, dict(ev.params), dict(ev.mapping)) == (
         "recall_at_5",
