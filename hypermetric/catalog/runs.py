@@ -16,6 +16,8 @@ from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError, NotFoundError
 
 __all__ = [
+    "cancel_run",
+    "count_runs",
     "create_run",
     "finish_run",
     "get_run",
@@ -196,6 +198,19 @@ def finish_run(db: Database, run_id: int, state: str, error: str | None = None) 
     if state not in ("success", "failed", "canceled"):
         raise ValueError(f"a run ends success, failed or canceled, not {state!r}")
     update_run(db, run_id, state=state, error=error, ended_at=utcnow())
+
+
+def cancel_run(db: Database, run_id: int, reason: str = "canceled by user") -> RunRecord:
+    """Cancel a queued or running run; its driver stops at its next heartbeat."""
+    with db.session() as session:
+        row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
+        if row is None:
+            raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
+        if row.state not in ("queued", "running"):
+            raise ConflictError(f"run {run_id} is {row.state}; only queued or running runs cancel")
+        row.state, row.error, row.ended_at = "canceled", reason, utcnow()
+        session.flush()
+        return get_run(db, run_id, session)
 
 
 def count_runs(db: Database) -> int:

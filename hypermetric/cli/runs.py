@@ -81,6 +81,44 @@ def show_cmd(run_id: int) -> None:
     print_table(f"run {run.id}", ["field", "value"], fields)
 
 
+@runs_group.command("resume")
+@click.argument("run_id", type=int)
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
+@click.option("--force", is_flag=True, help="Resume even if another process seems to drive it.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def resume_cmd(run_id: int, ray_address: str | None, force: bool, progress: bool) -> None:
+    """Continue (or start) RUN_ID: only the work units not committed yet run again.
+
+    This is also how the scheduler starts a queued run. A run driven by a live process
+    (its pid alive on this host, or a fresh heartbeat from another host) is refused.
+    """
+    import time
+
+    from hypermetric.cli.run import print_outcome
+    from hypermetric.engine.progress import progress_display
+    from hypermetric.engine.runner import resume_run
+    from hypermetric.errors import RunFailedError
+
+    started = time.monotonic()
+    try:
+        with progress_display(progress, f"run {run_id}") as on_progress:
+            resume_run(run_id, ray_address=ray_address, force=force, progress=on_progress)
+    except RunFailedError:
+        print_outcome(run_id, started)
+        raise
+    print_outcome(run_id, started)
+
+
+@runs_group.command("cancel")
+@click.argument("run_id", type=int)
+def cancel_cmd(run_id: int) -> None:
+    """Cancel a queued or running run (its driver stops at its next heartbeat)."""
+    from hypermetric.catalog.runs import cancel_run
+
+    run = cancel_run(database(), run_id)
+    click.echo(f"run {run.id} canceled")
+
+
 def register(root: click.Group) -> None:
     """Add ``runs`` to the root command."""
     root.add_command(runs_group)

@@ -46,10 +46,21 @@ _MEMORY = "memory:"
 
 
 def load_runtime(import_path: str) -> Runtime:
-    """Import the ``module:qualname`` of a ``@hm.runtime`` object."""
-    module, _, qualname = import_path.partition(":")
+    """Import the ``module:qualname`` (or ``path/to/file.py:name``) of an ``@hm.runtime``."""
+    module, _, qualname = import_path.rpartition(":")
     if not module or not qualname:
         raise DefinitionError(f"{import_path!r} is not MODULE:NAME (e.g. evals.qa:qa_nightly)")
+    if module.endswith(".py") or os.sep in module:
+        path = Path(module).expanduser().resolve()
+        if not path.is_file():
+            raise DefinitionError(
+                f"{module} is not a Python file; give MODULE:NAME or FILE.py:NAME"
+            )
+        # import it under its own name, from its folder, so workers can import it the same way
+        import sys
+
+        sys.path.insert(0, str(path.parent))
+        module = path.stem
     try:
         obj = resolve_import(module, qualname)
     except Exception as exc:

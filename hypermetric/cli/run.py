@@ -1,0 +1,84 @@
+"""``hypermetric run``: run an evaluation now, with a progress bar and its summary."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from hypermetric.cli.render import console
+from hypermetric.engine.progress import progress_display
+from hypermetric.engine.runner import load_runtime, run_runtime
+from hypermetric.errors import RunFailedError
+
+__all__ = ["parse_params", "print_outcome", "register", "run_cmd"]
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``k=v`` pairs as a dict; values are JSON when they parse (numbers, lists), else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not k=v", param_hint="--param")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def print_outcome(run_id: int, started: float) -> None:
+    """Print a run's summary table and a closing line."""
+    from hypermetric.query.result import RunResult, render_summary
+
+    result = RunResult(run_id)
+    out = console()
+    out.print(render_summary(result.summary(), title=f"run {run_id} · {result.run.evaluation}"))
+    run = result.run
+    out.print(
+        f"run {run.id} {run.state}: {run.examples_done} examples, {run.rows_count} scores, "
+        f"{run.errors_count} errors in {time.monotonic() - started:.1f}s"
+    )
+
+
+@click.command("run")
+@click.argument("target")
+@click.option("--version", "version_label", help="The version label of this run (e.g. model-v8).")
+@click.option("--param", "-p", "params", multiple=True, metavar="K=V", help="A run parameter.")
+@click.option("--dataset", help="Read this dataset (path or URI) instead of the runtime's.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def run_cmd(
+    target: str,
+    version_label: str | None,
+    params: tuple[str, ...],
+    dataset: str | None,
+    ray_address: str | None,
+    progress: bool,
+) -> None:
+    """Run the @hm.runtime TARGET (MODULE:NAME or FILE.py:NAME) now and print its summary."""
+    runtime = load_runtime(target)
+    started = time.monotonic()
+    try:
+        with progress_display(progress, runtime.name) as on_progress:
+            record = run_runtime(
+                runtime,
+                version=version_label,
+                params=parse_params(params),
+                dataset=dataset,
+                ray_address=ray_address,
+                progress=on_progress,
+            )
+    except RunFailedError as exc:
+        if exc.run_id is not None:
+            print_outcome(exc.run_id, started)
+        raise
+    print_outcome(record.id, started)
+
+
+def register(root: click.Group) -> None:
+    """Add ``run`` to the root command."""
+    root.add_command(run_cmd)
