@@ -1,0 +1,56 @@
+"""Engine fixtures: one Ray cluster for the whole session, small units and flushes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from hypermetric.catalog.db import database
+from hypermetric.catalog.shards import live_shards
+from hypermetric.config import Settings, reset_settings
+from hypermetric.storage.files import store_for
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """A local Ray cluster (2 CPUs) shared by every Ray test; returns its address."""
+    import ray
+
+    from hypermetric.engine.cluster import connect
+
+    connect(None, num_cpus=2)
+    yield str(ray.get_runtime_context().gcs_address)
+    ray.shutdown()
+
+
+@pytest.fixture
+def engine_settings(settings: Settings, ray_cluster: str) -> Settings:
+    """Settings cut for tests: 25-example units and 200-row flushes (many shards)."""
+    return reset_settings(
+        replace(settings, unit_size=25, flush_rows=200, heartbeat_seconds=1.0, flush_seconds=5.0)
+    )
+
+
+def committed(run_id: int, dataset: str = "scores") -> pa.Table:
+    """Every row of a run's registered shards, read by DuckDB straight from the files."""
+    store = store_for()
+    files = [store.full_path(s.path) for s in live_shards(database(), dataset, run_ids=[run_id])]
+    if not files:
+        return pa.table({})
+    return duckdb.sql(f"SELECT * FROM read_parquet({files!r})").arrow().read_all()
+
+
+def assert_exactly_once(run_id: int, expected_scores: int, keys: int = 0) -> pa.Table:
+    """The run's scores: exactly ``expected_scores`` rows and no key twice."""
+    table = committed(run_id)
+    assert table.num_rows == expected_scores
+    dupes = duckdb.sql(
+        "SELECT example_id, component, call_index, metric, count(*) c FROM table "
+        "GROUP BY ALL HAVING c > 1"
+    ).fetchall()
+    assert dupes == []
+    return table

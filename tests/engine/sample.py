@@ -1,0 +1,143 @@
+"""Systems under test for the engine tests (importable by Ray workers as tests.engine.sample)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import hypermetric as hm
+
+
+def echo_id(output: str, id: int) -> float:
+    """The example id the output claims, so a test can see each score sits on its example."""
+    return float(output.split(":")[1]) - float(id)
+
+
+def exact(output: str, answer: str) -> float:
+    return float(output == answer)
+
+
+def mixed(output: str, id: int) -> Any:
+    """Returns a number, a dict, None or a string depending on the example."""
+    kind = id % 4
+    if kind == 0:
+        return 1.0
+    if kind == 1:
+        return {"a": 1, "b": True}
+    if kind == 2:
+        return None
+    return "not a number"
+
+
+def crash_evaluator_once(output: str, example: dict) -> float:
+    """Kills the evaluator process the first time it sees the marked example."""
+    marker = example.get("crash_marker")
+    if marker and not Path(marker).exists():
+        Path(marker).write_text("crashed")
+        os._exit(1)
+    return 1.0
+
+
+@hm.component(evals=[echo_id, exact])
+def answer(question: str, id: int) -> str:
+    return f"{question}:{id}"
+
+
+@hm.component(evals=[crash_evaluator_once])
+def steady(question: str) -> str:
+    return question
+
+
+@hm.component(evals=[mixed])
+def shaky(id: int) -> str:
+    if id % 10 == 9:
+        raise ValueError(f"example {id} is broken")
+    return str(id)
+
+
+@hm.component(evals=[exact])
+def opaque(question: str) -> Any:
+    if question.endswith("7"):
+        return threading.Lock()  # cannot cross a process boundary
+    return question
+
+
+def rows(n: int, **extra: Any) -> list[dict[str, Any]]:
+    return [{"id": i, "question": f"q{i}", "answer": f"q{i}:{i}", **extra} for i in range(n)]
+
+
+@hm.runtime(name="engine-basic", dataset=rows(1000), version="v1")
+def basic(example: dict) -> str:
+    return answer(example["question"], example["id"])
+
+
+@hm.runtime(name="engine-crash-evaluator", dataset=None, max_error_rate=0.0)
+def crash_evaluator(example: dict) -> str:
+    return steady(example["question"])
+
+
+@hm.runtime(name="engine-crash-worker", dataset=None)
+def crash_worker(example: dict) -> str:
+    marker = example.get("worker_marker")
+    if marker and not Path(marker).exists():
+        Path(marker).write_text("crashed")
+        os._exit(1)
+    return answer(example["question"], example["id"])
+
+
+@hm.runtime(name="engine-mixed", dataset=rows(200), max_error_rate=1.0)
+def mixed_outputs(example: dict) -> str:
+    return shaky(example["id"])
+
+
+@hm.runtime(name="engine-opaque", dataset=rows(50), max_error_rate=1.0)
+def opaque_outputs(example: dict) -> Any:
+    return opaque(example["question"])
+
+
+_in_flight = 0
+_peak = 0
+
+
+@hm.component(evals=[echo_id])
+async def slow_answer(question: str, id: int) -> str:
+    global _in_flight, _peak
+    _in_flight += 1
+    _peak = max(_peak, _in_flight)
+    await asyncio.sleep(random.uniform(0.001, 0.02))
+    _in_flight -= 1
+    return f"{question}:{id}"
+
+
+def peak(output: str) -> float:
+    return float(_peak)
+
+
+@hm.runtime(name="engine-async", dataset=rows(400), concurrency=16, evals=[peak])
+async def concurrent(example: dict) -> str:
+    return await slow_answer(example["question"], example["id"])
+
+
+@hm.runtime(name="engine-slow", dataset=rows(3000))
+def slow(example: dict) -> str:
+    time.sleep(0.004)
+    return answer(example["question"], example["id"])
+
+
+def needs_gold(output: str, gold: str) -> float:
+    return 1.0
+
+
+@hm.component(evals=[needs_gold])
+def unbound(question: str) -> str:
+    return question
+
+
+@hm.runtime(name="engine-unbound", dataset=rows(20))
+def unbindable(example: dict) -> str:
+    return unbound(example["question"])
