@@ -24,6 +24,7 @@ from hypermetric.errors import ConflictError, NotFoundError
 __all__ = [
     "DATASETS",
     "CommitResult",
+    "RunNotRunning",
     "UnitsAlreadyCommitted",
     "commit_units",
     "committed_unit_ids",
@@ -37,6 +38,14 @@ __all__ = [
 ]
 
 DATASETS = ("scores", "calls")
+
+
+class RunNotRunning(ConflictError):
+    """The run ended (canceled, failed or done) before this commit: nothing was registered."""
+
+    def __init__(self, run_id: int, state: str) -> None:
+        self.state = state
+        super().__init__(f"run {run_id} is {state}; its shards are not registered")
 
 
 class UnitsAlreadyCommitted(ConflictError):
@@ -122,7 +131,7 @@ def commit_units(
             if run is None:
                 raise NotFoundError(f"no run {run_id}")
             if run.state != "running":
-                raise ConflictError(f"run {run_id} is {run.state}; its shards are not registered")
+                raise RunNotRunning(run_id, run.state)
             done = _already(session, run_id, unit_ids)
             if done:
                 raise UnitsAlreadyCommitted(run_id, done)

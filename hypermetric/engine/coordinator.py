@@ -27,6 +27,7 @@ from hypermetric.api.runtime import Runtime
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import heartbeat
+from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
 from hypermetric.engine.actors import EvaluatorActor, drive_task
 from hypermetric.engine.cluster import cluster_cpus
@@ -212,7 +213,14 @@ class Coordinator:
             self._replace(slot)
 
     def _commit(self, slot: _Slot, flush: Flush) -> None:
-        for unit in commit_flush(self.db, self.store, self.run.id, flush):
+        try:
+            units = commit_flush(self.db, self.store, self.run.id, flush)
+        except RunNotRunning as exc:
+            for file in flush.files:
+                self.store.delete(file.path)
+            message = f"run {self.run.id} was {exc.state} while running"
+            raise RunFailedError(message, self.run.id) from None
+        for unit in units:
             self.committed.add(unit.unit_id)
             self.progress.examples_done += unit.examples
             self.progress.scores += unit.rows

@@ -46,11 +46,17 @@ def committed(run_id: int, dataset: str = "scores") -> pa.Table:
 
 def assert_exactly_once(run_id: int, expected_scores: int, keys: int = 0) -> pa.Table:
     """The run's scores: exactly ``expected_scores`` rows and no key twice."""
-    table = committed(run_id)
-    assert table.num_rows == expected_scores
+    scores = committed(run_id)
+    assert scores.num_rows == expected_scores
     dupes = duckdb.sql(
-        "SELECT example_id, component, call_index, metric, count(*) c FROM table "
+        "SELECT example_id, component, call_index, metric, count(*) c FROM scores "
         "GROUP BY ALL HAVING c > 1"
     ).fetchall()
     assert dupes == []
-    return table
+    return scores
+
+
+def values_of(scores: pa.Table, metric: str) -> list[float | None]:
+    """The values of one metric in a scores table."""
+    metrics = scores["metric"].to_pylist()
+    return [v for m, v in zip(metrics, scores["value"].to_pylist(), strict=True) if m == metric]

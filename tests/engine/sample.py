@@ -115,12 +115,14 @@ async def slow_answer(question: str, id: int) -> str:
 
 
 def peak(output: str) -> float:
-    return float(_peak)
+    """The most examples seen in flight at once in the worker that ran this one."""
+    return float(output)
 
 
 @hm.runtime(name="engine-async", dataset=rows(400), concurrency=16, evals=[peak])
 async def concurrent(example: dict) -> str:
-    return await slow_answer(example["question"], example["id"])
+    await slow_answer(example["question"], example["id"])
+    return str(_peak)
 
 
 @hm.runtime(name="engine-slow", dataset=rows(3000))
@@ -141,3 +143,13 @@ def unbound(question: str) -> str:
 @hm.runtime(name="engine-unbound", dataset=rows(20))
 def unbindable(example: dict) -> str:
     return unbound(example["question"])
+
+
+@hm.runtime(name="engine-strict", dataset=rows(200), max_error_rate=0.05)
+def strict_mixed(example: dict) -> str:
+    return shaky(example["id"])
+
+
+@hm.runtime(name="engine-endless", dataset=None)
+def endless(example: dict) -> str:
+    return answer(example["question"], example["id"])

@@ -1,0 +1,184 @@
+"""Runs on the session's Ray cluster: every score stored exactly once, also through faults.
+
+Each fault is real: an evaluator process or a worker process exits in the middle of a run,
+or the driver process is killed with SIGKILL and the run is resumed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hypermetric.catalog.db import database
+from hypermetric.catalog.runs import cancel_run, get_run, list_runs
+from hypermetric.catalog.shards import committed_unit_ids
+from hypermetric.config import Settings
+from hypermetric.engine.coordinator import Progress
+from hypermetric.engine.runner import resume_run, run_runtime
+from hypermetric.errors import BindingError, DatasetError, RunFailedError
+from tests.engine import sample
+from tests.engine.conftest import assert_exactly_once, committed, values_of
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.ray
+
+
+def test_a_run_stores_every_score_once_on_its_example(engine_settings: Settings) -> None:
+    run = run_runtime(sample.basic, version="v2", params={"temperature": 0})
+    assert run.state == "success" and run.version_label == "v2" and run.attempt == 1
+    assert (run.examples_done, run.rows_count, run.calls_count) == (1000, 2000, 2000)
+    assert run.shard_count > 4  # flushed at the row threshold, not once at the end
+    table = assert_exactly_once(run.id, 2000)
+    echo = values_of(table, "echo_id")
+    assert len(echo) == 1000 and set(echo) == {0.0}  # each score sits on its own example
+    assert committed(run.id, "calls").num_rows == 2000
+    assert run.versions and set(run.versions["components"]) == {"answer"}
+
+
+def test_no_lost_tail_below_the_flush_threshold(engine_settings: Settings) -> None:
+    run = run_runtime(sample.basic, dataset=sample.rows(7))
+    assert run.state == "success" and run.shard_count == 2  # one scores + one calls file
+    assert_exactly_once(run.id, 14)
+
+
+def test_async_components_overlap_up_to_concurrency(engine_settings: Settings) -> None:
+    run = run_runtime(sample.concurrent)
+    table = assert_exactly_once(run.id, 800)
+    peaks = values_of(table, "peak")
+    # concurrency 16 over 2 workers: up to 8 examples in flight in each worker process
+    assert 1 < max(peaks) <= 8
+    echo = values_of(table, "echo_id")
+    assert set(echo) == {0.0}
+
+
+def test_an_evaluator_killed_mid_run_loses_and_doubles_nothing(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    marker = tmp_path / "evaluator-crashed"
+    rows = sample.rows(600)
+    rows[300]["crash_marker"] = str(marker)
+    run = run_runtime(sample.crash_evaluator, dataset=rows)
+    assert marker.exists()  # the evaluator process really died
+    assert run.state == "success"
+    assert_exactly_once(run.id, 600)
+
+
+def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
+    engine_settings: Settings, tmp_path: Path
+) -> None:
+    marker = tmp_path / "worker-crashed"
+    rows = sample.rows(600)
+    rows[310]["worker_marker"] = str(marker)
+    run = run_runtime(sample.crash_worker, dataset=rows)
+    assert marker.exists()
+    assert run.state == "success"
+    assert_exactly_once(run.id, 1200)
+
+
+def test_a_killed_driver_is_resumed_to_exactly_once(
+    engine_settings: Settings, env: dict[str, str], ray_cluster: str
+) -> None:
+    env = {
+        **env,
+        "RAY_ADDRESS": ray_cluster,
+        "HYPERMETRIC_UNIT_SIZE": "25",
+        "HYPERMETRIC_FLUSH_ROWS": "200",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hypermetric", "run", "tests.engine.sample:slow", "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = database()
+    try:
+        deadline = time.monotonic() + 120
+        run_id = None
+        while time.monotonic() < deadline:
+            runs = list_runs(db, evaluation="engine-slow")
+            if runs and len(committed_unit_ids(db, runs[0].id)) >= 8:
+                run_id = runs[0].id
+                break
+            assert proc.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.2)
+        assert run_id is not None, "the driver committed nothing in time"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    before = get_run(db, run_id)
+    assert before.state == "running" and before.examples_done < 3000
+    resumed = resume_run(run_id)
+    assert resumed.state == "success" and resumed.attempt == 2
+    assert_exactly_once(run_id, 6000)
+
+
+def test_an_unbindable_eval_fails_the_run_at_its_first_call(engine_settings: Settings) -> None:
+    with pytest.raises(BindingError, match="needs_gold"):
+        run_runtime(sample.unbindable)
+    run = list_runs(database(), evaluation="engine-unbound")[0]
+    assert run.state == "failed" and "'gold'" in (run.error or "")
+
+
+def test_bad_dataset_paths_fail_before_any_run(engine_settings: Settings, tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        run_runtime(sample.basic, dataset=str(tmp_path / "missing.jsonl"))
+    assert list_runs(database()) == []
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(
+        "".join(f'{{"id": {i}, "question": "q", "answer": "a"}}\n' for i in range(40)) + "{oops\n"
+    )
+    with pytest.raises(DatasetError, match="line 41"):
+        run_runtime(sample.basic, dataset=str(bad))
+    assert list_runs(database())[0].state == "failed"
+
+
+def test_errors_are_rows_until_the_error_budget_is_spent(engine_settings: Settings) -> None:
+    ok = run_runtime(sample.mixed_outputs)
+    assert ok.state == "success" and ok.errors_count > 0
+    with pytest.raises(RunFailedError, match=r"above max_error_rate 5\.0%"):
+        run_runtime(sample.strict_mixed)
+    failed = list_runs(database(), evaluation="engine-strict")[0]
+    assert failed.state == "failed" and "max_error_rate" in (failed.error or "")
+
+
+def test_an_endless_dataset_is_read_only_as_fast_as_it_is_scored(
+    engine_settings: Settings,
+) -> None:
+    read = itertools.count()
+    source = (
+        {"id": i, "question": f"q{i}", "answer": "x", "n": next(read)} for i in itertools.count()
+    )
+    gaps: list[int] = []
+
+    def watch(progress: Progress) -> None:
+        # units in flight are bounded: driving (2) + waiting (2) + evaluating (2 x 2)
+        # + buffered in evaluators until a 200-row flush (4 units each) = 16 units of 25
+        gaps.append(next(read) - 1 - progress.examples_done)
+        read_so_far = gaps[-1] + progress.examples_done
+        assert read_so_far - progress.examples_done <= 16 * 25 + 25
+        if progress.examples_done >= 2000:
+            cancel_run(database(), runs[0].id)
+
+    runs: list[Any] = []
+    original = watch
+
+    def first(progress: Progress) -> None:
+        if not runs:
+            runs.extend(list_runs(database(), evaluation="engine-endless"))
+        original(progress)
+
+    with pytest.raises(RunFailedError, match="canceled"):
+        run_runtime(sample.endless, dataset=source, progress=first)
+    assert get_run(database(), runs[0].id).state == "canceled"
+    assert len(gaps) > 5
