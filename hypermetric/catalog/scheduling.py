@@ -1,0 +1,499 @@
+"""The scheduler's transactions: each locks what it decides on, so that several schedulers
+sharing a PostgreSQL DB never create, claim or recover the same run twice.
+
+Every query here is bounded and index-backed, so a scheduler pass costs the same with a
+thousand runs of history or a million:
+
+* due definitions: ``evaluations(paused, next_due_at)``, ``LIMIT``;
+* "does this interval have a run": the unique ``runs(evaluation_id, logical_date)``;
+* claims and supervision read the queued and running runs only, through
+  ``runs(state, evaluation_id)`` and ``runs(evaluation_id, state, run_type)``;
+* watched runs are read by primary key.
+
+A *claimed* run is a queued run whose ``owner`` names the scheduler launching it (its
+``heartbeat_at`` is the claim's); the run process's ``start_run`` makes it running.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.evaluations import to_record
+from hypermetric.catalog.models import Evaluation, Run
+from hypermetric.catalog.records import EvaluationRecord, RunRecord
+from hypermetric.catalog.runs import create_run, run_record
+from hypermetric.errors import HypermetricError
+
+__all__ = [
+    "ActiveRun",
+    "Backoff",
+    "DuePlan",
+    "PlannedRun",
+    "Planner",
+    "active_runs",
+    "claim_runs",
+    "create_due_runs",
+    "fail_timed_out",
+    "failed_since",
+    "next_due_times",
+    "recent_runs",
+    "record_launch",
+    "recover_lost",
+    "release_claim",
+    "requeue_for_retry",
+    "run_states",
+    "touch_claims",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One interval to create a scheduled run for."""
+
+    logical_date: datetime
+    data_interval: tuple[datetime, datetime]
+
+
+@dataclass(frozen=True)
+class DuePlan:
+    """What a due definition needs: the runs to create and where its schedule goes next."""
+
+    runs: tuple[PlannedRun, ...]
+    next_logical_date: datetime | None
+    next_due_at: datetime | None
+
+
+#: computes a due definition's plan at a time (the scheduler's cron maths)
+Planner = Callable[[EvaluationRecord, datetime], DuePlan]
+#: seconds to wait before retrying after failed attempt number ``attempt``
+Backoff = Callable[[EvaluationRecord, int], float]
+
+
+@dataclass(frozen=True)
+class ActiveRun:
+    """A claimed or running run, with what supervising it needs from its definition."""
+
+    run_id: int
+    evaluation: str
+    state: str
+    attempt: int
+    owner: str | None
+    pid: int | None
+    host: str | None
+    queued_at: datetime
+    started_at: datetime | None
+    heartbeat_at: datetime | None
+    timeout_s: float | None
+    retries: int
+
+    @property
+    def claimed(self) -> bool:
+        """True while a scheduler launches it (queued, with an owner)."""
+        return self.state == "queued"
+
+    @property
+    def last_seen(self) -> datetime:
+        """Its last sign of life: heartbeat, else start, else queue time."""
+        return self.heartbeat_at or self.started_at or self.queued_at
+
+
+def _active() -> ColumnElement[bool]:
+    return or_(Run.state == "running", and_(Run.state == "queued", Run.owner.is_not(None)))
+
+
+def _ready(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return (
+        Run.state == "queued",
+        Run.owner.is_(None),
+        or_(Run.next_attempt_at.is_(None), Run.next_attempt_at <= now),
+    )
+
+
+# -- creation ----------------------------------------------------------------------------
+
+
+def create_due_runs(
+    db: Database, now: datetime, planner: Planner, *, limit: int = 100, unit_size: int | None = None
+) -> list[RunRecord]:
+    """Create the runs of due definitions, advancing each in the same transaction.
+
+    Due rows are locked ``FOR UPDATE SKIP LOCKED`` in a stable order; an interval that has
+    a run already is skipped (checked first, with the unique key as the backstop), so a
+    crash at any point neither loses nor doubles an interval.
+    """
+    stmt = (
+        select(Evaluation)
+        .where(Evaluation.paused.is_(False), Evaluation.next_due_at <= now)
+        .order_by(Evaluation.next_due_at, Evaluation.id)
+        .limit(limit)
+    )
+    created: list[RunRecord] = []
+    with db.session() as session:
+        for row in session.scalars(db.dialect.for_update(stmt, skip_locked=True)).all():
+            created += _create_planned(db, session, row, now, planner, unit_size)
+    return created
+
+
+def _create_planned(
+    db: Database,
+    session: Session,
+    row: Evaluation,
+    now: datetime,
+    planner: Planner,
+    unit_size: int | None,
+) -> list[RunRecord]:
+    try:
+        plan = planner(to_record(row), now)
+    except HypermetricError as exc:
+        log.error("evaluation %r stops being scheduled: %s; register it again", row.name, exc)
+        row.next_due_at = None
+        return []
+    dates = [p.logical_date for p in plan.runs]
+    existing = set(
+        session.scalars(
+            select(Run.logical_date).where(Run.evaluation_id == row.id, Run.logical_date.in_(dates))
+        )
+        if dates
+        else ()
+    )
+    created = []
+    for planned in plan.runs:
+        if planned.logical_date in existing:
+            continue
+        try:
+            with session.begin_nested():
+                created.append(
+                    create_run(
+                        db,
+                        row.id,
+                        run_type="scheduled",
+                        logical_date=planned.logical_date,
+                        data_interval=planned.data_interval,
+                        version_label=row.version_label,
+                        code_version=row.code_version,
+                        params=dict(row.params or {}),
+                        unit_size=unit_size,
+                        session=session,
+                    )
+                )
+        except IntegrityError:
+            continue  # a backfill created this interval's run a moment ago: it has its run
+    row.next_logical_date, row.next_due_at = plan.next_logical_date, plan.next_due_at
+    return created
+
+
+def next_due_times(
+    db: Database, until: datetime, *, limit: int = 1000
+) -> list[tuple[int, datetime]]:
+    """``(evaluation id, due time)`` of unpaused definitions due by ``until``, soonest first."""
+    stmt = (
+        select(Evaluation.id, Evaluation.next_due_at)
+        .where(Evaluation.paused.is_(False), Evaluation.next_due_at <= until)
+        .order_by(Evaluation.next_due_at, Evaluation.id)
+        .limit(limit)
+    )
+    with db.session() as session:
+        return [(eid, due) for eid, due in session.execute(stmt) if due is not None]
+
+
+def recent_runs(db: Database, evaluation_id: int, *, limit: int = 1) -> list[RunRecord]:
+    """An evaluation's runs with the latest logical dates, newest first (unique index)."""
+    stmt = (
+        select(Run, Evaluation.name)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(Run.evaluation_id == evaluation_id)
+        .order_by(Run.logical_date.desc())
+        .limit(limit)
+    )
+    with db.session() as session:
+        return [run_record(run, name) for run, name in session.execute(stmt)]
+
+
+# -- claims ------------------------------------------------------------------------------
+
+
+def claim_runs(
+    db: Database, now: datetime, *, owner: str, host: str, limit: int, evaluations: int = 50
+) -> list[RunRecord]:
+    """Claim up to ``limit`` ready queued runs for launching, within max_active_runs.
+
+    The definitions are locked (``SKIP LOCKED``, in id order) before their active runs are
+    counted, so two schedulers never both fill the same definition's last slot. Scheduled
+    and manual runs go before backfill runs, then oldest first.
+    """
+    if limit <= 0:
+        return []
+    backfill_last = case((Run.run_type == "backfill", 1), else_=0)
+    candidates = (
+        select(Run.evaluation_id)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(*_ready(now), Evaluation.paused.is_(False))
+        .group_by(Run.evaluation_id)
+        .order_by(func.min(backfill_last), func.min(Run.id))
+        .limit(evaluations)
+    )
+    claimed: list[RunRecord] = []
+    with db.session() as session:
+        ids = list(session.scalars(candidates))
+        if not ids:
+            return []
+        locked = select(Evaluation).where(Evaluation.id.in_(ids)).order_by(Evaluation.id)
+        rows = {e.id: e for e in session.scalars(db.dialect.for_update(locked, skip_locked=True))}
+        active = _active_counts(session, list(rows))
+        for eid in ids:
+            ev = rows.get(eid)
+            room = (
+                0
+                if ev is None
+                else min(ev.max_active_runs - active.get(eid, 0), limit - len(claimed))
+            )
+            if ev is None or room <= 0:
+                continue
+            stmt = (
+                select(Run)
+                .where(Run.evaluation_id == eid, *_ready(now))
+                .order_by(backfill_last, Run.id)
+                .limit(room)
+            )
+            for run in session.scalars(db.dialect.for_update(stmt, skip_locked=True)).all():
+                run.owner, run.host, run.pid, run.heartbeat_at = owner, host, None, now
+                claimed.append(run_record(run, ev.name))
+            if len(claimed) >= limit:
+                break
+        session.flush()
+    return claimed
+
+
+def _active_counts(session: Session, evaluation_ids: list[int]) -> dict[int, int]:
+    if not evaluation_ids:
+        return {}
+    stmt = (
+        select(Run.evaluation_id, func.count())
+        .where(
+            Run.evaluation_id.in_(evaluation_ids),
+            Run.state.in_(("queued", "running")),
+            _active(),
+        )
+        .group_by(Run.evaluation_id)
+    )
+    return {eid: int(n) for eid, n in session.execute(stmt)}
+
+
+def touch_claims(db: Database, run_ids: Iterable[int], owner: str, now: datetime) -> None:
+    """Refresh the claims this scheduler holds on runs whose processes are still starting."""
+    ids = list(run_ids)
+    if not ids:
+        return
+    with db.session() as session:
+        session.execute(
+            update(Run)
+            .where(Run.id.in_(ids), Run.state == "queued", Run.owner == owner)
+            .values(heartbeat_at=now)
+        )
+
+
+def record_launch(db: Database, run_id: int, owner: str, pid: int | None) -> None:
+    """Note the pid of the process launched for a run this scheduler claimed."""
+    with db.session() as session:
+        session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.state == "queued", Run.owner == owner)
+            .values(pid=pid)
+        )
+
+
+def release_claim(
+    db: Database,
+    run_id: int,
+    owner: str,
+    now: datetime,
+    *,
+    retry_at: datetime | None = None,
+    fail_reason: str | None = None,
+) -> bool:
+    """Give up this scheduler's claim on a run whose process never started it.
+
+    The run is ready again from ``retry_at``, or failed with ``fail_reason`` when given.
+    Returns False if the claim was no longer held (the run started, or moved on).
+    """
+    with db.session() as session:
+        row = _lock_run(db, session, run_id)
+        if row is None or row.state != "queued" or row.owner != owner:
+            return False
+        if fail_reason is not None:
+            row.state, row.error, row.ended_at = "failed", fail_reason, now
+        else:
+            row.next_attempt_at = retry_at
+        row.owner = row.host = None
+        row.pid = None
+        row.heartbeat_at = None
+        return True
+
+
+# -- supervision -------------------------------------------------------------------------
+
+
+def active_runs(db: Database, *, limit: int = 10_000) -> list[ActiveRun]:
+    """Every claimed or running run, with its definition's timeout and retries."""
+    stmt = (
+        select(Run, Evaluation.name, Evaluation.timeout_s, Evaluation.retries)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(Run.state.in_(("queued", "running")), _active())
+        .order_by(Run.id)
+        .limit(limit)
+    )
+    with db.session() as session:
+        return [
+            ActiveRun(
+                run_id=run.id,
+                evaluation=name,
+                state=run.state,
+                attempt=run.attempt,
+                owner=run.owner,
+                pid=run.pid,
+                host=run.host,
+                queued_at=run.queued_at,
+                started_at=run.started_at,
+                heartbeat_at=run.heartbeat_at,
+                timeout_s=timeout_s,
+                retries=retries,
+            )
+            for run, name, timeout_s, retries in session.execute(stmt)
+        ]
+
+
+def run_states(db: Database, run_ids: Sequence[int]) -> dict[int, str]:
+    """The current state of each of these runs (by primary key)."""
+    states: dict[int, str] = {}
+    with db.session() as session:
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            rows = session.execute(select(Run.id, Run.state).where(Run.id.in_(chunk)))
+            states.update((run_id, state) for run_id, state in rows)
+    return states
+
+
+def _lock_run(db: Database, session: Session, run_id: int) -> Run | None:
+    stmt = select(Run).where(Run.id == run_id)
+    return session.scalar(db.dialect.for_update(stmt, skip_locked=True))
+
+
+def _requeue(row: Run, *, next_attempt_at: datetime | None, error: str | None) -> None:
+    row.state, row.error, row.next_attempt_at = "queued", error, next_attempt_at
+    row.owner = row.host = None
+    row.pid = None
+    row.started_at = row.ended_at = row.heartbeat_at = None
+
+
+def recover_lost(
+    db: Database,
+    run_id: int,
+    now: datetime,
+    *,
+    seen_before: datetime,
+    max_attempts: int,
+    reason: str,
+    pid: int | None = None,
+) -> str | None:
+    """Deal with a run that showed no sign of life since ``seen_before``.
+
+    A lost claim is released (the run is ready again); a lost running attempt is resumed
+    (queued again, keeping its committed units) while it has fewer than ``max_attempts``
+    attempts, else failed with the reason. With ``pid``, only if that process drives it.
+    Returns the new state, or None if the run was not lost after all (it moved on, or
+    another scheduler holds it).
+    """
+    with db.session() as session:
+        row = _lock_run(db, session, run_id)
+        if row is None or (row.heartbeat_at or row.started_at or row.queued_at) >= seen_before:
+            return None
+        if pid is not None and row.pid != pid:
+            return None
+        if row.state == "queued" and row.owner is not None:
+            row.owner = row.host = None
+            row.pid = None
+            row.heartbeat_at = None
+            return "queued"
+        if row.state != "running":
+            return None
+        if row.attempt < max_attempts:
+            _requeue(
+                row, next_attempt_at=None, error=f"attempt {row.attempt} lost: {reason}; resuming"
+            )
+            return "queued"
+        row.state, row.ended_at = "failed", now
+        row.error = f"attempt {row.attempt} lost: {reason}; no attempts left"
+        return "failed"
+
+
+def fail_timed_out(
+    db: Database, run_id: int, now: datetime, *, started_before: datetime, reason: str
+) -> bool:
+    """Fail a running run whose attempt started before ``started_before``; True if it did."""
+    with db.session() as session:
+        row = _lock_run(db, session, run_id)
+        if row is None or row.state != "running" or row.started_at is None:
+            return False
+        if row.started_at >= started_before:
+            return False
+        row.state, row.error, row.ended_at = "failed", reason, now
+        return True
+
+
+def requeue_for_retry(
+    db: Database, run_id: int, now: datetime, backoff: Backoff
+) -> RunRecord | None:
+    """Queue a failed run again if its definition allows another attempt; None otherwise.
+
+    The retry waits ``backoff(definition, attempt)`` seconds (``next_attempt_at``) and then
+    resumes from the run's committed units.
+    """
+    with db.session() as session:
+        row = _lock_run(db, session, run_id)
+        if row is None or row.state != "failed" or row.attempt < 1:
+            return None
+        ev = session.get(Evaluation, row.evaluation_id)
+        if ev is None or row.attempt >= ev.retries + 1:
+            return None
+        wait = backoff(to_record(ev), row.attempt)
+        at = now + timedelta(seconds=wait)
+        note = f"attempt {row.attempt} failed: {row.error or 'no reason given'}"
+        _requeue(
+            row,
+            next_attempt_at=at,
+            error=f"{note}; retry {row.attempt}/{ev.retries} after {wait:g}s",
+        )
+        session.flush()
+        return run_record(row, ev.name)
+
+
+def failed_since(db: Database, since: datetime, *, limit: int = 1000) -> list[int]:
+    """Failed runs that ended since ``since`` and may still be retried.
+
+    Used only when adopting the work of a scheduler that stopped or died (not in the
+    loop): the runs that failed while no scheduler was watching.
+    """
+    stmt = (
+        select(Run.id)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(
+            Run.state == "failed",
+            Run.ended_at >= since,
+            Run.attempt >= 1,
+            Run.attempt < Evaluation.retries + 1,
+        )
+        .order_by(Run.ended_at)
+        .limit(limit)
+    )
+    with db.session() as session:
+        return list(session.scalars(stmt))
