@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, overload
 
 from hypermetric.api.binding import Plan, make_plan
-from hypermetric.api.context import CallRecord, ExampleRecorder, current_recorder
+from hypermetric.api.context import CallRecorder, current_recorder
 from hypermetric.api.evals import Eval, as_eval
 from hypermetric.errors import DefinitionError
 
@@ -71,6 +71,8 @@ class Component:
             p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
             for p in signature.parameters.values()
         )
+        # the common case, f(a, b) called positionally: inputs are a plain zip
+        self._plain = self._simple and not self.defaults
         self._signature = signature
         seen: set[str] = set()
         for ev in self.evals:
@@ -95,6 +97,8 @@ class Component:
         return (_rebuild, (self.fn, self.name, self.evals))
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        if self._plain and not kwargs and len(args) == len(self.params):
+            return dict(zip(self.params, args, strict=True))
         if self._simple and len(args) <= len(self.params):
             inputs = dict(self.defaults) if self.defaults else {}
             inputs.update(zip(self.params, args, strict=False))
@@ -117,16 +121,13 @@ class Component:
             output = self.fn(*args, **kwargs)
         except Exception as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
-            recorder.calls.append(
-                CallRecord(self.name, index, inputs, None, describe_error(exc), elapsed)
-            )
+            recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise
-        elapsed = (time.perf_counter() - start) * 1000.0
-        recorder.calls.append(CallRecord(self.name, index, inputs, output, None, elapsed))
+        recorder.add(self.name, index, inputs, output, None, (time.perf_counter() - start) * 1e3)
         return output
 
     async def _call_async(
-        self, recorder: ExampleRecorder, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, recorder: CallRecorder, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         index = recorder.next_index(self)
         inputs = self._inputs(args, kwargs)
@@ -135,12 +136,9 @@ class Component:
             output = await self.fn(*args, **kwargs)
         except Exception as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
-            recorder.calls.append(
-                CallRecord(self.name, index, inputs, None, describe_error(exc), elapsed)
-            )
+            recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise
-        elapsed = (time.perf_counter() - start) * 1000.0
-        recorder.calls.append(CallRecord(self.name, index, inputs, output, None, elapsed))
+        recorder.add(self.name, index, inputs, output, None, (time.perf_counter() - start) * 1e3)
         return output
 
 

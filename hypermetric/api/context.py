@@ -9,7 +9,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["CallRecord", "ExampleRecorder", "RunContext", "current_recorder"]
+__all__ = ["CallRecorder", "RunContext", "current_recorder"]
 
 
 @dataclass(frozen=True)
@@ -26,53 +26,45 @@ class RunContext:
     data_interval_end: datetime | None = None
 
 
-class CallRecord:
-    """One component call: its inputs by parameter name, output or error, and latency."""
+class CallRecorder:
+    """Records component calls column by column, each with the position of its example.
 
-    __slots__ = ("call_index", "component", "error", "inputs", "latency_ms", "output")
+    The driver keeps one for a whole work unit (``start`` moves it to the next example);
+    concurrent examples each get their own and are merged afterwards.
+    """
 
-    def __init__(
-        self,
-        component: str,
-        call_index: int,
-        inputs: dict[str, Any],
-        output: Any,
-        error: str | None,
-        latency_ms: float,
-    ) -> None:
-        self.component = component
-        self.call_index = call_index
-        self.inputs = inputs
-        self.output = output
-        self.error = error
-        self.latency_ms = latency_ms
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (
-            CallRecord,
-            (
-                self.component,
-                self.call_index,
-                self.inputs,
-                self.output,
-                self.error,
-                self.latency_ms,
-            ),
-        )
-
-
-class ExampleRecorder:
-    """Collects the component calls made while one example runs."""
-
-    __slots__ = ("calls", "components", "counters")
+    __slots__ = (
+        "call_component",
+        "call_error",
+        "call_example",
+        "call_index",
+        "call_inputs",
+        "call_latency",
+        "call_output",
+        "components",
+        "counters",
+        "position",
+    )
 
     def __init__(self) -> None:
-        self.calls: list[CallRecord] = []
+        self.position = 0
         self.counters: dict[str, int] = {}
         self.components: dict[str, Any] = {}
+        self.call_example: list[int] = []
+        self.call_component: list[str] = []
+        self.call_index: list[int] = []
+        self.call_inputs: list[dict[str, Any] | None] = []
+        self.call_output: list[Any] = []
+        self.call_error: list[str | None] = []
+        self.call_latency: list[float] = []
+
+    def start(self, position: int) -> None:
+        """Record the next calls for the example at ``position`` (call indexes restart)."""
+        self.position = position
+        self.counters.clear()
 
     def next_index(self, component: Any) -> int:
-        """Reserve the next call index of ``component`` (calls are numbered from 0)."""
+        """Reserve the next call index of ``component`` in this example (from 0)."""
         name = component.name
         known = self.components.get(name)
         if known is None:
@@ -88,7 +80,39 @@ class ExampleRecorder:
         self.counters[name] = index + 1
         return index
 
+    def add(
+        self,
+        component: str,
+        index: int,
+        inputs: dict[str, Any] | None,
+        output: Any,
+        error: str | None,
+        latency_ms: float,
+    ) -> None:
+        """Append one call of the current example."""
+        self.call_example.append(self.position)
+        self.call_component.append(component)
+        self.call_index.append(index)
+        self.call_inputs.append(inputs)
+        self.call_output.append(output)
+        self.call_error.append(error)
+        self.call_latency.append(latency_ms)
 
-current_recorder: ContextVar[ExampleRecorder | None] = ContextVar(
+    def merge(self, other: CallRecorder) -> None:
+        """Append every call another recorder made (for its own example)."""
+        self.components.update(other.components)
+        self.call_example.extend(other.call_example)
+        self.call_component.extend(other.call_component)
+        self.call_index.extend(other.call_index)
+        self.call_inputs.extend(other.call_inputs)
+        self.call_output.extend(other.call_output)
+        self.call_error.extend(other.call_error)
+        self.call_latency.extend(other.call_latency)
+
+    def __len__(self) -> int:
+        return len(self.call_component)
+
+
+current_recorder: ContextVar[CallRecorder | None] = ContextVar(
     "hypermetric_recorder", default=None
 )

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import encode_basestring as _string
 from typing import Any
 
 import numpy as np
@@ -67,13 +68,43 @@ def _number(value: Any) -> float:
     raise TypeError(type(value).__name__)
 
 
+_encode = json.JSONEncoder(default=repr, ensure_ascii=False).encode
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat_dict(value: dict[str, Any]) -> str | None:
+    """A flat dict of scalars as JSON, written directly (the common shape of inputs)."""
+    parts = []
+    for key, item in value.items():
+        if type(key) is not str:
+            return None
+        kind = type(item)
+        if kind is str:
+            parts.append(f"{_string(key)}:{_string(item)}")
+        elif kind is int or kind is float:
+            if item != item or item in (float("inf"), float("-inf")):
+                return None
+            parts.append(f"{_string(key)}:{item!r}")
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
 def _json(value: Any) -> str | None:
+    """JSON text of a call's inputs or output (anything not JSON becomes its repr)."""
     if value is None:
         return None
+    kind = type(value)
+    if kind is str:
+        return _string(value)
+    if kind is dict:
+        text = _flat_dict(value)
+        if text is not None:
+            return text
     try:
-        return json.dumps(value, default=repr, ensure_ascii=False)
+        return _encode(value)
     except (TypeError, ValueError):
-        return json.dumps(repr(value))
+        return _string(repr(value))
 
 
 class _Columns:
@@ -206,37 +237,45 @@ class EvaluatorCore:
         return flush
 
     def _score(self, p: Any) -> tuple[int, int]:
-        s, c = self.scores.data, self.calls.data
+        """Append a unit's call rows, then its score rows component by component."""
         ids, examples = p.example_ids, p.examples
-        errors = 0
-        failed_examples: set[int] = set()
+        call_ids = [ids[i] for i in p.call_example]
+        c = self.calls.data
+        c["example_id"].extend(call_ids)
+        c["component"].extend(p.call_component)
+        c["call_index"].extend(p.call_index)
+        inputs_json = [_json(v) for v in p.call_inputs]
+        output_json = [_json(v) for v in p.call_output]
+        c["inputs"].extend(inputs_json)
+        c["output"].extend(output_json)
+        c["latency_ms"].extend(p.call_latency)
+        c["error"].extend(p.call_error)
+        self.bytes += sum(len(t) for t in inputs_json if t) + sum(len(t) for t in output_json if t)
+        failed = {p.call_example[i] for i, e in enumerate(p.call_error) if e is not None}
+        by_component: dict[str, list[int]] = {}
         for i, name in enumerate(p.call_component):
-            pos = p.call_example[i]
-            example_id, index, error = ids[pos], p.call_index[i], p.call_error[i]
-            output, inputs = p.call_output[i], p.call_inputs[i]
-            c["example_id"].append(example_id)
-            c["component"].append(name)
-            c["call_index"].append(index)
-            c["inputs"].append(_json(inputs))
-            c["output"].append(_json(output))
-            c["latency_ms"].append(p.call_latency[i])
-            c["error"].append(error)
-            self.bytes += 96 + len(c["inputs"][-1] or "") + len(c["output"][-1] or "")
-            if error is not None:
-                failed_examples.add(pos)
+            by_component.setdefault(name, []).append(i)
+        s = self.scores.data
+        errors = 0
+        before = len(s["metric"])
+        for name, calls in by_component.items():
             for plan in self.plans.get(name, ()):
-                for metric, value, err in self._apply(plan, output, inputs, examples[pos], error):
-                    s["example_id"].append(example_id)
-                    s["component"].append(name)
-                    s["call_index"].append(index)
-                    s["metric"].append(metric)
-                    s["value"].append(value)
-                    s["error"].append(err)
-                    if err is not None:
-                        errors += 1
-                        failed_examples.add(pos)
-        self.bytes += 64 * (len(s["metric"]) - sum(self.scores.unit_counts))
-        return errors, len(failed_examples)
+                for i in calls:
+                    pos = p.call_example[i]
+                    rows = self._apply(plan, p.call_output[i], p.call_inputs[i], examples[pos],
+                                       p.call_error[i])
+                    for metric, value, err in rows:
+                        s["example_id"].append(call_ids[i])
+                        s["component"].append(name)
+                        s["call_index"].append(p.call_index[i])
+                        s["metric"].append(metric)
+                        s["value"].append(value)
+                        s["error"].append(err)
+                        if err is not None:
+                            errors += 1
+                            failed.add(pos)
+        self.bytes += 64 * (len(s["metric"]) - before) + 96 * len(call_ids)
+        return errors, len(failed)
 
     def _apply(
         self,

@@ -9,73 +9,71 @@ from __future__ import annotations
 import asyncio
 import pickle
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
-from hypermetric.api.component import Component, describe_error
-from hypermetric.api.context import CallRecord, ExampleRecorder, RunContext, current_recorder
+from hypermetric.api.component import describe_error
+from hypermetric.api.context import CallRecorder, RunContext, current_recorder
 from hypermetric.api.datasets import Chunk, example_ids
 from hypermetric.api.runtime import Runtime
 
 __all__ = ["UnitPayload", "drive_unit", "load_payload"]
 
 
-@dataclass
-class UnitPayload:
-    """Everything an evaluator needs to score one unit, column by column."""
+class UnitPayload(CallRecorder):
+    """Everything an evaluator needs to score one unit: its examples and every call, by column.
 
-    unit_id: int
-    example_ids: list[str]
-    examples: list[dict[str, Any]]
-    #: per call: position of its example, component name, call index, inputs, output, error, ms
-    call_example: list[int] = field(default_factory=list)
-    call_component: list[str] = field(default_factory=list)
-    call_index: list[int] = field(default_factory=list)
-    call_inputs: list[dict[str, Any] | None] = field(default_factory=list)
-    call_output: list[Any] = field(default_factory=list)
-    call_error: list[str | None] = field(default_factory=list)
-    call_latency: list[float] = field(default_factory=list)
-    components: dict[str, Component] = field(default_factory=dict)
+    Each call carries the position of its example; the runtime's own call (its final output,
+    end-to-end latency or error) is recorded as a call of the runtime's name, index 0.
+    """
 
-    def add(self, position: int, call: CallRecord, inputs: dict[str, Any] | None = None) -> None:
-        """Append one call of the example at ``position``."""
-        self.call_example.append(position)
-        self.call_component.append(call.component)
-        self.call_index.append(call.call_index)
-        self.call_inputs.append(call.inputs if inputs is None else inputs)
-        self.call_output.append(call.output)
-        self.call_error.append(call.error)
-        self.call_latency.append(call.latency_ms)
+    __slots__ = ("example_ids", "examples", "unit_id")
+
+    def __init__(self, unit_id: int, ids: list[str], examples: list[dict[str, Any]]) -> None:
+        super().__init__()
+        self.unit_id = unit_id
+        self.example_ids = ids
+        self.examples = examples
+
+    def __reduce__(self) -> Any:
+        state = {name: getattr(self, name) for name in CallRecorder.__slots__}
+        return (_restore, (self.unit_id, self.example_ids, self.examples, state))
 
 
-def _run_sync(runtime: Runtime, example: dict[str, Any], context: RunContext) -> Any:
-    if runtime.takes_context:
-        return runtime.fn(example, context=context)
-    return runtime.fn(example)
+def _restore(
+    unit_id: int, ids: list[str], examples: list[dict[str, Any]], state: dict[str, Any]
+) -> UnitPayload:
+    payload = UnitPayload(unit_id, ids, examples)
+    for name, value in state.items():
+        setattr(payload, name, value)
+    return payload
 
 
-def _drive_one(
-    runtime: Runtime, example: dict[str, Any], context: RunContext
-) -> tuple[ExampleRecorder, CallRecord]:
-    recorder = ExampleRecorder()
-    token = current_recorder.set(recorder)
-    start = time.perf_counter()
+def _drive_sync(runtime: Runtime, rows: list[dict[str, Any]], context: RunContext,
+                payload: UnitPayload) -> None:
+    fn, name, with_context = runtime.fn, runtime.name, runtime.takes_context
+    token = current_recorder.set(payload)
     try:
-        output, error = _run_sync(runtime, example, context), None
-    except Exception as exc:
-        output, error = None, describe_error(exc)
+        for position, example in enumerate(rows):
+            payload.start(position)
+            start = time.perf_counter()
+            try:
+                output = fn(example, context=context) if with_context else fn(example)
+                error = None
+            except Exception as exc:
+                output, error = None, describe_error(exc)
+            payload.add(name, 0, None, output, error, (time.perf_counter() - start) * 1e3)
     finally:
         current_recorder.reset(token)
-    elapsed = (time.perf_counter() - start) * 1000.0
-    return recorder, CallRecord(runtime.name, 0, {}, output, error, elapsed)
 
 
 async def _drive_one_async(
-    runtime: Runtime, example: dict[str, Any], context: RunContext, gate: asyncio.Semaphore
-) -> tuple[ExampleRecorder, CallRecord]:
+    runtime: Runtime, position: int, example: dict[str, Any], context: RunContext,
+    gate: asyncio.Semaphore,
+) -> CallRecorder:
     async with gate:
-        recorder = ExampleRecorder()
-        current_recorder.set(recorder)  # this task's own context copy
+        recorder = CallRecorder()
+        recorder.start(position)
+        current_recorder.set(recorder)  # this task's own copy of the context
         start = time.perf_counter()
         try:
             if runtime.takes_context:
@@ -85,16 +83,21 @@ async def _drive_one_async(
             error = None
         except Exception as exc:
             output, error = None, describe_error(exc)
-        elapsed = (time.perf_counter() - start) * 1000.0
-        return recorder, CallRecord(runtime.name, 0, {}, output, error, elapsed)
+        recorder.add(runtime.name, 0, None, output, error, (time.perf_counter() - start) * 1e3)
+        return recorder
 
 
-async def _drive_all_async(
-    runtime: Runtime, rows: list[dict[str, Any]], context: RunContext, concurrency: int
-) -> list[tuple[ExampleRecorder, CallRecord]]:
+async def _drive_async(
+    runtime: Runtime, rows: list[dict[str, Any]], context: RunContext, concurrency: int,
+    payload: UnitPayload,
+) -> None:
     gate = asyncio.Semaphore(concurrency)
-    tasks = [asyncio.create_task(_drive_one_async(runtime, r, context, gate)) for r in rows]
-    return list(await asyncio.gather(*tasks))
+    tasks = [
+        asyncio.create_task(_drive_one_async(runtime, i, row, context, gate))
+        for i, row in enumerate(rows)
+    ]
+    for recorder in await asyncio.gather(*tasks):
+        payload.merge(recorder)
 
 
 def drive_unit(
@@ -102,16 +105,11 @@ def drive_unit(
 ) -> bytes:
     """Run ``runtime`` over one chunk; returns the pickled :class:`UnitPayload`."""
     rows = chunk.rows()
-    payload = UnitPayload(unit_id=unit_id, example_ids=example_ids(rows), examples=rows)
+    payload = UnitPayload(unit_id, example_ids(rows), rows)
     if runtime.is_async:
-        results = asyncio.run(_drive_all_async(runtime, rows, context, max(1, concurrency)))
+        asyncio.run(_drive_async(runtime, rows, context, max(1, concurrency), payload))
     else:
-        results = [_drive_one(runtime, row, context) for row in rows]
-    for position, (recorder, final) in enumerate(results):
-        for call in recorder.calls:
-            payload.add(position, call)
-        payload.add(position, final, inputs=None)
-        payload.components.update(recorder.components)
+        _drive_sync(runtime, rows, context, payload)
     return _pack(payload)
 
 
@@ -133,11 +131,10 @@ def _pack(payload: UnitPayload) -> bytes:
 def _sanitize(payload: UnitPayload) -> None:
     """Replace values that cannot cross a process boundary with an error on their call."""
     for i in range(len(payload.call_output)):
-        for column in (payload.call_output, payload.call_inputs):
+        for kind, column in (("output", payload.call_output), ("inputs", payload.call_inputs)):
             try:
                 pickle.dumps(column[i], protocol=pickle.HIGHEST_PROTOCOL)
             except Exception as exc:
-                kind = "output" if column is payload.call_output else "inputs"
                 column[i] = None
                 payload.call_error[i] = (
                     f"component {kind} cannot be serialized ({describe_error(exc)}); "

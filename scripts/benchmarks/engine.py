@@ -1,0 +1,193 @@
+"""The engine: end-to-end examples/s against a single-process loop and Ray Data, trivial-eval
+scores/s, async I/O overlap, and peak memory at 200k vs 2M examples.
+
+All figures from one process and one Ray cluster; Ray's start-up is reported apart and
+counted in none of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpu-examples", type=int, default=200_000)
+    parser.add_argument("--trivial-examples", type=int, default=1_000_000)
+    parser.add_argument("--io-examples", type=int, default=20_000)
+    parser.add_argument("--memory-small", type=int, default=200_000)
+    parser.add_argument("--memory-large", type=int, default=2_000_000)
+    parser.add_argument("--skip-ray-data", action="store_true")
+    parser.add_argument("--only", choices=["cpu", "trivial", "io", "memory"], action="append")
+
+
+def _dataset(path: Path, n: int) -> str:
+    ids = pa.array(range(n), pa.int64())
+    questions = pa.array([f"question {i}" for i in range(n)])
+    answers = pa.array([f"question {i}" if i % 3 else "other" for i in range(n)])
+    pq.write_table(pa.table({"id": ids, "question": questions, "answer": answers}), path,
+                   row_group_size=100_000)
+    return str(path)
+
+
+def _calibrate() -> float:
+    from benchmarks import workloads
+
+    start = time.perf_counter()
+    for _ in range(5000):
+        workloads.burn("a", "a")
+    per_call = (time.perf_counter() - start) / 5000
+    workloads.BURN_LOOPS = max(1, int(workloads.BURN_LOOPS * 40e-6 / per_call))
+    start = time.perf_counter()
+    for _ in range(5000):
+        workloads.burn("a", "a")
+    return (time.perf_counter() - start) / 5000 * 1e6
+
+
+def _single_loop(path: str, out: Path, eval_fn: Callable[[str, str], float]) -> float:
+    """The baseline: read, score every example in one process, write one Parquet file."""
+    start = time.perf_counter()
+    table = pq.read_table(path)
+    ids, questions, answers = (table[c].to_pylist() for c in ("id", "question", "answer"))
+    values = [eval_fn(q, a) for q, a in zip(questions, answers, strict=True)]
+    pq.write_table(pa.table({"example_id": [str(i) for i in ids], "value": values}), out)
+    return len(ids) / (time.perf_counter() - start)
+
+
+def _ray_data(path: str, out: Path, loops: int) -> float:
+    import ray.data
+    from ray.data import ActorPoolStrategy
+
+    class Scorer:
+        def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+            from benchmarks import workloads
+
+            workloads.BURN_LOOPS = loops
+            values = [workloads.burn(q, a) for q, a in zip(batch["question"], batch["answer"],
+                                                          strict=True)]
+            return {"example_id": [str(i) for i in batch["id"]], "value": values}
+
+    rows = pq.read_table(path).to_pylist()
+    start = time.perf_counter()
+    ds = ray.data.from_items(rows)
+    ds.map_batches(Scorer, compute=ActorPoolStrategy(size=2), batch_size=5000).write_parquet(
+        str(out)
+    )
+    return len(rows) / (time.perf_counter() - start)
+
+
+def _hypermetric(runtime: Any, path: str) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = runtime.run(dataset=path)
+    elapsed = time.perf_counter() - start
+    return elapsed, result.run
+
+
+class _PeakRSS:
+    """Samples the summed RSS of this process and all its descendants (Ray's too)."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.proc = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        import psutil
+
+        while not self._stop.is_set():
+            total = 0
+            for p in [self.proc, *self.proc.children(recursive=True)]:
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            self.peak = max(self.peak, total)
+            time.sleep(0.1)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="hm-bench-engine-"))
+    os.environ["HYPERMETRIC_HOME"] = str(work / "home")
+    from hypermetric.config import reset_settings
+    from hypermetric.engine.cluster import connect
+
+    reset_settings()
+    only = set(args.only or ["cpu", "trivial", "io", "memory"])
+    try:
+        start = time.perf_counter()
+        connect(None)
+        print(f"ray start-up: {time.perf_counter() - start:.1f}s (not counted below)")
+        from benchmarks import workloads
+
+        if "cpu" in only:
+            _cpu(args, work, workloads)
+        if "trivial" in only:
+            path = _dataset(work / "trivial.parquet", args.trivial_examples)
+            took, run_row = _hypermetric(workloads.trivial, path)
+            single = _single_loop(path, work / "single-trivial.parquet", workloads.exact)
+            print(f"trivial eval, {args.trivial_examples:,} examples: hypermetric "
+                  f"{run_row.rows_count / took:,.0f} scores/s end-to-end "
+                  f"(target >= 100,000); single loop {single:,.0f}/s")
+        if "io" in only:
+            path = _dataset(work / "io.parquet", args.io_examples)
+            took, run_row = _hypermetric(workloads.io_bound, path)
+            rate = run_row.examples_done / took
+            print(f"async I/O (20 ms, concurrency 100), {args.io_examples:,} examples: "
+                  f"{rate:,.0f} examples/s = {rate / 5000:.0%} of the ideal 5,000/s (target >= 80%)")
+        if "memory" in only:
+            _memory(args, work, workloads)
+    finally:
+        import ray
+
+        ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _cpu(args: argparse.Namespace, work: Path, workloads: Any) -> None:
+    per_call = _calibrate()
+    path = _dataset(work / "cpu.parquet", args.cpu_examples)
+    took, run_row = _hypermetric(workloads.cpu_bound, path)
+    ours = run_row.examples_done / took
+    single = _single_loop(path, work / "single.parquet", workloads.burn)
+    line = (f"cpu-bound eval ({per_call:.0f} µs/call), {args.cpu_examples:,} examples: "
+            f"hypermetric {ours:,.0f}/s, single loop {single:,.0f}/s -> {ours / single:.2f}x "
+            "(target >= 1.3x)")
+    if not args.skip_ray_data:
+        data = _ray_data(path, work / "raydata", workloads.BURN_LOOPS)
+        line += f"; ray data {data:,.0f}/s -> {ours / data:.2f}x (target >= 2.5x)"
+    print(line)
+
+
+def _memory(args: argparse.Namespace, work: Path, workloads: Any) -> None:
+    peaks = []
+    for n in (args.memory_small, args.memory_large):
+        path = _dataset(work / f"mem-{n}.parquet", n)
+        with _PeakRSS() as rss:
+            _hypermetric(workloads.trivial, path)
+        peaks.append(rss.peak)
+        Path(path).unlink()
+        print(f"peak RSS, trivial eval, {n:,} examples: {rss.peak / 2**20:,.0f} MiB")
+    print(f"peak RSS {args.memory_large:,} / {args.memory_small:,}: {peaks[1] / peaks[0]:.2f}x "
+          "(target <= 1.3x)")
