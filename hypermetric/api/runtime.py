@@ -107,7 +107,8 @@ class Runtime:
         self.takes_context = self._check_signature(fn)
         from hypermetric.api.binding import make_plan
 
-        self.plans = tuple(make_plan(name, ("example",), e) for e in self.evals)
+        # the runtime's own call has no arguments: `example` binds the whole example
+        self.plans = tuple(make_plan(name, (), e) for e in self.evals)
         self.__wrapped__ = fn
         self.__module__ = fn.__module__
         self.__qualname__ = fn.__qualname__

@@ -123,3 +123,13 @@ def test_components_and_runtimes_pickle_by_reference() -> None:
     assert pickle.loads(pickle.dumps(sample.generate)) is sample.generate
     assert pickle.loads(pickle.dumps(sample.qa)) is sample.qa
     assert sample.qa.import_path == "tests.api.sample:qa"
+
+
+def test_runtime_evals_bind_the_final_output_and_the_whole_example() -> None:
+    def judge(output, example, answer):  # type: ignore[no-untyped-def]
+        return float(output == answer and "answer" in example)
+
+    rt = hm.runtime(name="rt", evals=[judge])(lambda example: example["answer"])
+    (plan,) = rt.plans
+    row = {"answer": "x"}
+    assert plan.arguments("x", {}, row) == {"output": "x", "example": row, "answer": "x"}
