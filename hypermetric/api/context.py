@@ -113,6 +113,4 @@ class CallRecorder:
         return len(self.call_component)
 
 
-current_recorder: ContextVar[CallRecorder | None] = ContextVar(
-    "hypermetric_recorder", default=None
-)
+current_recorder: ContextVar[CallRecorder | None] = ContextVar("hypermetric_recorder", default=None)
