@@ -1,0 +1,1 @@
+"""The demo the quickstart runs: question answering over a corpus made for it."""
