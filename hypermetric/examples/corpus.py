@@ -217,7 +217,7 @@ def corpus(
         for _ in range(towns)
     ]
     documents = [_article(i, t) for i, t in enumerate(made)]
-    subjects = [t for t in made for _ in range(rng.choice((1, 2)))]
+    subjects: list[Town | None] = [t for t in made for _ in range(rng.choice((1, 2)))]
     subjects += [None] * max(0, notes - len(subjects))
     rng.shuffle(subjects)
     documents += [_note(i, rng, made, about) for i, about in enumerate(subjects)]

@@ -13,7 +13,6 @@ it in context size and in answers misled by travel notes.
 from __future__ import annotations
 
 import re
-from collections import Counter
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -108,15 +107,16 @@ def answer(question: str, docs: list[str]) -> str:
     attribute = _attribute(question)
     if town is None or attribute is None:
         return ""
-    votes: Counter[str] = Counter()
+    votes: dict[str, float] = {}
     texts = _texts()
     for rank, doc in enumerate(docs):
         for sentence in re.split(r"(?<=\.)\s+", texts[doc]):
             for pattern in _patterns()[attribute]:
                 match = pattern.match(sentence.rstrip("."))
                 if match and match.group("town") == town:
-                    votes[match.group("value")] += 1 + 0.1 / (rank + 1)
-    return votes.most_common(1)[0][0] if votes else ""
+                    value = match.group("value")
+                    votes[value] = votes.get(value, 0.0) + 1 + 0.1 / (rank + 1)
+    return max(votes, key=votes.__getitem__) if votes else ""
 
 
 @hm.runtime(
