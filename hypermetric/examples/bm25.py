@@ -11,7 +11,26 @@ __all__ = ["BM25", "tokenize"]
 
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    ["a", "an", "the", "of", "in", "is", "was", "what", "which", "who", "when", "where", "to", "its", "and", "from", "does", "how"]
+    (
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "is",
+        "was",
+        "what",
+        "which",
+        "who",
+        "when",
+        "where",
+        "to",
+        "its",
+        "and",
+        "from",
+        "does",
+        "how",
+    )
 )
 
 
