@@ -200,7 +200,8 @@ def _note(i: int, rng: random.Random, towns: list[Town], about: Town | None) -> 
             continue
         attribute = rng.choice(list(ATTRIBUTES))
         wrong = _facts(rng)[attribute]
-        template = ATTRIBUTES[attribute][2 if wrong != town.facts[attribute] else 1]
+        _, fact, misleading = ATTRIBUTES[attribute]
+        template = misleading if wrong != town.facts[attribute] else fact
         lines.append(template.format(town=town.name, value=wrong))
     return Document(id=f"note-{i:03d}", text=" ".join(lines), towns=tuple(t.name for t in picked))
 
