@@ -68,6 +68,21 @@ def pg_migrated(pg_server_url: str) -> str:
     return pg_server_url
 
 
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[str]:
+    """One local Ray cluster (2 CPUs) for the whole session, shared by every Ray test;
+    returns its address so subprocesses can join it."""
+    import ray
+
+    from hypermetric.engine.cluster import connect
+
+    connect(None, num_cpus=2)
+    try:
+        yield str(ray.get_runtime_context().gcs_address)
+    finally:
+        ray.shutdown()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest) -> str:
     """The metadata DB backend under test."""

@@ -1,8 +1,7 @@
-"""Engine fixtures: one Ray cluster for the whole session, small units and flushes."""
+"""Engine fixtures: small units and flushes, and readers of what a run committed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import duckdb
@@ -13,18 +12,6 @@ from hypermetric.catalog.db import database
 from hypermetric.catalog.shards import live_shards
 from hypermetric.config import Settings, reset_settings
 from hypermetric.storage.files import store_for
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
-    """A local Ray cluster (2 CPUs) shared by every Ray test; returns its address."""
-    import ray
-
-    from hypermetric.engine.cluster import connect
-
-    connect(None, num_cpus=2)
-    yield str(ray.get_runtime_context().gcs_address)
-    ray.shutdown()
 
 
 @pytest.fixture
