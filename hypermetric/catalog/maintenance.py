@@ -1,0 +1,248 @@
+"""Storage hygiene, the catalog side: compaction and prune commits, version expiry, and
+which shards no readable version needs any more.
+
+A shard is *referenced* by every dataset version ``V`` with
+``added_version_id <= V < removed_version_id`` (a shard never removed is referenced by
+every version from the one that added it on, and by "now"). Reading ``--as-of V`` needs
+exactly the shards referenced by ``V``, so a shard may go only once every version that
+references it has expired. The newest version never expires.
+
+Every commit here creates its versions under ``dialect.lock_snapshots`` so version ids
+follow commit order, and checks inside that transaction that the shards it removes are
+still live (a concurrent compaction or prune makes it fail with ConflictError, nothing
+half-done).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Select, delete, exists, func, select, update
+from sqlalchemy.orm import Session
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.models import DatasetVersion, Evaluation, Run, Shard
+from hypermetric.catalog.records import RunRecord, ShardFile, ShardRecord
+from hypermetric.catalog.runs import run_record
+from hypermetric.catalog.shards import DATASETS, shard_record
+from hypermetric.catalog.types import utcnow
+from hypermetric.errors import ConflictError
+
+__all__ = [
+    "COMPACTABLE_STATES",
+    "Rewrite",
+    "commit_rewrite",
+    "compaction_candidates",
+    "deletable_shards",
+    "expirable_versions",
+    "expire_versions",
+    "forget_shards",
+    "prunable_runs",
+]
+
+#: runs whose shards compaction may merge: ended, and never to be started again (a failed
+#: run may be resumed, so its shards stay as the engine wrote them)
+COMPACTABLE_STATES = ("success", "canceled")
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """One dataset's change in a rewrite commit: shards to remove and files to add.
+
+    ``run_ids[i]`` lists the runs whose rows ``files[i]`` holds; a file of one run is
+    registered with that ``run_id``, a file of several with none (``stats["run_ids"]``
+    says which).
+    """
+
+    removed: tuple[int, ...]
+    files: tuple[ShardFile, ...] = ()
+    run_ids: tuple[tuple[int, ...], ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if len(self.run_ids) != len(self.files):
+            raise ValueError("a Rewrite needs one run_ids entry per file")
+
+
+def compaction_candidates(
+    db: Database, dataset: str, *, max_rows: int, evaluation: str | None = None
+) -> list[ShardRecord]:
+    """Live shards of ``dataset`` smaller than ``max_rows`` rows, of runs that ended for good.
+
+    Ordered by run then shard id, so consecutive candidates cluster by run.
+    """
+    stmt = (
+        select(Shard)
+        .join(Run, Shard.run_id == Run.id)
+        .where(
+            Shard.dataset == dataset,
+            Shard.removed_version_id.is_(None),
+            Shard.rows < max_rows,
+            Run.state.in_(COMPACTABLE_STATES),
+        )
+        .order_by(Shard.run_id, Shard.id)
+    )
+    if evaluation is not None:
+        stmt = stmt.join(Evaluation, Run.evaluation_id == Evaluation.id).where(
+            Evaluation.name == evaluation
+        )
+    with db.session() as session:
+        return [shard_record(r) for r in session.scalars(stmt)]
+
+
+def _check_live(session: Session, db: Database, shard_ids: Sequence[int]) -> list[Shard]:
+    rows: list[Shard] = []
+    for start in range(0, len(shard_ids), 500):
+        chunk = list(shard_ids[start : start + 500])
+        stmt = db.dialect.for_update(select(Shard).where(Shard.id.in_(chunk)))
+        rows.extend(session.scalars(stmt))
+    gone = set(shard_ids) - {r.id for r in rows if r.removed_version_id is None}
+    if gone:
+        raise ConflictError(
+            f"shards {sorted(gone)[:10]} changed while this was prepared "
+            "(another compact or clean ran); run the command again"
+        )
+    return rows
+
+
+def _add_files(
+    session: Session, dataset: str, version_id: int, change: Rewrite, now: datetime
+) -> None:
+    for file, runs in zip(change.files, change.run_ids, strict=True):
+        if file.dataset != dataset:
+            raise ValueError(f"file {file.path} is of {file.dataset}, not {dataset}")
+        session.add(
+            Shard(
+                run_id=runs[0] if len(runs) == 1 else None,
+                dataset=dataset,
+                path=file.path,
+                rows=file.rows,
+                bytes=file.bytes,
+                stats={**file.stats, "run_ids": sorted(runs)},
+                schema_fingerprint=file.schema_fingerprint,
+                added_version_id=version_id,
+                created_at=now,
+            )
+        )
+
+
+def commit_rewrite(
+    db: Database,
+    changes: Mapping[str, Rewrite],
+    *,
+    kind: str,
+    message: str | None = None,
+    delete_runs: Iterable[int] = (),
+) -> dict[str, int]:
+    """Replace shards in one transaction: one new version per dataset that changes.
+
+    Removes ``changes[d].removed`` (they must still be live) and registers
+    ``changes[d].files`` in a version of ``kind`` (``compact``, ``prune``), then deletes the
+    runs ``delete_runs`` (their ledger goes with them; shards and versions that still
+    mention them keep their rows with ``run_id`` NULL). Returns the version id per dataset.
+    """
+    now = utcnow()
+    versions: dict[str, int] = {}
+    with db.session() as session:
+        db.dialect.lock_snapshots(session)
+        for dataset, change in changes.items():
+            if dataset not in DATASETS:
+                raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
+            if not change.removed and not change.files:
+                continue
+            rows = _check_live(session, db, change.removed)
+            version = DatasetVersion(dataset=dataset, kind=kind, created_at=now, message=message)
+            session.add(version)
+            session.flush()
+            for row in rows:
+                if row.dataset != dataset:
+                    raise ValueError(f"shard {row.id} is of {row.dataset}, not {dataset}")
+                row.removed_version_id = version.id
+            _add_files(session, dataset, version.id, change, now)
+            versions[dataset] = version.id
+        doomed = sorted(set(delete_runs))
+        for start in range(0, len(doomed), 500):
+            session.execute(delete(Run).where(Run.id.in_(doomed[start : start + 500])))
+        session.flush()
+    return versions
+
+
+def _newest_version_id(session: Session) -> int:
+    return int(session.scalar(select(func.max(DatasetVersion.id))) or 0)
+
+
+def expirable_versions(db: Database, before: datetime) -> list[int]:
+    """Live versions created before ``before``, except the newest version of all."""
+    with db.session() as session:
+        newest = _newest_version_id(session)
+        stmt = select(DatasetVersion.id).where(
+            DatasetVersion.expired.is_(False),
+            DatasetVersion.created_at < before,
+            DatasetVersion.id < newest,
+        )
+        return sorted(session.scalars(stmt))
+
+
+def expire_versions(db: Database, before: datetime) -> list[int]:
+    """Mark versions created before ``before`` expired (never the newest); returns their ids."""
+    with db.session() as session:
+        db.dialect.lock_snapshots(session)
+        newest = _newest_version_id(session)
+        where = (
+            DatasetVersion.expired.is_(False),
+            DatasetVersion.created_at < before,
+            DatasetVersion.id < newest,
+        )
+        ids = sorted(session.scalars(select(DatasetVersion.id).where(*where)))
+        if ids:
+            session.execute(update(DatasetVersion).where(*where).values(expired=True))
+        return ids
+
+
+def _unreferenced(expiring: Sequence[int] = ()) -> Select[Shard]:
+    readable = select(DatasetVersion.id).where(
+        DatasetVersion.expired.is_(False),
+        DatasetVersion.id >= Shard.added_version_id,
+        DatasetVersion.id < Shard.removed_version_id,
+    )
+    if expiring:
+        readable = readable.where(DatasetVersion.id.not_in(list(expiring)))
+    return select(Shard).where(Shard.removed_version_id.is_not(None), ~exists(readable))
+
+
+def deletable_shards(db: Database, *, expiring: Sequence[int] = ()) -> list[ShardRecord]:
+    """Removed shards no readable version references (also if ``expiring`` were expired)."""
+    with db.session() as session:
+        stmt = _unreferenced(expiring).order_by(Shard.id)
+        return [shard_record(r) for r in session.scalars(stmt)]
+
+
+def forget_shards(db: Database, shard_ids: Sequence[int]) -> list[ShardRecord]:
+    """Delete the registry rows of these shards if still unreferenced; returns those deleted.
+
+    Delete the files after this commits: a crash in between leaves orphan files, which
+    ``clean`` sweeps, never a registered shard without its file.
+    """
+    forgotten: list[ShardRecord] = []
+    with db.session() as session:
+        db.dialect.lock_snapshots(session)
+        for start in range(0, len(shard_ids), 500):
+            chunk = list(shard_ids[start : start + 500])
+            rows = list(session.scalars(_unreferenced().where(Shard.id.in_(chunk))))
+            forgotten.extend(shard_record(r) for r in rows)
+            if rows:
+                session.execute(delete(Shard).where(Shard.id.in_([r.id for r in rows])))
+    return forgotten
+
+
+def prunable_runs(db: Database, before: datetime) -> list[RunRecord]:
+    """Finished runs that ended before ``before``, oldest first."""
+    stmt = (
+        select(Run, Evaluation.name)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(Run.state.in_(("success", "failed", "canceled")), Run.ended_at < before)
+        .order_by(Run.ended_at, Run.id)
+    )
+    with db.session() as session:
+        return [run_record(row, name) for row, name in session.execute(stmt)]

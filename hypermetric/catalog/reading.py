@@ -1,0 +1,197 @@
+"""What readers of the datasets ask the catalog: a readable version, the shards holding
+some runs, a run named by its version label, and the metadata tables as plain rows.
+
+Compaction may merge the shards of several finished runs into one file. Such a shard has
+no ``run_id`` (it holds many) and lists the runs it holds in ``stats["run_ids"]``;
+:func:`shards_of_runs` finds those too, so reading one run stays exact after compaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, Integer, or_, select
+from sqlalchemy.orm import Session
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.models import DatasetVersion, Evaluation, Run, Shard
+from hypermetric.catalog.records import RunRecord, ShardRecord, VersionRecord
+from hypermetric.catalog.runs import run_record
+from hypermetric.catalog.shards import shard_record, version_record
+from hypermetric.catalog.types import UTCDateTime
+from hypermetric.errors import NotFoundError
+
+__all__ = [
+    "METADATA_TABLES",
+    "MetadataColumn",
+    "MetadataTable",
+    "latest_run_with_version",
+    "metadata_table",
+    "readable_version",
+    "runs_in",
+    "shards_of_runs",
+]
+
+#: the metadata tables a query connection shows beside the datasets
+METADATA_TABLES = ("runs", "evaluations", "dataset_versions")
+
+
+@dataclass(frozen=True)
+class MetadataColumn:
+    """A column of a metadata table: its name and its portable kind.
+
+    ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, ``datetime`` (aware UTC) and
+    ``json`` (a dict or list, handed on as JSON text).
+    """
+
+    name: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class MetadataTable:
+    """A metadata table's columns and rows (tuples in column order)."""
+
+    name: str
+    columns: tuple[MetadataColumn, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def readable_version(db: Database, version_id: int) -> VersionRecord:
+    """The dataset version ``version_id``, if it exists and has not been expired."""
+    with db.session() as session:
+        row = session.get(DatasetVersion, version_id)
+        newest = session.scalar(select(DatasetVersion.id).order_by(DatasetVersion.id.desc()))
+        if row is None:
+            hint = f"the newest is {newest}" if newest else "nothing has been committed yet"
+            raise NotFoundError(
+                f"no dataset version {version_id}; {hint} (`hypermetric versions` lists them)"
+            )
+        if row.expired:
+            raise NotFoundError(
+                f"dataset version {version_id} was expired by `hypermetric clean` and can no "
+                f"longer be read; read a later version (the newest is {newest}) or drop --as-of"
+            )
+        return version_record(row)
+
+
+def shards_of_runs(
+    db: Database, dataset: str, run_ids: Iterable[int], *, as_of: int | None = None
+) -> list[ShardRecord]:
+    """The live shards of ``dataset`` holding rows of ``run_ids``, oldest first.
+
+    A merged shard (``run_id`` NULL, ``stats["run_ids"]`` listing its runs) is included
+    when it holds any of the runs; readers must still filter its rows by ``run_id``.
+    """
+    wanted = sorted(set(run_ids))
+    if not wanted:
+        return []
+    live = [Shard.dataset == dataset, Shard.removed_version_id.is_(None)]
+    if as_of is not None:
+        live = [
+            Shard.dataset == dataset,
+            Shard.added_version_id <= as_of,
+            or_(Shard.removed_version_id.is_(None), Shard.removed_version_id > as_of),
+        ]
+    found: list[ShardRecord] = []
+    with db.session() as session:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            stmt = select(Shard).where(*live, Shard.run_id.in_(chunk))
+            found.extend(shard_record(r) for r in session.scalars(stmt))
+        merged = session.scalars(select(Shard).where(*live, Shard.run_id.is_(None)))
+        targets = set(wanted)
+        for row in merged:
+            held = (row.stats or {}).get("run_ids") or ()
+            if targets.intersection(held):
+                found.append(shard_record(row))
+    return sorted(found, key=lambda s: s.id)
+
+
+def latest_run_with_version(db: Database, evaluation: str, version_label: str) -> RunRecord:
+    """The newest successful run of ``evaluation`` whose version label is ``version_label``.
+
+    Newest means the latest logical date (then the highest id).
+    """
+    stmt = (
+        select(Run, Evaluation.name)
+        .join(Evaluation, Run.evaluation_id == Evaluation.id)
+        .where(
+            Evaluation.name == evaluation,
+            Run.version_label == version_label,
+            Run.state == "success",
+        )
+        .order_by(Run.logical_date.desc(), Run.id.desc())
+        .limit(1)
+    )
+    with db.session() as session:
+        found = session.execute(stmt).first()
+    if found is None:
+        raise NotFoundError(
+            f"no successful run of evaluation {evaluation!r} with version {version_label!r}; "
+            f"`hypermetric runs list -e {evaluation}` shows its runs"
+        )
+    return run_record(found[0], found[1])
+
+
+def runs_in(db: Database, run_ids: Sequence[int]) -> dict[int, RunRecord]:
+    """The runs with these ids (missing ids are left out)."""
+    out: dict[int, RunRecord] = {}
+    with db.session() as session:
+        for start in range(0, len(run_ids), 500):
+            stmt = (
+                select(Run, Evaluation.name)
+                .join(Evaluation, Run.evaluation_id == Evaluation.id)
+                .where(Run.id.in_(list(run_ids[start : start + 500])))
+            )
+            for row, name in session.execute(stmt):
+                out[row.id] = run_record(row, name)
+    return out
+
+
+def _kind(column_type: Any) -> str:
+    if isinstance(column_type, UTCDateTime):
+        return "datetime"
+    if isinstance(column_type, JSON):
+        return "json"
+    if isinstance(column_type, Boolean):
+        return "bool"
+    if isinstance(column_type, Integer):
+        return "int"
+    if isinstance(column_type, Float):
+        return "float"
+    return "str"
+
+
+def _columns(model: Any) -> list[MetadataColumn]:
+    return [MetadataColumn(c.key, _kind(c.type)) for c in model.__table__.columns]
+
+
+def _rows(session: Session, model: Any, extra: list[Any]) -> list[tuple[Any, ...]]:
+    stmt = select(*model.__table__.columns, *extra)
+    if model is Run:
+        stmt = stmt.join(Evaluation, Run.evaluation_id == Evaluation.id)
+    return [tuple(r) for r in session.execute(stmt.order_by(model.__table__.c.id))]
+
+
+def metadata_table(db: Database, name: str) -> MetadataTable:
+    """The rows of the metadata table ``name`` (one of :data:`METADATA_TABLES`).
+
+    ``runs`` gets its evaluation's name as an extra ``evaluation`` column.
+    """
+    models = {"runs": Run, "evaluations": Evaluation, "dataset_versions": DatasetVersion}
+    if name not in models:
+        raise ValueError(f"unknown metadata table {name!r}; expected one of {METADATA_TABLES}")
+    model = models[name]
+    columns = _columns(model)
+    extra: list[Any] = []
+    if model is Run:
+        columns.insert(2, MetadataColumn("evaluation", "str"))
+        extra = [Evaluation.name]
+    with db.session() as session:
+        rows = _rows(session, model, extra)
+    if model is Run:
+        rows = [(*r[:2], r[-1], *r[2:-1]) for r in rows]
+    return MetadataTable(name=name, columns=tuple(columns), rows=rows)
