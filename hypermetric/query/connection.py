@@ -1,0 +1,153 @@
+"""SQL over all history: DuckDB connections with the views ``scores``, ``calls``, ``runs``,
+``evaluations`` and ``dataset_versions`` ready, read-only.
+
+A connection is in-memory. After its views exist it is locked: DuckDB may read only the
+registered shard files its views name (``allowed_paths``), external access is off and the
+configuration is locked, so a statement cannot read other files, attach a database, load
+an extension or write a file anywhere else (DuckDB raises a Permission Error). Temporary
+tables and views live in the connection's memory and vanish with it. :func:`sql` also
+refuses ``COPY`` and ``EXPORT`` statements outright, so a query can never write even to a
+path the views read.
+
+Reading ``as_of=V`` shows the datasets exactly as dataset version ``V`` left them (also
+after compaction, until ``clean`` expires ``V``); the metadata tables are always current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+from hypermetric.catalog.db import database
+from hypermetric.catalog.reading import (
+    METADATA_TABLES,
+    metadata_table,
+    readable_version,
+    shards_of_runs,
+)
+from hypermetric.catalog.shards import DATASETS, live_shards
+from hypermetric.config import Settings, get_settings
+from hypermetric.errors import QueryError
+from hypermetric.query.sources import attach_dataset, attach_metadata, quote_literal
+from hypermetric.storage.files import store_for
+
+__all__ = ["connect", "open_connection", "query_error", "run_query", "sql"]
+
+#: statement types a query may not run even where DuckDB would allow them
+_WRITES = frozenset({duckdb.StatementType.COPY, duckdb.StatementType.EXPORT})
+
+
+def query_error(exc: BaseException, hint: str = "") -> QueryError:
+    """A DuckDB error as a one-line QueryError (DuckDB's own words, minus the caret lines)."""
+    lines = [
+        line.strip()
+        for line in str(exc).splitlines()
+        if line.strip() and not line.startswith("LINE ") and set(line.strip()) != {"^"}
+    ]
+    text = " ".join(lines[:2]) or type(exc).__name__
+    if "Permission Error" in text:
+        hint = hint or (
+            "queries are read-only: write results with `hypermetric sql --output FILE`, "
+            "or .df()/.arrow() in Python"
+        )
+    return QueryError(f"{text}; {hint}" if hint else text)
+
+
+def _lock(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
+    con.execute("SET TimeZone='UTC'")
+    if paths:
+        con.execute(f"SET allowed_paths=[{', '.join(quote_literal(p) for p in paths)}]")
+    con.execute("SET enable_external_access=false")
+    con.execute("SET lock_configuration=true")
+
+
+def open_connection(
+    settings: Settings | None = None,
+    *,
+    as_of: int | None = None,
+    run_ids: Sequence[int] | None = None,
+) -> duckdb.DuckDBPyConnection:
+    """A locked connection with the views ready; ``run_ids`` limits the datasets to those runs."""
+    settings = settings or get_settings()
+    db = database(settings)
+    if as_of is not None:
+        readable_version(db, as_of)
+    store = store_for(settings)
+    con = duckdb.connect(":memory:")
+    try:
+        paths: list[str] = []
+        for dataset in DATASETS:
+            if run_ids is None:
+                shards = live_shards(db, dataset, as_of=as_of)
+            else:
+                shards = shards_of_runs(db, dataset, run_ids, as_of=as_of)
+            paths.extend(attach_dataset(con, store, dataset, shards, run_ids=run_ids))
+        for name in METADATA_TABLES:
+            attach_metadata(con, metadata_table(db, name))
+        _lock(con, paths)
+    except duckdb.Error as exc:
+        con.close()
+        hint = "a registered shard could not be read; see `hypermetric versions`"
+        raise query_error(exc, hint) from None
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def connect(
+    *, as_of: int | None = None, settings: Settings | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection over all history.
+
+    Views: ``scores`` and ``calls`` (the committed rows of every run, at dataset version
+    ``as_of`` when given), ``runs``, ``evaluations`` and ``dataset_versions`` (current).
+    Raises NotFoundError when ``as_of`` names no version or an expired one.
+    """
+    return open_connection(settings, as_of=as_of)
+
+
+def _check_statements(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise query_error(exc) from None
+    if not statements:
+        raise QueryError("the query is empty; give one SQL statement, e.g. SELECT * FROM runs")
+    for statement in statements:
+        if statement.type in _WRITES:
+            raise QueryError(
+                f"{statement.type.name} statements are refused: queries are read-only; write "
+                "results with `hypermetric sql --output FILE --format csv|json|parquet`, "
+                "or .df()/.arrow() in Python"
+            )
+
+
+def run_query(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyRelation:
+    """Run ``query`` on ``con`` (its last statement gives the result); errors as QueryError."""
+    _check_statements(con, query)
+    try:
+        relation = con.sql(query)
+    except duckdb.Error as exc:
+        raise query_error(exc) from None
+    if relation is None:
+        raise QueryError(
+            "the query returns no rows (its last statement is not a query); end it with a "
+            "SELECT, or use hm.connect() to run statements one by one"
+        )
+    return relation
+
+
+def sql(
+    query: str, *, as_of: int | None = None, settings: Settings | None = None
+) -> duckdb.DuckDBPyRelation:
+    """Run ``query`` over all history and return its result as a DuckDB relation.
+
+    The relation is lazy: ``.df()`` (pandas), ``.arrow()`` (a pyarrow RecordBatchReader;
+    ``.read_all()`` for a Table), ``.fetchall()`` or ``.show()`` run it. Several
+    statements separated by ``;`` run in order and the last one's rows are returned. A
+    syntax or binding error raises QueryError at once; an error while rows are produced
+    is raised by DuckDB when the relation is read.
+    """
+    return run_query(open_connection(settings, as_of=as_of), query)
