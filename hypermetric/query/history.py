@@ -1,0 +1,185 @@
+"""A metric across an evaluation's runs, oldest first, with shifts marked.
+
+For each (component, metric), each successful run gets its mean, its own 95% interval
+(Student's t) and the interval its mean was *expected* in, from the previous runs. A run
+is marked when its mean falls outside that expected interval.
+
+**The previous runs' interval.** Take the previous ``window`` (default 7) successful runs
+that have values for the metric, K of them, with sizes ``n_i``, means ``m_i`` and
+variances ``v_i``. Then
+
+- centre ``M``: their pooled mean (all their values together);
+- half-width ``1.96 · sqrt(SE_now² + SE_prev² + τ²·(1 + 1/K))``, where ``SE_now`` is this
+  run's standard error, ``SE_prev`` the pooled mean's (within-run variance over all the
+  previous values), and ``τ²`` the night-to-night variance of the true mean: the variance
+  of the ``m_i`` beyond what their own sampling noise explains (0 when K < 2).
+
+This is what someone watching a nightly metric wants from "did tonight move?": a 5%-level
+test of tonight against the last week taken together. The interval of the pooled previous
+mean alone would be far too narrow (it ignores tonight's own noise and the usual wobble
+between nights, and would flag a steady metric on about half the nights); the previous
+run alone would make one odd night the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+
+from hypermetric.catalog.db import database
+from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.runs import list_runs
+from hypermetric.config import Settings, get_settings
+from hypermetric.query.connection import open_connection, query_error
+from hypermetric.query.sources import quote_literal
+from hypermetric.query.stats import mean_interval
+
+__all__ = ["HistoryPoint", "RunStat", "expected_interval", "history"]
+
+_Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    """One run's value of one (component, metric), and whether it moved.
+
+    ``expected_low``/``expected_high`` is the previous runs' interval (None for the first
+    run); ``shift`` is ``"up"``, ``"down"`` or ``""``.
+    """
+
+    run_id: int
+    logical_date: datetime
+    version: str | None
+    component: str | None
+    metric: str
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    expected_low: float | None
+    expected_high: float | None
+    baseline_runs: int
+    shift: str
+
+    @property
+    def shifted(self) -> bool:
+        """True when the mean fell outside the previous runs' interval."""
+        return bool(self.shift)
+
+
+@dataclass(frozen=True)
+class RunStat:
+    """A run's count, mean and sample variance (0 when n < 2) of one metric."""
+
+    n: int
+    mean: float
+    var: float  # sample variance; 0 when n < 2
+
+
+def expected_interval(previous: Sequence[RunStat], now: RunStat) -> tuple[float, float]:
+    """The interval ``now.mean`` is expected in given ``previous`` runs (module docstring)."""
+    total = sum(p.n for p in previous)
+    centre = sum(p.n * p.mean for p in previous) / total
+    dof = total - len(previous)
+    within = sum((p.n - 1) * p.var for p in previous) / dof if dof > 0 else 0.0
+    se_prev2 = within / total
+    se_now2 = now.var / now.n if now.n > 0 else 0.0
+    tau2 = 0.0
+    k = len(previous)
+    if k >= 2:
+        grand = sum(p.mean for p in previous) / k
+        spread = sum((p.mean - grand) ** 2 for p in previous) / (k - 1)
+        noise = sum(p.var / p.n for p in previous) / k
+        tau2 = max(0.0, spread - noise)
+    half = _Z95 * math.sqrt(se_now2 + se_prev2 + tau2 * (1.0 + 1.0 / k))
+    return centre - half, centre + half
+
+
+_STATS_SQL = """
+SELECT run_id, component, metric, count(value) AS n, avg(value) AS mean,
+       coalesce(var_samp(value), 0) AS var
+FROM scores {where} GROUP BY run_id, component, metric
+"""
+
+
+def _series(
+    settings: Settings, run_ids: list[int], metric: str | None
+) -> dict[tuple[str | None, str], dict[int, RunStat]]:
+    where = ""
+    if metric is not None:
+        m = quote_literal(metric)
+        where = f"WHERE metric = {m} OR starts_with(metric, {m} || '.')"
+    con = open_connection(settings, run_ids=run_ids)
+    try:
+        rows = con.sql(_STATS_SQL.format(where=where)).fetchall()
+    except duckdb.Error as exc:
+        raise query_error(exc) from None
+    finally:
+        con.close()
+    out: dict[tuple[str | None, str], dict[int, RunStat]] = defaultdict(dict)
+    for run_id, component, name, n, mean, var in rows:
+        if n:
+            out[(component, name)][run_id] = RunStat(int(n), float(mean), float(var or 0.0))
+    return out
+
+
+def history(
+    name: str,
+    *,
+    metric: str | None = None,
+    window: int = 7,
+    settings: Settings | None = None,
+) -> list[HistoryPoint]:
+    """Every successful run of evaluation ``name``, per (component, metric), oldest first.
+
+    ``metric`` keeps one metric (and its ``metric.key`` parts); ``window`` is how many
+    previous runs form the expected interval (see the module docstring).
+    """
+    if window < 1:
+        raise ValueError(f"window must be at least 1, not {window}")
+    settings = settings or get_settings()
+    db = database(settings)
+    get_evaluation(db, name)
+    runs = sorted(
+        list_runs(db, evaluation=name, state="success", limit=None),
+        key=lambda r: (r.logical_date, r.id),
+    )
+    series = _series(settings, [r.id for r in runs], metric) if runs else {}
+    points: list[HistoryPoint] = []
+    for (component, metric_name), stats in sorted(series.items(), key=lambda kv: str(kv[0])):
+        previous: list[RunStat] = []
+        for run in runs:
+            stat = stats.get(run.id)
+            if stat is None:
+                continue
+            low = high = None
+            shift = ""
+            if previous:
+                low, high = expected_interval(previous[-window:], stat)
+                shift = "up" if stat.mean > high else "down" if stat.mean < low else ""
+            sd = math.sqrt(stat.var) if stat.n > 1 else None
+            _, ci_low, ci_high = mean_interval(stat.n, stat.mean, sd)
+            points.append(
+                HistoryPoint(
+                    run_id=run.id,
+                    logical_date=run.logical_date,
+                    version=run.version_label,
+                    component=component,
+                    metric=metric_name,
+                    n=stat.n,
+                    mean=stat.mean,
+                    ci_low=ci_low,
+                    ci_high=ci_high,
+                    expected_low=low,
+                    expected_high=high,
+                    baseline_runs=len(previous[-window:]),
+                    shift=shift,
+                )
+            )
+            previous.append(stat)
+    return points

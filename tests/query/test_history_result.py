@@ -1,0 +1,123 @@
+"""RunResult's summary and rows, and a metric's history with its shift rule."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from scipy import stats
+
+from hypermetric.catalog.db import Database
+from hypermetric.errors import NotFoundError
+from hypermetric.query.history import RunStat, expected_interval, history
+from hypermetric.query.render import table_text
+from hypermetric.query.result import RunResult, render_summary
+from tests.query.conftest import Runs, calls_table, ids, scores_table
+
+
+def test_summary_against_scipy(runs: Runs) -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(0.6, 0.2, 50)
+    errors: list[str | None] = [None] * 50 + ["TimeoutError"] * 3
+    names = ids(53)
+
+    def build(rid: int) -> pa.Table:
+        return pa.concat_tables(
+            [
+                scores_table(rid, names, [*values, None, None, None], errors=errors),
+                scores_table(rid, names[:1], [1.0], metric="single", component="retrieve"),
+            ]
+        )
+
+    run_id = runs.run(build=build, shards=2)
+    other = runs.run(build=lambda rid: scores_table(rid, names, [0.0] * 53))
+    result = RunResult(run_id)
+    main, single = result.summary()  # by component: generate, retrieve
+    assert (single.component, single.metric, single.n, single.mean) == ("retrieve", "single", 1, 1)
+    assert single.ci_low is None and single.stderr is None
+    assert (main.component, main.metric, main.n, main.errors) == ("generate", "exact_match", 50, 3)
+    assert main.mean == pytest.approx(values.mean())
+    assert main.stderr == pytest.approx(stats.sem(values))
+    low, high = stats.t.interval(0.95, 49, loc=values.mean(), scale=stats.sem(values))
+    assert (main.ci_low, main.ci_high) == (pytest.approx(low), pytest.approx(high))
+    assert result.scores().aggregate("count(*)").fetchall() == [(54,)]
+    assert result.calls().aggregate("count(*)").fetchall() == [(0,)]
+    assert result.run.state == "success" and result.run_id == run_id
+    assert RunResult(other).summary()[0].mean == 0.0
+    text = str(result)
+    assert "exact_match" in text and "retrieve" in text and f"run {run_id}" in text
+    assert "no scores" in table_text(render_summary([]))
+    with pytest.raises(NotFoundError):
+        RunResult(999)
+
+
+def test_calls_of_a_run(runs: Runs) -> None:
+    run_id = runs.start()
+    runs.commit(
+        run_id,
+        0,
+        {"scores": scores_table(run_id, ids(4), [1.0] * 4), "calls": calls_table(run_id, ids(4))},
+    )
+    result = RunResult(run_id)
+    assert result.calls().aggregate("count(*), avg(latency_ms)").fetchall() == [(4, 1.5)]
+    assert result.summary()[0].n == 4  # a running run shows what it committed so far
+
+
+def _nightly(runs: Runs, means: list[float], n: int = 400, seed: int = 0) -> list[int]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for night, mean in enumerate(means):
+        values = np.clip(rng.normal(mean, 0.1, n), 0, 1)
+        out.append(
+            runs.run(
+                "nightly",
+                build=lambda rid, v=values: pa.concat_tables(
+                    [
+                        scores_table(rid, ids(n), v, evaluation="nightly", metric="acc"),
+                        scores_table(rid, ids(n), 1 - v, evaluation="nightly", metric="loss"),
+                    ]
+                ),
+                version=f"v{night}",
+            )
+        )
+    return out
+
+
+def test_history_marks_the_night_that_moved(runs: Runs, db: Database) -> None:
+    run_ids = _nightly(runs, [0.70] * 8 + [0.60, 0.60])
+    runs.run(
+        "nightly",
+        build=lambda rid: scores_table(rid, ids(3), [0.0] * 3, metric="acc"),
+        state="failed",
+    )
+    points = history("nightly", metric="acc")
+    assert [p.run_id for p in points] == run_ids
+    assert points[0].expected_low is None and points[0].shift == ""
+    assert [p.shift for p in points[1:8]] == [""] * 7
+    assert points[8].shift == "down" and points[8].baseline_runs == 7
+    assert points[9].shift == "down"  # the 7 previous runs still hold 6 at 0.70
+    assert [p.version for p in points] == [f"v{i}" for i in range(10)]
+    both = history("nightly")
+    assert {(p.metric, p.shift) for p in both if p.run_id == run_ids[8]} == {
+        ("acc", "down"),
+        ("loss", "up"),
+    }
+    one_back = history("nightly", metric="acc", window=1)
+    assert one_back[9].shift == "" and one_back[9].baseline_runs == 1
+    with pytest.raises(NotFoundError):
+        history("nope")
+
+
+def test_the_expected_interval_by_hand() -> None:
+    previous = [RunStat(100, 0.5, 0.04), RunStat(100, 0.7, 0.04)]
+    now = RunStat(100, 0.6, 0.04)
+    low, high = expected_interval(previous, now)
+    se_now2, se_prev2 = 0.04 / 100, 0.04 / 200
+    tau2 = np.var([0.5, 0.7], ddof=1) - 0.04 / 100
+    half = stats.norm.ppf(0.975) * math.sqrt(se_now2 + se_prev2 + tau2 * 1.5)
+    assert (low, high) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
+    # one previous run: a two-sample test of the two means
+    low, high = expected_interval(previous[:1], now)
+    assert high - 0.5 == pytest.approx(stats.norm.ppf(0.975) * math.sqrt(2 * 0.04 / 100))
