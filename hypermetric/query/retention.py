@@ -1,0 +1,169 @@
+"""``clean``: expire old versions, delete what no readable version needs, prune old runs.
+
+In this order:
+
+1. **Expire** every dataset version created before ``before`` except the newest one:
+   reading ``--as-of`` it is an error from then on.
+2. **Prune runs** (only when asked): finished runs that ended before ``before`` are
+   deleted with their ledger, and one new version of kind ``prune`` removes their shards
+   from the datasets (a merged shard that also holds other runs is rewritten without
+   them). Versions still readable keep showing the pruned rows until they expire too, so
+   the pruned files are freed by a later ``clean`` whose date is past the prune.
+3. **Delete unreferenced shards**: removed shards that no unexpired version references
+   (see :mod:`hypermetric.catalog.maintenance`): their registry rows first, then their
+   files, so a crash in between leaves orphans, never a registered shard without a file.
+4. **Delete orphans**: files under the store's dataset folders and ``_tmp/`` that the
+   registry does not know and that are older than ``grace`` (default one hour, so a
+   shard written but not yet committed is never taken).
+
+Nothing a live version references is ever deleted. ``dry_run`` reports the same lists
+without changing anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hypermetric.catalog.db import Database, database
+from hypermetric.catalog.maintenance import (
+    Rewrite,
+    commit_rewrite,
+    deletable_shards,
+    expirable_versions,
+    expire_versions,
+    forget_shards,
+    prunable_runs,
+)
+from hypermetric.catalog.reading import shards_of_runs
+from hypermetric.catalog.records import ShardFile
+from hypermetric.catalog.shards import DATASETS, registered_paths
+from hypermetric.catalog.types import utcnow
+from hypermetric.config import Settings, get_settings
+from hypermetric.storage.files import TMP_DIR, ShardStore, store_for
+
+__all__ = ["DEFAULT_GRACE", "CleanReport", "clean", "orphan_files"]
+
+DEFAULT_GRACE = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class CleanReport:
+    """What ``clean`` did (or, with ``dry_run``, would do)."""
+
+    dry_run: bool
+    expired_versions: tuple[int, ...]
+    pruned_runs: tuple[int, ...]
+    deleted_shards: tuple[str, ...]
+    orphans: tuple[str, ...]
+    bytes_freed: int
+
+
+def orphan_files(
+    store: ShardStore, registered: set[str], cutoff: datetime
+) -> list[tuple[str, int]]:
+    """(path, size) of unregistered files last modified before ``cutoff``.
+
+    Only the store's own files count: Parquet files under a dataset folder, and anything
+    under ``_tmp/``.
+    """
+    found: list[tuple[str, int]] = []
+    for file in store.files():
+        top = file.path.split("/", 1)[0]
+        ours = top == TMP_DIR or (top in DATASETS and file.path.endswith(".parquet"))
+        if not ours or file.path in registered:
+            continue
+        if file.mtime is not None and file.mtime < cutoff:
+            found.append((file.path, file.size))
+    return sorted(found)
+
+
+def _rewrite_without(store: ShardStore, dataset: str, path: str, keep: Sequence[int]) -> ShardFile:
+    table = store.read(path)
+    kept = table.filter(pc.is_in(table["run_id"], pa.array(list(keep), pa.int64())))
+    return store.write(dataset, keep[0] if len(keep) == 1 else None, kept, "prune")
+
+
+def _prune(db: Database, store: ShardStore, run_ids: Sequence[int]) -> None:
+    doomed = set(run_ids)
+    changes: dict[str, Rewrite] = {}
+    written: list[ShardFile] = []
+    try:
+        for dataset in DATASETS:
+            removed: list[int] = []
+            files: list[ShardFile] = []
+            owners: list[tuple[int, ...]] = []
+            for shard in shards_of_runs(db, dataset, run_ids):
+                removed.append(shard.id)
+                held = set((shard.stats or {}).get("run_ids") or ())
+                keep = sorted(held - doomed) if shard.run_id is None else []
+                if keep:
+                    files.append(_rewrite_without(store, dataset, shard.path, keep))
+                    written.append(files[-1])
+                    owners.append(tuple(keep))
+            changes[dataset] = Rewrite(tuple(removed), tuple(files), tuple(owners))
+        message = f"pruned {len(doomed)} runs"
+        commit_rewrite(db, changes, kind="prune", message=message, delete_runs=doomed)
+    except BaseException:
+        for file in written:
+            store.delete(file.path)
+        raise
+
+
+def clean(
+    *,
+    before: datetime,
+    dry_run: bool = False,
+    prune_runs: bool = False,
+    grace: timedelta = DEFAULT_GRACE,
+    now: datetime | None = None,
+    settings: Settings | None = None,
+) -> CleanReport:
+    """Expire versions older than ``before``, delete what nothing readable needs.
+
+    ``prune_runs`` also deletes finished runs that ended before ``before``; ``grace``
+    protects young unregistered files; ``now`` is the clock (tests). See the module
+    docstring for the order and the guarantees.
+    """
+    if before.tzinfo is None:
+        raise ValueError("before must be a timezone-aware datetime")
+    settings = settings or get_settings()
+    db = database(settings)
+    store = store_for(settings)
+    cutoff = (now or utcnow()) - grace
+    runs = [r.id for r in prunable_runs(db, before)] if prune_runs else []
+    if dry_run:
+        expiring = expirable_versions(db, before)
+        doomed = deletable_shards(db, expiring=expiring)
+        orphans = orphan_files(store, registered_paths(db), cutoff)
+        freed = sum(s.bytes for s in doomed) + sum(size for _, size in orphans)
+        return CleanReport(
+            dry_run=True,
+            expired_versions=tuple(expiring),
+            pruned_runs=tuple(runs),
+            deleted_shards=tuple(s.path for s in doomed),
+            orphans=tuple(p for p, _ in orphans),
+            bytes_freed=freed,
+        )
+    expired = expire_versions(db, before)
+    if runs:
+        _prune(db, store, runs)
+    forgotten = forget_shards(db, [s.id for s in deletable_shards(db)])
+    for shard in forgotten:
+        store.delete(shard.path)
+    orphans = orphan_files(store, registered_paths(db), cutoff)
+    for path, _ in orphans:
+        store.delete(path)
+    freed = sum(s.bytes for s in forgotten) + sum(size for _, size in orphans)
+    return CleanReport(
+        dry_run=False,
+        expired_versions=tuple(expired),
+        pruned_runs=tuple(runs),
+        deleted_shards=tuple(s.path for s in forgotten),
+        orphans=tuple(p for p, _ in orphans),
+        bytes_freed=freed,
+    )
