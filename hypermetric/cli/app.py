@@ -57,9 +57,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from hypermetric.cli import db, evals, run, runs
+    from hypermetric.cli import db, evals, query, run, runs, storage
 
-    for module in (db, evals, run, runs):
+    for module in (db, evals, query, run, runs, storage):
         module.register(cli)
 
 

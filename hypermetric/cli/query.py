@@ -1,0 +1,247 @@
+"""``hypermetric sql``, ``compare`` and ``history``: reading the history."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import click
+from rich.table import Table
+
+from hypermetric.cli.render import console, fmt_time
+
+if TYPE_CHECKING:
+    from hypermetric.query.compare import Comparison, ExampleChange
+    from hypermetric.query.history import HistoryPoint
+
+__all__ = ["compare_cmd", "history_cmd", "register", "sql_cmd"]
+
+
+@click.command("sql")
+@click.argument("query")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "parquet"]),
+    default="table",
+    show_default=True,
+    help="table shows the first rows; csv, json and parquet write them all.",
+)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write to FILE.")
+@click.option("--as-of", type=int, metavar="V", help="Read the datasets as of version V.")
+@click.option("--max-rows", default=100, show_default=True, type=click.IntRange(min=1))
+def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_rows: int) -> None:
+    """Run the SQL QUERY ("-" reads it from stdin) over all history.
+
+    Views: scores, calls (every committed row), runs, evaluations, dataset_versions.
+    """
+    from hypermetric.query.connection import sql
+    from hypermetric.query.output import relation_table, write_rows
+    from hypermetric.query.render import table_text
+
+    if query == "-":
+        query = sys.stdin.read()
+    if fmt == "parquet" and output is None:
+        raise click.UsageError("--format parquet needs --output FILE")
+    relation = sql(query, as_of=as_of)
+    if fmt == "table":
+        table, more = relation_table(relation, max_rows)
+        note = f"(first {max_rows} rows; --format csv|json|parquet writes them all)\n"
+        if output is None:
+            console().print(table)
+            if more:
+                click.echo(note, nl=False)
+        else:
+            with open(output, "w", encoding="utf-8") as fh:
+                fh.write(table_text(table, width=1000) + (note if more else ""))
+        return
+    if output is None:
+        sys.stdout.flush()
+        write_rows(relation, fmt, sys.stdout.buffer)
+        sys.stdout.buffer.flush()
+        return
+    with open(output, "wb") as sink:
+        write_rows(relation, fmt, sink)
+
+
+def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
+    from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
+
+    a, b = comparison.run_a, comparison.run_b
+    table = Table(
+        title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
+        f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
+    )
+    columns = ["component", "metric", "dir", "n", "mean A", "mean B", "delta B-A", "95% CI"]
+    for name in [*columns, "p", "better", "worse", "same", "only A", "only B", "errored", ""]:
+        table.add_column(name, justify="left" if name in columns[:3] else "right")
+    for m in comparison.metrics:
+        verdict = ""
+        if m.regressed_beyond(threshold or 0.0):
+            verdict = "[red]regressed[/red]"
+        elif m.improved_beyond():
+            verdict = "[green]improved[/green]"
+        table.add_row(
+            m.component or "",
+            m.metric,
+            "↑" if m.higher_is_better else "↓",
+            str(m.n),
+            fmt_num(m.mean_a),
+            fmt_num(m.mean_b),
+            fmt_num(m.delta, signed=True),
+            fmt_interval(m.ci_low, m.ci_high),
+            fmt_p(m.p_value),
+            *(str(v) for v in (m.improved, m.regressed, m.unchanged, m.only_a, m.only_b)),
+            str(m.errored),
+            verdict,
+        )
+    table.caption = (
+        f"paired by example; CI: paired bootstrap ({comparison.resamples} resamples, "
+        f"seed {comparison.seed}); p: paired t-test"
+    )
+    return table
+
+
+def _examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
+    from hypermetric.query.render import fmt_num
+
+    table = Table(title=title)
+    for name in ("component", "metric", "example", "call", "A", "B", "delta"):
+        table.add_column(name, justify="right" if name in ("A", "B", "delta") else "left")
+    for c in changes:
+        table.add_row(
+            c.component or "",
+            c.metric,
+            c.example_id,
+            str(c.call_index),
+            fmt_num(c.value_a),
+            fmt_num(c.value_b),
+            fmt_num(c.delta, signed=True),
+        )
+    if not changes:
+        table.caption = "none"
+    return table
+
+
+@click.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--metric", "-m", help="Only this metric (and its METRIC.key parts).")
+@click.option(
+    "--show",
+    type=click.Choice(["regressions", "improvements"]),
+    help="Also list the examples that got worse (worst first) or better.",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--fail-on-regression",
+    "fail_threshold",
+    type=float,
+    is_flag=False,
+    flag_value=0.0,
+    default=None,
+    metavar="[THRESHOLD]",
+    help="Exit 1 when a metric's delta CI lies wholly below -THRESHOLD (default 0), "
+    "in the metric's direction. Put it after the runs.",
+)
+@click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.pass_context
+def compare_cmd(
+    ctx: click.Context,
+    run_a: str,
+    run_b: str,
+    metric: str | None,
+    show: str | None,
+    limit: int,
+    fail_threshold: float | None,
+    resamples: int,
+    seed: int,
+    fmt: str,
+) -> None:
+    """Compare RUN_B against RUN_A, paired by example.
+
+    Name a run by its id or as EVALUATION@VERSION (its newest successful run).
+    """
+    from hypermetric.query.compare import compare
+
+    result = compare(
+        run_a, run_b, metric=metric, resamples=resamples, seed=seed, examples=limit if show else 0
+    )
+    if fmt == "json":
+        click.echo(json.dumps(result.to_dict(), default=str, indent=2))
+    else:
+        out = console()
+        out.print(_compare_table(result, fail_threshold))
+        if show == "regressions":
+            out.print(_examples_table("examples that got worse, worst first", result.regressions))
+        elif show == "improvements":
+            out.print(_examples_table("examples that got better, best first", result.improvements))
+    if fail_threshold is not None:
+        failing = result.failing(fail_threshold)
+        for m in failing:
+            click.echo(
+                f"regression: {m.component}/{m.metric} delta {m.delta:+.4f}, 95% CI "
+                f"[{m.ci_low:.4f}, {m.ci_high:.4f}] beyond threshold {fail_threshold:g}",
+                err=True,
+            )
+        if failing:
+            ctx.exit(1)
+
+
+@click.command("history")
+@click.argument("name")
+@click.option("--metric", "-m", help="Only this metric (and its METRIC.key parts).")
+@click.option(
+    "--window",
+    default=7,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many previous runs form the expected interval.",
+)
+@click.option("--last", type=click.IntRange(min=1), help="Show only the newest N runs.")
+def history_cmd(name: str, metric: str | None, window: int, last: int | None) -> None:
+    """A metric of evaluation NAME across its successful runs, oldest first.
+
+    A run is marked ▲/▼ when its mean left the interval the previous WINDOW runs
+    predict for it (their pooled mean, widened by this run's noise, theirs and the usual
+    night-to-night wobble; see hypermetric.query.history).
+    """
+    from hypermetric.query.history import history
+    from hypermetric.query.render import fmt_interval, fmt_num
+
+    points = history(name, metric=metric, window=window)
+    out = console()
+    if not points:
+        out.print(f"no scores in successful runs of {name}")
+        return
+    series: dict[tuple[str | None, str], list[HistoryPoint]] = {}
+    for point in points:
+        series.setdefault((point.component, point.metric), []).append(point)
+    for (component, metric_name), rows in series.items():
+        table = Table(title=f"{name} · {component or '-'} · {metric_name}")
+        for col in ("logical date (UTC)", "run", "version", "n", "mean", "95% CI", "expected", ""):
+            table.add_column(col, justify="right" if col in ("n", "mean") else "left")
+        for p in rows[-last:] if last else rows:
+            mark = {"up": "[green]▲ up[/green]", "down": "[red]▼ down[/red]"}.get(p.shift, "")
+            table.add_row(
+                fmt_time(p.logical_date),
+                str(p.run_id),
+                p.version or "",
+                str(p.n),
+                fmt_num(p.mean),
+                fmt_interval(p.ci_low, p.ci_high),
+                fmt_interval(p.expected_low, p.expected_high),
+                mark,
+            )
+        out.print(table)
+
+
+def register(root: click.Group) -> None:
+    """Add ``sql``, ``compare`` and ``history`` to the root command."""
+    for command in (sql_cmd, compare_cmd, history_cmd):
+        root.add_command(command)
