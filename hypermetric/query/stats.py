@@ -12,10 +12,10 @@
   distribution, at a cost independent of ``n`` (up to 512 distinct values). Samples of up
   to 2,000 are resampled index by index. Otherwise the sorted differences are cut into
   equal-count bins: the counts per bin are drawn exactly (multinomial) and the sum inside
-  a bin, given its count ``c``, by its normal approximation
-  ``c·mean_bin + sqrt(c)·sd_bin·Z``. Sorted bins are narrow, so the within-bin part is a
-  small share of the variance and its approximation costs little accuracy; the cost is
-  O(resamples x 512) whatever ``n`` is.
+  a bin, given its count ``c``, by its normal approximation ``c·mean_bin + sqrt(c)·sd_bin·Z``
+  (independent normals, so one normal per resample carries all bins). Sorted bins are
+  narrow, so the within-bin part is a small share of the variance and its approximation
+  costs little accuracy; the cost is O(resamples x 512) whatever ``n`` is.
 """
 
 from __future__ import annotations
@@ -189,14 +189,13 @@ def _binned(d: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarr
     ordered = np.sort(d)
     edges = np.linspace(0, ordered.size, min(BINS, ordered.size) + 1).astype(np.int64)
     sizes = np.diff(edges)
-    sums = np.add.reduceat(ordered, edges[:-1])
-    means = sums / sizes
-    squares = np.add.reduceat(ordered * ordered, edges[:-1])
-    sds = np.sqrt(np.maximum(squares / sizes - means * means, 0.0))
+    means = np.add.reduceat(ordered, edges[:-1]) / sizes
+    squares = np.add.reduceat(ordered * ordered, edges[:-1]) / sizes
+    variances = np.maximum(squares - means * means, 0.0)
     counts = rng.multinomial(ordered.size, sizes / ordered.size, size=resamples)
-    noise = rng.standard_normal(counts.shape)
-    totals = counts @ means + (np.sqrt(counts) * sds * noise).sum(axis=1)
-    return totals / ordered.size
+    # the within-bin sums are independent normals, so their total is one normal per resample
+    spread = np.sqrt(counts @ variances) * rng.standard_normal(resamples)
+    return (counts @ means + spread) / ordered.size
 
 
 def paired_bootstrap(
