@@ -273,7 +273,7 @@ def compare(
         raise QueryError(f"resamples={resamples} is too few for a 95% interval; use >= 100")
     settings = settings or get_settings()
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
-    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}))
+    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), metadata=False)
     try:
         con.execute(_pairs_sql(run_a.id, run_b.id, metric))
         groups = con.sql(_GROUPS_SQL).fetchall()

@@ -67,8 +67,13 @@ def open_connection(
     *,
     as_of: int | None = None,
     run_ids: Sequence[int] | None = None,
+    metadata: bool = True,
 ) -> duckdb.DuckDBPyConnection:
-    """A locked connection with the views ready; ``run_ids`` limits the datasets to those runs."""
+    """A locked connection with the views ready.
+
+    ``run_ids`` limits the datasets to those runs; ``metadata=False`` leaves out the
+    metadata views (for internal queries that read only the datasets).
+    """
     settings = settings or get_settings()
     db = database(settings)
     if as_of is not None:
@@ -83,7 +88,7 @@ def open_connection(
             else:
                 shards = shards_of_runs(db, dataset, run_ids, as_of=as_of)
             paths.extend(attach_dataset(con, store, dataset, shards, run_ids=run_ids))
-        for name in METADATA_TABLES:
+        for name in METADATA_TABLES if metadata else ():
             attach_metadata(con, metadata_table(db, name))
         _lock(con, paths)
     except duckdb.Error as exc:

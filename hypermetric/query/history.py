@@ -114,7 +114,7 @@ def _series(
     if metric is not None:
         m = quote_literal(metric)
         where = f"WHERE metric = {m} OR starts_with(metric, {m} || '.')"
-    con = open_connection(settings, run_ids=run_ids)
+    con = open_connection(settings, run_ids=run_ids, metadata=False)
     try:
         rows = con.sql(_STATS_SQL.format(where=where)).fetchall()
     except duckdb.Error as exc:

@@ -123,12 +123,12 @@ class RunResult:
         """The run's catalog record, read now."""
         return get_run(database(self._settings), self._run_id)
 
-    def _connection(self) -> duckdb.DuckDBPyConnection:
-        return open_connection(self._settings, run_ids=[self._run_id])
+    def _connection(self, metadata: bool = True) -> duckdb.DuckDBPyConnection:
+        return open_connection(self._settings, run_ids=[self._run_id], metadata=metadata)
 
     def summary(self) -> list[SummaryRow]:
         """Per component and metric: n, mean, stderr, 95% CI (t) and error count."""
-        con = self._connection()
+        con = self._connection(metadata=False)
         try:
             return summarize(con)
         finally:
