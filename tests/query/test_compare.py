@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -199,3 +200,29 @@ def test_cli_exit_codes_and_regressions(runs: Runs) -> None:
     assert [line.split()[5] for line in lines] == [ids(N)[i] for i in worst]
     missing = runner.invoke(cli, ["compare", str(first), "999"])
     assert missing.exit_code == 1 and "no run 999" in missing.output
+
+
+def test_one_metric_and_json_output(runs: Runs) -> None:
+    names = ids(50)
+
+    def build(shift: float) -> Any:
+        return lambda rid: pa.concat_tables(
+            [
+                scores_table(rid, names, np.full(50, 0.5 + shift), metric=metric)
+                for metric in ("judge", "judge.relevance", "judgement", "f1")
+            ]
+        )
+
+    first, second = runs.run(build=build(0.0)), runs.run(build=build(0.1))
+    picked = compare(first, second, metric="judge")
+    assert [m.metric for m in picked.metrics] == ["judge", "judge.relevance"]
+    assert [m.delta for m in picked.metrics] == [pytest.approx(0.1)] * 2
+    with pytest.raises(QueryError, match="have no scores for metric 'nope'"):
+        compare(first, second, metric="nope")
+    out = CliRunner().invoke(
+        cli, ["compare", str(first), str(second), "-m", "f1", "--format", "json"]
+    )
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    assert (data["run_a"], data["run_b"], data["seed"]) == (first, second, 0)
+    assert [(m["metric"], m["n"], m["improved"]) for m in data["metrics"]] == [("f1", 50, 50)]

@@ -188,3 +188,14 @@ def test_orphans_older_than_the_grace_period_are_deleted(
     assert not Path(store.full_path(stale.path)).exists() and not tmp.exists()
     assert Path(store.full_path(young.path)).exists() and keep_note.exists()
     assert _snapshot()[1] == 10
+
+
+def test_compaction_of_one_evaluation(runs: Runs, db: Database) -> None:
+    mine = _metric_run(runs, 10, shards=3, evaluation="mine")
+    theirs = _metric_run(runs, 10, shards=3, evaluation="theirs")
+    reports = compact(evaluation="mine", datasets=("scores",), target_rows=1000)
+    assert [(r.dataset, r.shards_merged, r.files_written) for r in reports] == [("scores", 3, 1)]
+    live = [s for s in _shards(db) if s.removed_version_id is None and s.dataset == "scores"]
+    assert sorted(s.run_id for s in live) == [mine] + [theirs] * 3
+    assert next(s for s in live if s.run_id == mine).stats["run_ids"] == [mine]  # type: ignore[index]
+    assert RunResult(mine).summary()[0].n == 10

@@ -1,0 +1,23 @@
+"""The query names the package root re-exports, used the way a user would."""
+
+from __future__ import annotations
+
+import hypermetric as hm
+from hypermetric.query import compare, connection, history, result
+from tests.query.conftest import Runs, ids, scores_table
+
+
+def test_root_names_are_the_query_functions(runs: Runs) -> None:
+    assert hm.sql is connection.sql and hm.connect is connection.connect
+    assert hm.compare is compare.compare and hm.history is history.history
+    assert hm.RunResult is result.RunResult
+    first = runs.run(build=lambda rid: scores_table(rid, ids(4), [1.0, 0.0, 1.0, 1.0]))
+    second = runs.run(build=lambda rid: scores_table(rid, ids(4), [1.0, 1.0, 1.0, 1.0]))
+    frame = hm.sql("SELECT run_id, avg(value) AS mean FROM scores GROUP BY 1 ORDER BY 1").df()
+    assert frame["mean"].tolist() == [0.75, 1.0]
+    table = hm.connect().sql("SELECT * FROM runs ORDER BY id").arrow().read_all()
+    assert table["id"].to_pylist() == [first, second]
+    assert table["evaluation"].to_pylist() == ["qa", "qa"]
+    assert hm.compare(first, second).metrics[0].improved == 1
+    assert [p.run_id for p in hm.history("qa")] == [first, second]
+    assert hm.RunResult(first).summary()[0].mean == 0.75
