@@ -25,7 +25,7 @@ from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, compaction_
 from hypermetric.catalog.records import ShardFile, ShardRecord
 from hypermetric.catalog.shards import DATASETS
 from hypermetric.config import Settings, get_settings
-from hypermetric.errors import HypermetricError, StorageError
+from hypermetric.errors import StorageError
 from hypermetric.storage.files import ShardStore, store_for
 
 __all__ = ["DEFAULT_TARGET_ROWS", "CompactionReport", "compact", "merge_shards", "plan_groups"]
@@ -72,7 +72,13 @@ def plan_groups(shards: Sequence[ShardRecord], target_rows: int) -> list[list[Sh
 
 def merge_shards(store: ShardStore, dataset: str, group: Sequence[ShardRecord]) -> pa.Table:
     """The rows of ``group`` as one table, columns reconciled by name, sorted for scans."""
-    table = pa.concat_tables([store.read(s.path) for s in group], promote_options="permissive")
+    try:
+        table = pa.concat_tables([store.read(s.path) for s in group], promote_options="permissive")
+    except pa.ArrowException as exc:
+        raise StorageError(
+            f"shards {[s.id for s in group][:5]}... have columns that cannot be merged "
+            f"({str(exc).splitlines()[0]}); compact one evaluation at a time with --evaluation"
+        ) from exc
     expected = sum(s.rows for s in group)
     if table.num_rows != expected:
         raise StorageError(
@@ -112,7 +118,7 @@ def _compact_dataset(
         message = f"compacted {len(merged)} shards into {len(files)} files"
         db = database(settings)
         versions = commit_rewrite(db, {dataset: change}, kind="compact", message=message)
-    except (HypermetricError, OSError):
+    except BaseException:
         for file in files:  # never registered: nothing reads them
             store.delete(file.path)
         raise

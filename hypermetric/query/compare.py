@@ -23,7 +23,7 @@ lower-is-better metric "regressed" means the value went up.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import duckdb
@@ -134,9 +134,9 @@ class Comparison:
             "run_b": self.run_b.id,
             "resamples": self.resamples,
             "seed": self.seed,
-            "metrics": [m.__dict__ for m in self.metrics],
-            "regressions": [e.__dict__ for e in self.regressions],
-            "improvements": [e.__dict__ for e in self.improvements],
+            "metrics": [asdict(m) for m in self.metrics],
+            "regressions": [asdict(e) for e in self.regressions],
+            "improvements": [asdict(e) for e in self.improvements],
         }
 
 

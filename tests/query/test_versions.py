@@ -17,7 +17,7 @@ from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, compaction_
 from hypermetric.catalog.models import DatasetVersion, Shard
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
-from hypermetric.errors import ConflictError, NotFoundError
+from hypermetric.errors import ConflictError, NotFoundError, StorageError
 from hypermetric.query.compaction import compact
 from hypermetric.query.connection import connect
 from hypermetric.query.result import RunResult
@@ -199,3 +199,17 @@ def test_compaction_of_one_evaluation(runs: Runs, db: Database) -> None:
     assert sorted(s.run_id for s in live) == [mine] + [theirs] * 3
     assert next(s for s in live if s.run_id == mine).stats["run_ids"] == [mine]  # type: ignore[index]
     assert RunResult(mine).summary()[0].n == 10
+
+
+def test_shards_that_cannot_merge_leave_everything_as_it_was(runs: Runs, db: Database) -> None:
+    run_id = runs.start()
+    good = scores_table(run_id, ids(3), [1.0, 0.0, 1.0])
+    odd = good.set_column(7, "value", pa.array([[1.0], [2.0], [3.0]]))
+    runs.commit(run_id, 0, {"scores": good})
+    runs.commit(run_id, 1, {"scores": odd})
+    runs.finish(run_id)
+    before = {f.path for f in runs.store.files()}
+    with pytest.raises(StorageError, match="cannot be merged"):
+        compact(target_rows=1000)
+    assert {f.path for f in runs.store.files()} == before
+    assert [kind for _, _, kind in _versions(db)] == ["append", "append"]
