@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import threading
 from typing import Any
@@ -16,14 +18,31 @@ _lock = threading.Lock()
 _started_here = False
 
 
-def _code_paths() -> list[str]:
-    """The driver's import paths, so workers import user modules the way the driver did."""
-    seen: list[str] = []
-    for entry in [os.getcwd(), *sys.path]:
+def _extra_paths() -> list[str]:
+    """Import paths this process has that a fresh worker would not (pytest's root, a
+    ``FILE.py:NAME`` target's folder...), so workers import user modules as the driver did.
+
+    A fresh interpreter of the same executable and environment already has the rest, and
+    Ray adds the working directory and the script's. The paths travel as PYTHONPATH in the
+    job's runtime environment only when there are any: such a job cannot use the workers
+    Ray starts in advance. (Ray's code_search_path is no alternative: it makes workers load
+    functions by module name and re-run a driver script's body.)
+    """
+    probe = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    fresh = set(json.loads(probe.stdout)) if probe.returncode == 0 else set()
+    script_dir = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
+    known = {os.path.abspath(p or os.getcwd()) for p in fresh} | {os.getcwd(), script_dir}
+    extra: list[str] = []
+    for entry in sys.path:
         path = os.path.abspath(entry or os.getcwd())
-        if os.path.isdir(path) and path not in seen and "site-packages" not in path:
-            seen.append(path)
-    return seen
+        if os.path.isdir(path) and path not in known and path not in extra:
+            extra.append(path)
+    return extra
 
 
 def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -34,18 +53,21 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """
     global _started_here
     import ray
-    from ray.job_config import JobConfig
 
     with _lock:
         if ray.is_initialized():
             return
         address = address or get_settings().ray_address
         options: dict[str, Any] = {
-            "job_config": JobConfig(code_search_path=_code_paths()),
             "include_dashboard": False,
             "log_to_driver": True,
             "configure_logging": False,
         }
+        extra = _extra_paths()
+        if extra:
+            inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+            pythonpath = os.pathsep.join(extra + inherited)
+            options["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
         try:
             if address:
                 ray.init(address=address, **options)
