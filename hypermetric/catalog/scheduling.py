@@ -17,9 +17,9 @@ A *claimed* run is a queued run whose ``owner`` names the scheduler launching it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -33,23 +33,17 @@ from hypermetric.catalog.runs import create_run, run_record
 from hypermetric.errors import HypermetricError
 
 __all__ = [
-    "ActiveRun",
-    "Backoff",
     "DuePlan",
     "PlannedRun",
     "Planner",
-    "active_runs",
+    "active_condition",
     "claim_runs",
     "create_due_runs",
-    "fail_timed_out",
-    "failed_since",
+    "lock_run",
     "next_due_times",
     "recent_runs",
     "record_launch",
-    "recover_lost",
     "release_claim",
-    "requeue_for_retry",
-    "run_states",
     "touch_claims",
 ]
 
@@ -75,39 +69,10 @@ class DuePlan:
 
 #: computes a due definition's plan at a time (the scheduler's cron maths)
 Planner = Callable[[EvaluationRecord, datetime], DuePlan]
-#: seconds to wait before retrying after failed attempt number ``attempt``
-Backoff = Callable[[EvaluationRecord, int], float]
 
 
-@dataclass(frozen=True)
-class ActiveRun:
-    """A claimed or running run, with what supervising it needs from its definition."""
-
-    run_id: int
-    evaluation: str
-    state: str
-    attempt: int
-    owner: str | None
-    pid: int | None
-    host: str | None
-    queued_at: datetime
-    started_at: datetime | None
-    heartbeat_at: datetime | None
-    timeout_s: float | None
-    retries: int
-
-    @property
-    def claimed(self) -> bool:
-        """True while a scheduler launches it (queued, with an owner)."""
-        return self.state == "queued"
-
-    @property
-    def last_seen(self) -> datetime:
-        """Its last sign of life: heartbeat, else start, else queue time."""
-        return self.heartbeat_at or self.started_at or self.queued_at
-
-
-def _active() -> ColumnElement[bool]:
+def active_condition() -> ColumnElement[bool]:
+    """Runs that count against max_active_runs: running, or claimed for launching."""
     return or_(Run.state == "running", and_(Run.state == "queued", Run.owner.is_not(None)))
 
 
@@ -282,7 +247,7 @@ def _active_counts(session: Session, evaluation_ids: list[int]) -> dict[int, int
         .where(
             Run.evaluation_id.in_(evaluation_ids),
             Run.state.in_(("queued", "running")),
-            _active(),
+            active_condition(),
         )
         .group_by(Run.evaluation_id)
     )
@@ -312,6 +277,12 @@ def record_launch(db: Database, run_id: int, owner: str, pid: int | None) -> Non
         )
 
 
+def lock_run(db: Database, session: Session, run_id: int) -> Run | None:
+    """Lock one run row for this transaction, or None if another holds it (or it is gone)."""
+    stmt = select(Run).where(Run.id == run_id)
+    return session.scalar(db.dialect.for_update(stmt, skip_locked=True))
+
+
 def release_claim(
     db: Database,
     run_id: int,
@@ -327,7 +298,7 @@ def release_claim(
     Returns False if the claim was no longer held (the run started, or moved on).
     """
     with db.session() as session:
-        row = _lock_run(db, session, run_id)
+        row = lock_run(db, session, run_id)
         if row is None or row.state != "queued" or row.owner != owner:
             return False
         if fail_reason is not None:
@@ -338,162 +309,3 @@ def release_claim(
         row.pid = None
         row.heartbeat_at = None
         return True
-
-
-# -- supervision -------------------------------------------------------------------------
-
-
-def active_runs(db: Database, *, limit: int = 10_000) -> list[ActiveRun]:
-    """Every claimed or running run, with its definition's timeout and retries."""
-    stmt = (
-        select(Run, Evaluation.name, Evaluation.timeout_s, Evaluation.retries)
-        .join(Evaluation, Run.evaluation_id == Evaluation.id)
-        .where(Run.state.in_(("queued", "running")), _active())
-        .order_by(Run.id)
-        .limit(limit)
-    )
-    with db.session() as session:
-        return [
-            ActiveRun(
-                run_id=run.id,
-                evaluation=name,
-                state=run.state,
-                attempt=run.attempt,
-                owner=run.owner,
-                pid=run.pid,
-                host=run.host,
-                queued_at=run.queued_at,
-                started_at=run.started_at,
-                heartbeat_at=run.heartbeat_at,
-                timeout_s=timeout_s,
-                retries=retries,
-            )
-            for run, name, timeout_s, retries in session.execute(stmt)
-        ]
-
-
-def run_states(db: Database, run_ids: Sequence[int]) -> dict[int, str]:
-    """The current state of each of these runs (by primary key)."""
-    states: dict[int, str] = {}
-    with db.session() as session:
-        for start in range(0, len(run_ids), 500):
-            chunk = list(run_ids[start : start + 500])
-            rows = session.execute(select(Run.id, Run.state).where(Run.id.in_(chunk)))
-            states.update((run_id, state) for run_id, state in rows)
-    return states
-
-
-def _lock_run(db: Database, session: Session, run_id: int) -> Run | None:
-    stmt = select(Run).where(Run.id == run_id)
-    return session.scalar(db.dialect.for_update(stmt, skip_locked=True))
-
-
-def _requeue(row: Run, *, next_attempt_at: datetime | None, error: str | None) -> None:
-    row.state, row.error, row.next_attempt_at = "queued", error, next_attempt_at
-    row.owner = row.host = None
-    row.pid = None
-    row.started_at = row.ended_at = row.heartbeat_at = None
-
-
-def recover_lost(
-    db: Database,
-    run_id: int,
-    now: datetime,
-    *,
-    seen_before: datetime,
-    max_attempts: int,
-    reason: str,
-    pid: int | None = None,
-) -> str | None:
-    """Deal with a run that showed no sign of life since ``seen_before``.
-
-    A lost claim is released (the run is ready again); a lost running attempt is resumed
-    (queued again, keeping its committed units) while it has fewer than ``max_attempts``
-    attempts, else failed with the reason. With ``pid``, only if that process drives it.
-    Returns the new state, or None if the run was not lost after all (it moved on, or
-    another scheduler holds it).
-    """
-    with db.session() as session:
-        row = _lock_run(db, session, run_id)
-        if row is None or (row.heartbeat_at or row.started_at or row.queued_at) >= seen_before:
-            return None
-        if pid is not None and row.pid != pid:
-            return None
-        if row.state == "queued" and row.owner is not None:
-            row.owner = row.host = None
-            row.pid = None
-            row.heartbeat_at = None
-            return "queued"
-        if row.state != "running":
-            return None
-        if row.attempt < max_attempts:
-            _requeue(
-                row, next_attempt_at=None, error=f"attempt {row.attempt} lost: {reason}; resuming"
-            )
-            return "queued"
-        row.state, row.ended_at = "failed", now
-        row.error = f"attempt {row.attempt} lost: {reason}; no attempts left"
-        return "failed"
-
-
-def fail_timed_out(
-    db: Database, run_id: int, now: datetime, *, started_before: datetime, reason: str
-) -> bool:
-    """Fail a running run whose attempt started before ``started_before``; True if it did."""
-    with db.session() as session:
-        row = _lock_run(db, session, run_id)
-        if row is None or row.state != "running" or row.started_at is None:
-            return False
-        if row.started_at >= started_before:
-            return False
-        row.state, row.error, row.ended_at = "failed", reason, now
-        return True
-
-
-def requeue_for_retry(
-    db: Database, run_id: int, now: datetime, backoff: Backoff
-) -> RunRecord | None:
-    """Queue a failed run again if its definition allows another attempt; None otherwise.
-
-    The retry waits ``backoff(definition, attempt)`` seconds (``next_attempt_at``) and then
-    resumes from the run's committed units.
-    """
-    with db.session() as session:
-        row = _lock_run(db, session, run_id)
-        if row is None or row.state != "failed" or row.attempt < 1:
-            return None
-        ev = session.get(Evaluation, row.evaluation_id)
-        if ev is None or row.attempt >= ev.retries + 1:
-            return None
-        wait = backoff(to_record(ev), row.attempt)
-        at = now + timedelta(seconds=wait)
-        note = f"attempt {row.attempt} failed: {row.error or 'no reason given'}"
-        _requeue(
-            row,
-            next_attempt_at=at,
-            error=f"{note}; retry {row.attempt}/{ev.retries} after {wait:g}s",
-        )
-        session.flush()
-        return run_record(row, ev.name)
-
-
-def failed_since(db: Database, since: datetime, *, limit: int = 1000) -> list[int]:
-    """Failed runs that ended since ``since`` and may still be retried.
-
-    Used only when adopting the work of a scheduler that stopped or died (not in the
-    loop): the runs that failed while no scheduler was watching.
-    """
-    stmt = (
-        select(Run.id)
-        .join(Evaluation, Run.evaluation_id == Evaluation.id)
-        .where(
-            Run.state == "failed",
-            Run.ended_at >= since,
-            Run.attempt >= 1,
-            Run.attempt < Evaluation.retries + 1,
-        )
-        .order_by(Run.ended_at)
-        .limit(limit)
-    )
-    with db.session() as session:
-        return list(session.scalars(stmt))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -116,7 +117,7 @@ def test_sub_hourly_schedules_stay_strictly_increasing_through_transitions() -> 
     schedule = CronSchedule.parse("*/30 * * * *", "Europe/Paris")
     for start in (utc(2026, 3, 28, 22), utc(2026, 10, 24, 22)):
         found = fires(schedule, start, 12)
-        assert all(b > a for a, b in zip(found, found[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(found))
         walls = [f.astimezone(PARIS).replace(tzinfo=None) for f in found]
         assert len(set(walls)) == len(walls)  # no wall time fires twice
 
@@ -139,10 +140,10 @@ def test_intervals_are_contiguous_and_due_at_their_end() -> None:
     table = Timetable(CronSchedule.parse("0 2 * * *", "Europe/Paris"))
     found = list(table.intervals(utc(2026, 3, 27), utc(2026, 3, 30, 12)))
     assert [i.logical_date.astimezone(PARIS).day for i in found] == [27, 28, 29, 30]
-    assert all(a.end == b.logical_date for a, b in zip(found, found[1:], strict=False))
+    assert all(a.end == b.logical_date for a, b in itertools.pairwise(found))
     lengths = [(i.end - i.logical_date) / timedelta(hours=1) for i in found]
-    # 02:00 on the 29th is skipped and fires at 03:00 CEST: that night is 23 hours short
-    # of the next 02:00
+    # 02:00 on the 29th is skipped and fires at 03:00 CEST, 24 hours after the 28th's;
+    # from there to 02:00 on the 30th is 23 hours
     assert lengths == [24, 24, 23, 24]
 
 

@@ -1,0 +1,265 @@
+"""Supervision: launch claimed runs, watch them, and deal with what went wrong.
+
+Each pass, without ever waiting on a run:
+
+* children that exited are reaped: a failed run is retried (with backoff) while its
+  definition allows; a run left ``running`` by a dead process is resumed at once; a
+  process that exited before starting its run is relaunched, then the run fails;
+* every claimed or running run (of any scheduler) is checked: one past its timeout is
+  failed and its process killed; one without a heartbeat for ``stale_after`` seconds
+  (its process died or hangs, or its scheduler did) is killed if it hangs here and
+  resumed from its committed units, or failed once it lost too many attempts;
+* runs that left the running set since the last pass are retried if they failed, so
+  runs launched by a scheduler that died are looked after too;
+* ready queued runs are claimed within the limits and launched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.runs import get_run
+from hypermetric.catalog.scheduling import claim_runs, record_launch, release_claim, touch_claims
+from hypermetric.catalog.supervision import (
+    ActiveRun,
+    active_runs,
+    fail_timed_out,
+    recover_lost,
+    requeue_for_retry,
+    run_states,
+)
+from hypermetric.scheduler.clock import Clock
+from hypermetric.scheduler.launcher import Launcher, RunHandle, drives_run, kill_local_run
+from hypermetric.scheduler.options import SchedulerOptions, retry_delay
+
+__all__ = ["PassReport", "Supervisor", "Tally"]
+
+log = logging.getLogger("hypermetric.scheduler")
+
+
+@dataclass(frozen=True)
+class PassReport:
+    """What one pass did, by run id."""
+
+    created: tuple[int, ...] = ()
+    launched: tuple[int, ...] = ()
+    resumed: tuple[int, ...] = ()
+    retried: tuple[int, ...] = ()
+    failed: tuple[int, ...] = ()
+
+
+@dataclass
+class Tally:
+    """A pass's report while it is being made."""
+
+    created: list[int] = field(default_factory=list)
+    launched: list[int] = field(default_factory=list)
+    resumed: list[int] = field(default_factory=list)
+    retried: list[int] = field(default_factory=list)
+    failed: list[int] = field(default_factory=list)
+
+    def report(self) -> PassReport:
+        """The frozen report."""
+        return PassReport(
+            tuple(self.created),
+            tuple(self.launched),
+            tuple(self.resumed),
+            tuple(self.retried),
+            tuple(self.failed),
+        )
+
+
+@dataclass
+class _Child:
+    handle: RunHandle
+    killed: bool = False
+
+
+class Supervisor:
+    """Launches and watches runs for one scheduler instance."""
+
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        launcher: Launcher,
+        options: SchedulerOptions,
+        *,
+        owner: str,
+        host: str,
+        stale_after: float,
+    ) -> None:
+        self.db, self.clock, self.launcher, self.options = db, clock, launcher, options
+        self.owner, self.host, self.stale_after = owner, host, stale_after
+        self.children: dict[int, _Child] = {}
+        self._watched: set[int] = set()
+        self._early_exits: dict[int, int] = {}
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def supervise(self, report: Tally) -> None:
+        """Reap children, check every active run, retry runs that failed meanwhile."""
+        self._reap(report)
+        active = active_runs(self.db)
+        for run in active:
+            self._check(run, report)
+        current = {r.run_id for r in active}
+        gone = sorted(self._watched - current - set(report.resumed) - set(report.failed))
+        for run_id, state in run_states(self.db, gone).items():
+            if state == "failed":
+                self._retry(run_id, report)
+        self._watched = current
+        starting = [rid for rid, c in self.children.items() if not c.killed]
+        touch_claims(self.db, starting, self.owner, self.clock.now())
+
+    def launch_ready(self, report: Tally, ray_address: Callable[[], str | None]) -> None:
+        """Claim ready runs up to the free slots and launch each."""
+        alive = sum(1 for c in self.children.values() if not c.killed)
+        free = self.options.parallelism - alive
+        claimed = claim_runs(
+            self.db, self.clock.now(), owner=self.owner, host=self.host, limit=free
+        )
+        for run in claimed:
+            try:
+                handle = self.launcher.launch(
+                    run, ray_address() if self.launcher.needs_ray else None
+                )
+            except Exception as exc:  # a launcher failure fails the run, never the scheduler
+                reason = f"could not launch its process: {type(exc).__name__}: {exc}"
+                log.error("run %d %s", run.id, reason)
+                release_claim(self.db, run.id, self.owner, self.clock.now(), fail_reason=reason)
+                report.failed.append(run.id)
+                continue
+            self.children[run.id] = _Child(handle)
+            record_launch(self.db, run.id, self.owner, handle.pid)
+            report.launched.append(run.id)
+            log.info("run %d (%s) launched, pid %s", run.id, run.evaluation, handle.pid)
+
+    def kill_children(self) -> list[int]:
+        """Kill every launched process (the scheduler's Ray is going away); their run ids."""
+        for child in self.children.values():
+            child.handle.kill()
+            child.killed = True
+        return sorted(self.children)
+
+    # -- children ----------------------------------------------------------------------
+
+    def _reap(self, report: Tally) -> None:
+        for run_id, child in list(self.children.items()):
+            code = child.handle.poll()
+            if code is None:
+                continue
+            del self.children[run_id]
+            if child.killed:
+                continue
+            run = get_run(self.db, run_id)
+            if run.state == "queued" and run.owner == self.owner:
+                self._exited_early(run_id, code, child.handle, report)
+            elif run.state == "running" and run.pid == child.handle.pid:
+                reason = f"its process exited with code {code} without ending the run"
+                self._lost(run_id, reason, self._max_attempts_of(run_id), report, pid=run.pid)
+            elif run.state == "failed":
+                self._retry(run_id, report)
+
+    def _exited_early(self, run_id: int, code: int, handle: RunHandle, report: Tally) -> None:
+        count = self._early_exits[run_id] = self._early_exits.get(run_id, 0) + 1
+        words = handle.last_words()
+        now = self.clock.now()
+        if count >= self.options.launch_attempts:
+            reason = f"its process exited with code {code} before starting the run {count} times"
+            reason += f": {words}" if words else ""
+            if release_claim(self.db, run_id, self.owner, now, fail_reason=reason):
+                report.failed.append(run_id)
+                log.error("run %d failed: %s", run_id, reason)
+            self._early_exits.pop(run_id, None)
+            return
+        retry_at = now + timedelta(seconds=min(60.0, 5.0 * count))
+        release_claim(self.db, run_id, self.owner, now, retry_at=retry_at)
+        log.warning(
+            "run %d: its process exited with code %d before starting (%s)", run_id, code, words
+        )
+
+    # -- active runs -------------------------------------------------------------------
+
+    def _check(self, run: ActiveRun, report: Tally) -> None:
+        now = self.clock.now()
+        child = self.children.get(run.run_id)
+        if run.claimed:
+            starting = child is not None or (run.host == self.host and self._booting(run))
+            if not starting and run.last_seen < now - timedelta(seconds=self.stale_after):
+                self._lost(run.run_id, "its launch was lost", 0, report)
+            return
+        grace = timedelta(seconds=self.stale_after)
+        if (
+            run.timeout_s
+            and run.started_at
+            and run.started_at + timedelta(seconds=run.timeout_s) + grace < now
+        ):
+            self._time_out(run, report)
+        elif run.last_seen < now - grace:
+            self._kill(run)
+            reason = f"no heartbeat for {(now - run.last_seen).total_seconds():.0f}s"
+            max_attempts = run.retries + 1 + self.options.crash_resumes
+            self._lost(run.run_id, reason, max_attempts, report)
+
+    def _booting(self, run: ActiveRun) -> bool:
+        return run.pid is not None and drives_run(run.pid, run.run_id)
+
+    def _time_out(self, run: ActiveRun, report: Tally) -> None:
+        now = self.clock.now()
+        reason = (
+            f"timed out: attempt {run.attempt} ran longer than its timeout of {run.timeout_s:g}s"
+        )
+        cutoff = now - timedelta(seconds=run.timeout_s or 0)
+        if fail_timed_out(self.db, run.run_id, now, started_before=cutoff, reason=reason):
+            self._kill(run)
+            log.warning("run %d (%s) %s", run.run_id, run.evaluation, reason)
+            if not self._retry(run.run_id, report):
+                report.failed.append(run.run_id)
+
+    def _kill(self, run: ActiveRun) -> None:
+        child = self.children.get(run.run_id)
+        if child is not None:
+            child.handle.kill()
+            child.killed = True
+        elif run.host == self.host:
+            kill_local_run(run.pid, run.run_id)
+
+    def _max_attempts_of(self, run_id: int) -> int:
+        retries = get_evaluation(self.db, get_run(self.db, run_id).evaluation_id).retries
+        return retries + 1 + self.options.crash_resumes
+
+    def _lost(
+        self, run_id: int, reason: str, max_attempts: int, report: Tally, *, pid: int | None = None
+    ) -> None:
+        """Recover a lost run: stale, or (``pid`` given) its process ``pid`` is known dead."""
+        now = self.clock.now()
+        seen_before = now - timedelta(seconds=self.stale_after)
+        state = recover_lost(
+            self.db,
+            run_id,
+            now,
+            seen_before=now + timedelta(days=1) if pid is not None else seen_before,
+            max_attempts=max_attempts,
+            reason=reason,
+            pid=pid,
+        )
+        if state == "queued":
+            report.resumed.append(run_id)
+            log.warning("run %d: %s; queued again", run_id, reason)
+        elif state == "failed":
+            report.failed.append(run_id)
+            log.error("run %d failed: %s and no attempts left", run_id, reason)
+
+    def _retry(self, run_id: int, report: Tally) -> bool:
+        run = requeue_for_retry(self.db, run_id, self.clock.now(), retry_delay)
+        if run is None:
+            return False
+        report.retried.append(run_id)
+        log.info("run %d (%s) %s", run_id, run.evaluation, run.error)
+        return True
