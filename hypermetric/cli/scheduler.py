@@ -1,0 +1,191 @@
+"""``hypermetric scheduler`` and ``hypermetric backfill``."""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+from dataclasses import replace
+from types import FrameType
+
+import click
+
+from hypermetric.catalog.db import database
+from hypermetric.cli.render import console, fmt_time, print_table
+from hypermetric.config import get_settings
+from hypermetric.errors import SchedulerError
+
+__all__ = ["backfill_cmd", "register", "scheduler_cmd"]
+
+
+def _launcher_factory(path: str) -> object:
+    from hypermetric.api.component import resolve_import
+
+    module, _, name = path.rpartition(":")
+    try:
+        return resolve_import(module, name)
+    except Exception as exc:
+        raise SchedulerError(
+            f"cannot import the launcher {path}: {exc}; give MODULE:FACTORY"
+        ) from None
+
+
+@click.command("scheduler")
+@click.option("--once", is_flag=True, help="Do one pass and exit (launched runs go on).")
+@click.option(
+    "--parallelism",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Run processes this scheduler keeps alive at once.",
+)
+@click.option(
+    "--tick",
+    "tick_seconds",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between passes.",
+)
+@click.option(
+    "--stale-after",
+    type=click.FloatRange(min=0.1),
+    help="Seconds without a heartbeat before a run or scheduler counts as lost "
+    "[default: 6 run heartbeats].",
+)
+@click.option(
+    "--ray-address",
+    envvar="RAY_ADDRESS",
+    help="The Ray cluster for the runs; default: a local one started once.",
+)
+@click.option(
+    "--launcher",
+    "launcher_path",
+    metavar="MODULE:FACTORY",
+    help="Start runs with FACTORY(settings) -> Launcher instead of subprocesses.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"]),
+)
+def scheduler_cmd(
+    once: bool,
+    parallelism: int,
+    tick_seconds: float,
+    stale_after: float | None,
+    ray_address: str | None,
+    launcher_path: str | None,
+    log_level: str,
+) -> None:
+    """Run the scheduler: create runs as their intervals come due, launch and watch them.
+
+    The metadata DB is the only state: stop and restart it at any time. On SQLite one
+    scheduler may run; on PostgreSQL several may share the work.
+    """
+    from hypermetric.scheduler.launcher import Launcher
+    from hypermetric.scheduler.options import SchedulerOptions
+    from hypermetric.scheduler.service import Scheduler
+
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("hypermetric").setLevel(log_level)
+    settings = get_settings()
+    if ray_address:
+        settings = replace(settings, ray_address=ray_address)
+    launcher = None
+    if launcher_path:
+        launcher = _launcher_factory(launcher_path)(settings)  # type: ignore[operator]
+        if not isinstance(launcher, Launcher):
+            raise SchedulerError(f"{launcher_path} did not return a Launcher")
+    options = SchedulerOptions(
+        tick_seconds=tick_seconds, parallelism=parallelism, stale_after=stale_after, once=once
+    )
+    service = Scheduler(settings, options=options, launcher=launcher)
+    if once:
+        report = service.serve_once()
+        counts = ", ".join(f"{len(v)} {k}" for k, v in vars(report).items())
+        click.echo(f"one pass: {counts}")
+        return
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("hypermetric.scheduler").info(
+            "stopping (%s)", signal.Signals(signum).name
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
+    service.serve(stop)
+
+
+@click.command("backfill")
+@click.argument("name")
+@click.option("--start", required=True, help="First logical date (a date or ISO datetime).")
+@click.option("--end", required=True, help="Last logical date (a date means the whole day).")
+@click.option(
+    "--reprocess",
+    type=click.Choice(["none", "failed", "all"]),
+    default="none",
+    show_default=True,
+    help="Start over intervals that have a failed run, or any.",
+)
+@click.option("--dry-run", is_flag=True, help="List what would be done; change nothing.")
+@click.option(
+    "--max-active-runs",
+    type=click.IntRange(min=1),
+    help="Keep at most N of these runs queued or running; wait to queue the rest.",
+)
+def backfill_cmd(
+    name: str, start: str, end: str, reprocess: str, dry_run: bool, max_active_runs: int | None
+) -> None:
+    """Queue runs for every interval of NAME's schedule from START to END.
+
+    Intervals that have a run are skipped (unless --reprocess), so running it twice
+    queues nothing new. A running `hypermetric scheduler` executes the runs.
+    """
+    from hypermetric.scheduler.backfill import backfill
+
+    def _queued(action: object, run_id: int) -> None:
+        if max_active_runs is not None:
+            click.echo(f"queued run {run_id}")
+
+    result = backfill(
+        database(),
+        name,
+        start,
+        end,
+        reprocess=reprocess,
+        dry_run=dry_run,
+        max_active_runs=max_active_runs,
+        on_queued=_queued,
+    )
+    plan = result.plan
+    if dry_run:
+        rows = [
+            (fmt_time(a.logical_date), fmt_time(a.data_interval[1]), a.action, a.reason)
+            for a in plan.actions
+        ]
+        print_table(
+            f"backfill of {name} (dry run)", ["logical date (UTC)", "until", "action", "why"], rows
+        )
+    summary = (
+        f"{plan.count('create')} to create, {plan.count('reprocess')} to reprocess, "
+        f"{plan.count('skip')} skipped of {len(plan.actions)} intervals"
+    )
+    if dry_run:
+        click.echo(f"dry run: {summary}; nothing was changed")
+    else:
+        console().print(
+            f"backfill of {name!r}: {summary}; queued {len(result.run_ids)} runs", highlight=False
+        )
+
+
+def register(root: click.Group) -> None:
+    """Add ``scheduler`` and ``backfill`` to the root command."""
+    root.add_command(scheduler_cmd)
+    root.add_command(backfill_cmd)

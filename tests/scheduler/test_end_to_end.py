@@ -1,0 +1,182 @@
+"""The scheduler with the real engine: ``hypermetric runs resume`` processes on the session's
+Ray cluster. A killed run is found by its heartbeat and resumed to exactly-once scores; a
+run past its timeout fails with the reason; a failing run is retried with growing delays.
+Each test kills only the processes it started (the schedulers, and the run processes they
+launched, by process group).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.models import UnitCommit
+from hypermetric.catalog.records import RunRecord
+from hypermetric.catalog.runs import get_run
+from hypermetric.catalog.shards import committed_unit_ids
+from hypermetric.scheduler.definitions import register, trigger
+from tests.engine.conftest import assert_exactly_once
+from tests.scheduler.helpers import stop_scheduler
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+RUNTIME = """
+import time
+import hypermetric as hm
+
+def exact(output, answer):
+    return float(output == answer)
+
+@hm.component(evals=[exact])
+def answer(q: str, pause: float) -> str:
+    time.sleep(pause)
+    if q == "boom":
+        raise ValueError("this system is broken")
+    return q
+
+def rows(params):
+    n, q = int(params["n"]), params.get("q")
+    return [{{"id": i, "q": q or str(i), "answer": str(i), "pause": params["pause"]}}
+            for i in range(n)]
+
+@hm.runtime(name={name!r}, dataset=lambda ctx: rows(ctx.params), {options})
+def runtime(example):
+    return answer(example["q"], example["pause"])
+"""
+
+Spawn = Callable[..., subprocess.Popen[bytes]]
+
+
+def write(folder: Path, name: str, **options: object) -> str:
+    path = folder / f"hm_e2e_{name.replace('-', '_')}_{os.getpid()}.py"
+    text = ", ".join(f"{k}={v!r}" for k, v in options.items())
+    path.write_text(RUNTIME.format(name=name, options=text))
+    return f"{path}:runtime"
+
+
+@pytest.fixture
+def spawn(env: dict[str, str], tmp_path: Path, ray_cluster: str, db: Database) -> Iterator[Spawn]:
+    """Start schedulers on the session cluster; after the test, kill them and their runs."""
+    started: list[subprocess.Popen[bytes]] = []
+    runs: list[int] = []
+    run_env = {
+        **env,
+        "RAY_ADDRESS": ray_cluster,
+        "HYPERMETRIC_UNIT_SIZE": "20",
+        "HYPERMETRIC_FLUSH_ROWS": "40",
+        "HYPERMETRIC_FLUSH_SECONDS": "1",
+        "HYPERMETRIC_HEARTBEAT_SECONDS": "0.5",
+    }
+
+    def _spawn(*args: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"scheduler-{len(started)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hypermetric", "scheduler", "--tick", "0.5", *args],
+            cwd=ROOT,
+            env=run_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        started.append(proc)
+        return proc
+
+    _spawn.runs = runs  # type: ignore[attr-defined]
+    yield _spawn
+    for proc in started:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    for run_id in runs:
+        kill_run_process(get_run(db, run_id))
+
+
+def kill_run_process(run: RunRecord) -> None:
+    """SIGKILL the ``runs resume`` process group of a run, if it is still there."""
+    if run.pid is None:
+        return
+    try:
+        cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return
+    if b"resume" in cmdline and str(run.id).encode() in cmdline:
+        os.killpg(run.pid, signal.SIGKILL)
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"waited {seconds}s for {what}"
+        time.sleep(0.2)
+
+
+def test_a_killed_run_is_found_by_heartbeat_and_resumed_exactly_once(
+    db: Database, tmp_path: Path, spawn: Spawn
+) -> None:
+    register(db, write(tmp_path, "resumable", params={"n": 400, "pause": 0.02}))
+    run = trigger(db, "resumable")
+    spawn.runs.append(run.id)  # type: ignore[attr-defined]
+    first = spawn("--stale-after", "3")
+    wait_for(lambda: len(committed_unit_ids(db, run.id)) >= 2, 120, "two committed units")
+    # the machine dies: scheduler and run process both, with no chance to say so
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=30)
+    killed = get_run(db, run.id)
+    assert killed.state == "running" and killed.pid is not None
+    kill_run_process(killed)
+    second = spawn("--stale-after", "3")
+    wait_for(lambda: get_run(db, run.id).finished, 180, "the resumed run to end")
+    stop_scheduler(second)
+    final = get_run(db, run.id)
+    assert (final.state, final.attempt) == ("success", 2), final.error
+    assert_exactly_once(run.id, 400)
+    with db.session() as session:
+        rows = session.scalar(select(func.sum(UnitCommit.rows)).where(UnitCommit.run_id == run.id))
+    assert rows == 400
+
+
+def test_a_run_past_its_timeout_ends_failed_with_the_reason(
+    db: Database, tmp_path: Path, spawn: Spawn
+) -> None:
+    register(db, write(tmp_path, "slow", params={"n": 200, "pause": 0.2}, timeout=4))
+    run = trigger(db, "slow")
+    spawn.runs.append(run.id)  # type: ignore[attr-defined]
+    proc = spawn("--stale-after", "3")
+    wait_for(lambda: get_run(db, run.id).finished, 120, "the run to time out")
+    stop_scheduler(proc)
+    final = get_run(db, run.id)
+    assert final.state == "failed" and final.error is not None and "timed out" in final.error
+
+
+def test_a_failing_run_is_retried_with_growing_delays_then_fails(
+    db: Database, tmp_path: Path, spawn: Spawn
+) -> None:
+    options = {"params": {"n": 20, "pause": 0.0, "q": "boom"}, "retries": 2, "retry_delay": 1}
+    register(db, write(tmp_path, "broken", **options))
+    run = trigger(db, "broken")
+    spawn.runs.append(run.id)  # type: ignore[attr-defined]
+    proc = spawn("--stale-after", "3")
+    notes: list[str] = []
+
+    def ended() -> bool:
+        current = get_run(db, run.id)
+        if current.state == "queued" and current.error and current.error not in notes:
+            notes.append(current.error)
+        return current.finished and current.attempt >= 3
+
+    wait_for(ended, 180, "the third attempt to fail")
+    stop_scheduler(proc)
+    final = get_run(db, run.id)
+    assert (final.state, final.attempt) == ("failed", 3)
+    assert final.error is not None and "above max_error_rate" in final.error
+    assert [n.rsplit("; ", 1)[1] for n in notes] == ["retry 1/2 after 1s", "retry 2/2 after 2s"]
