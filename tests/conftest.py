@@ -9,6 +9,7 @@ PostgreSQL half is skipped with that reason; CI sets it and fails if the server 
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,7 +70,16 @@ def pg_migrated(pg_server_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[str]:
+def user_code_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder on the import path of this process and of the session's Ray workers, for
+    tests that write user code (as a user's project folder is for their runs)."""
+    path = tmp_path_factory.mktemp("user_code")
+    sys.path.insert(0, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(user_code_dir: Path) -> Iterator[str]:
     """One local Ray cluster (2 CPUs) for the whole session, shared by every Ray test;
     returns its address so subprocesses can join it."""
     import ray
