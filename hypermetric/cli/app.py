@@ -57,9 +57,9 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 
 def _register() -> None:
-    from hypermetric.cli import db, evals, query, run, runs, scheduler, storage
+    from hypermetric.cli import db, evals, query, quickstart, run, runs, scheduler, storage
 
-    for module in (db, evals, query, run, runs, scheduler, storage):
+    for module in (db, evals, query, quickstart, run, runs, scheduler, storage):
         module.register(cli)
 
 
