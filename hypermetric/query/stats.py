@@ -15,7 +15,7 @@
   a bin, given its count ``c``, by its normal approximation ``c·mean_bin + sqrt(c)·sd_bin·Z``
   (independent normals, so one normal per resample carries all bins). Sorted bins are
   narrow, so the within-bin part is a small share of the variance and its approximation
-  costs little accuracy; the cost is O(resamples x 512) whatever ``n`` is.
+  costs little accuracy; the cost is O(resamples x 256) whatever ``n`` is.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ _TINY = 1e-300
 EXACT_CATEGORIES = 512
 #: samples up to this size are resampled index by index
 DIRECT_MAX_N = 2000
-#: bins of the approximate bootstrap for many distinct differences
-BINS = 512
+#: at most this many bins in the approximate bootstrap for many distinct differences, of
+#: at least MIN_BIN values each (the multinomial draws cost resamples x bins)
+BINS = 256
+MIN_BIN = 64
 
 
 def _beta_cf(a: float, b: float, x: float) -> float:
@@ -176,6 +178,7 @@ def _exact(d: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarra
 
 
 def _direct(d: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    d = np.sort(d)  # the rows' order is not part of the result: same seed, same interval
     out = np.empty(resamples)
     step = max(1, 2_000_000 // d.size)
     for start in range(0, resamples, step):
@@ -187,7 +190,8 @@ def _direct(d: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarr
 
 def _binned(d: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     ordered = np.sort(d)
-    edges = np.linspace(0, ordered.size, min(BINS, ordered.size) + 1).astype(np.int64)
+    bins = max(1, min(BINS, ordered.size // MIN_BIN))
+    edges = np.linspace(0, ordered.size, bins + 1).astype(np.int64)
     sizes = np.diff(edges)
     means = np.add.reduceat(ordered, edges[:-1]) / sizes
     squares = np.add.reduceat(ordered * ordered, edges[:-1]) / sizes

@@ -79,9 +79,10 @@ def test_bootstrap_paths_match_a_plain_bootstrap(kind: str, n: int, method: str)
     assert ci is not None and ci.method == method
     low, high = _reference(d)
     se = d.std(ddof=1) / np.sqrt(n)
-    assert ci.low == pytest.approx(low, abs=0.05 * se)
-    assert ci.high == pytest.approx(high, abs=0.05 * se)
-    assert paired_bootstrap(d, resamples=8000, seed=3) == ci
+    # Monte Carlo error of a 2.5% quantile: ~0.03 se at 8,000 resamples, ~0.02 at 20,000
+    assert ci.low == pytest.approx(low, abs=0.12 * se)
+    assert ci.high == pytest.approx(high, abs=0.12 * se)
+    assert paired_bootstrap(rng.permutation(d), resamples=8000, seed=3) == ci  # order-free
     assert paired_bootstrap(d[:1]) is None
 
 
