@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Select, delete, exists, func, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
@@ -200,21 +200,27 @@ def expire_versions(db: Database, before: datetime) -> list[int]:
         return ids
 
 
-def _unreferenced(expiring: Sequence[int] = ()) -> Select[Shard]:
+def _unreferenced(expire_before: datetime | None = None, newest: int = 0) -> Select[Shard]:
     readable = select(DatasetVersion.id).where(
         DatasetVersion.expired.is_(False),
         DatasetVersion.id >= Shard.added_version_id,
         DatasetVersion.id < Shard.removed_version_id,
     )
-    if expiring:
-        readable = readable.where(DatasetVersion.id.not_in(list(expiring)))
+    if expire_before is not None:  # as if expire_versions(expire_before) had run
+        readable = readable.where(
+            or_(DatasetVersion.created_at >= expire_before, DatasetVersion.id >= newest)
+        )
     return select(Shard).where(Shard.removed_version_id.is_not(None), ~exists(readable))
 
 
-def deletable_shards(db: Database, *, expiring: Sequence[int] = ()) -> list[ShardRecord]:
-    """Removed shards no readable version references (also if ``expiring`` were expired)."""
+def deletable_shards(db: Database, *, expire_before: datetime | None = None) -> list[ShardRecord]:
+    """Removed shards no readable version references.
+
+    With ``expire_before``: as if the versions :func:`expire_versions` would expire were
+    expired already (for a dry run).
+    """
     with db.session() as session:
-        stmt = _unreferenced(expiring).order_by(Shard.id)
+        stmt = _unreferenced(expire_before, _newest_version_id(session)).order_by(Shard.id)
         return [shard_record(r) for r in session.scalars(stmt)]
 
 
@@ -229,7 +235,8 @@ def forget_shards(db: Database, shard_ids: Sequence[int]) -> list[ShardRecord]:
         db.dialect.lock_snapshots(session)
         for start in range(0, len(shard_ids), 500):
             chunk = list(shard_ids[start : start + 500])
-            rows = list(session.scalars(_unreferenced().where(Shard.id.in_(chunk))))
+            stmt = _unreferenced().where(Shard.id.in_(chunk)).order_by(Shard.id)
+            rows = list(session.scalars(stmt))
             forgotten.extend(shard_record(r) for r in rows)
             if rows:
                 session.execute(delete(Shard).where(Shard.id.in_([r.id for r in rows])))

@@ -138,7 +138,7 @@ def clean(
     runs = [r.id for r in prunable_runs(db, before)] if prune_runs else []
     if dry_run:
         expiring = expirable_versions(db, before)
-        doomed = deletable_shards(db, expiring=expiring)
+        doomed = deletable_shards(db, expire_before=before)
         orphans = orphan_files(store, registered_paths(db), cutoff)
         freed = sum(s.bytes for s in doomed) + sum(size for _, size in orphans)
         return CleanReport(

@@ -101,7 +101,14 @@ def test_every_unexpired_version_reads_the_same_rows(
         else:
             assert _snapshot(version) == snapshots[version], version
 
-    report = clean(before=utcnow() + timedelta(seconds=1))
+    later = utcnow() + timedelta(seconds=1)
+    dry = clean(before=later, dry_run=True)
+    assert _versions(db) == [(v, v in expired, k) for v, _, k in _versions(db)]  # unchanged
+    report = clean(before=later)
+    assert (dry.expired_versions, dry.deleted_shards) == (
+        report.expired_versions,
+        report.deleted_shards,
+    )
     newest = max(v for v, _, _ in _versions(db))
     assert [v for v, flag, _ in _versions(db) if not flag] == [newest]
     assert len(report.deleted_shards) == 10
