@@ -90,13 +90,21 @@ def _commit_run(
     return run.id
 
 
-def _best(repeat: int, fn: Callable[[], object]) -> float:
-    times = []
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _best_pair(
+    repeat: int, floor_fn: Callable[[], object], ours_fn: Callable[[], object]
+) -> tuple[float, float]:
+    """Best of ``repeat`` for each, run alternately so load on the machine hits both alike."""
+    floors, ours = [], []
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        floors.append(_timed(floor_fn))
+        ours.append(_timed(ours_fn))
+    return min(floors), min(ours)
 
 
 class _Floor:
@@ -164,31 +172,34 @@ FROM a FULL OUTER JOIN b ON a.component = b.component AND a.metric = b.metric
 """
 
 
-def _report(label: str, ours: float, floor: float | None = None) -> None:
-    ratio = f"   {ours / floor:5.2f}x the floor ({floor:.3f}s)" if floor else ""
-    print(f"{label:<52} {ours:7.3f}s{ratio}", flush=True)
+def _report(label: str, ours: float, floor: float) -> None:
+    print(f"{label:<46} {ours:7.3f}s  floor {floor:6.3f}s  {ours / floor:5.2f}x", flush=True)
 
 
-def _group_by(repeat: int, floor_file: Path) -> float:
+def _group_by(repeat: int, floor_file: Path) -> None:
     from hypermetric.query.connection import connect, sql
 
     direct = GROUP_BY.format(f"read_parquet('{floor_file}')")
-    floor = _best(repeat, lambda: duckdb.connect().sql(direct).fetchall())
-    ours = _best(repeat, lambda: sql(GROUP_BY.format("scores")).fetchall())
-    _report("GROUP BY, hm.sql (connect + query)", ours, floor)
+    query = GROUP_BY.format("scores")
+
+    def floor() -> object:
+        return duckdb.connect().sql(direct).fetchall()
+
+    floor_time, ours = _best_pair(repeat, floor, lambda: sql(query).fetchall())
+    _report("GROUP BY, hm.sql (connect + query)", ours, floor_time)
     con = connect()
-    ours = _best(repeat, lambda: con.sql(GROUP_BY.format("scores")).fetchall())
-    _report("GROUP BY, query only on an open connection", ours, floor)
-    return floor
+    floor_time, ours = _best_pair(repeat, floor, lambda: con.sql(query).fetchall())
+    _report("GROUP BY, query only on an open connection", ours, floor_time)
 
 
-def _compare(repeat: int, pair: tuple[int, int], floor_file: Path) -> None:
+def _compare(repeat: int, pair: tuple[int, int], floor_file: Path, rows: int) -> None:
     from hypermetric.query.compare import compare
 
     sql = _PAIR_FLOOR.format(f=floor_file, a=pair[0], b=pair[1])
-    floor = _best(repeat, lambda: duckdb.connect().sql(sql).fetchall())
-    ours = _best(repeat, lambda: compare(*pair))
-    _report("compare of two 1M-score runs (hm.compare)", ours, floor)
+    floor, ours = _best_pair(
+        repeat, lambda: duckdb.connect().sql(sql).fetchall(), lambda: compare(*pair)
+    )
+    _report(f"compare of two {rows:,}-score runs", ours, floor)
 
 
 def _phases(args: argparse.Namespace, work: Path, pair: tuple[int, int]) -> None:
@@ -196,7 +207,7 @@ def _phases(args: argparse.Namespace, work: Path, pair: tuple[int, int]) -> None
 
     print("before compaction:", flush=True)
     _group_by(args.repeat, work / "floor-all.parquet")
-    _compare(args.repeat, pair, work / "floor-pair.parquet")
+    _compare(args.repeat, pair, work / "floor-pair.parquet", args.compare_scores)
     started = time.perf_counter()
     reports = compact()
     took = time.perf_counter() - started
@@ -205,7 +216,7 @@ def _phases(args: argparse.Namespace, work: Path, pair: tuple[int, int]) -> None
     print(f"hypermetric compact: {merged} shards into {written} files in {took:.1f}s", flush=True)
     print("after compaction:", flush=True)
     _group_by(args.repeat, work / "floor-all.parquet")
-    _compare(args.repeat, pair, work / "floor-pair.parquet")
+    _compare(args.repeat, pair, work / "floor-pair.parquet", args.compare_scores)
 
 
 @contextlib.contextmanager
