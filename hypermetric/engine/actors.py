@@ -32,10 +32,15 @@ def drive_task(
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class EvaluatorActor:
-    """Scores units and buffers rows; its state dies with it, so the coordinator replaces
-    a dead actor and re-sends the units it held (the unit ledger is the truth)."""
+    """Scores units and buffers rows for one run at a time; its state dies with it, so the
+    coordinator replaces a dead actor and re-sends the units it held (the ledger is the
+    truth). A warm actor is re-aimed at the next run with :meth:`begin`."""
 
-    def __init__(
+    def __init__(self) -> None:
+        self.core: EvaluatorCore | None = None
+        self.failure: BaseException | None = None
+
+    def begin(
         self,
         *,
         run_id: int,
@@ -44,28 +49,41 @@ class EvaluatorActor:
         runtime: Runtime,
         settings: Settings,
         thresholds: Thresholds,
-    ) -> None:
-        reset_settings(settings)
-        self.core = EvaluatorCore(
-            run_id=run_id,
-            evaluation=evaluation,
-            version=version,
-            runtime=runtime,
-            store=store_for(settings),
-            thresholds=thresholds,
-        )
+    ) -> int:
+        """Serve this run from now on (whatever an earlier run left is dropped)."""
+        self.core, self.failure = None, None
+        try:
+            reset_settings(settings)
+            self.core = EvaluatorCore(
+                run_id=run_id,
+                evaluation=evaluation,
+                version=version,
+                runtime=runtime,
+                store=store_for(settings),
+                thresholds=thresholds,
+            )
+        except Exception as exc:
+            self.failure = exc  # raised by the run's first call, which reports it
+        return os.getpid()
+
+    def _serving(self) -> EvaluatorCore:
+        if self.failure is not None:
+            raise self.failure
+        if self.core is None:
+            raise RuntimeError("evaluator used before begin()")
+        return self.core
 
     def evaluate(self, payload: Any) -> UnitDone:
         """Score one unit (its payload arrives resolved from the driver task's result)."""
-        return self.core.evaluate(payload)
+        return self._serving().evaluate(payload)
 
     def tick(self) -> Flush | None:
         """Flush if the buffer is older than the age threshold."""
-        return self.core.flush_if_old()
+        return self._serving().flush_if_old()
 
     def flush(self) -> Flush | None:
         """Flush whatever is buffered (the end of a run)."""
-        return self.core.flush()
+        return self._serving().flush()
 
     def pid(self) -> int:
         """The actor's process id (tests kill it)."""

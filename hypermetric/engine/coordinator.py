@@ -29,10 +29,11 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import heartbeat
 from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
-from hypermetric.engine.actors import EvaluatorActor, drive_task
+from hypermetric.engine.actors import drive_task
 from hypermetric.engine.cluster import cluster_cpus
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
+from hypermetric.engine.pool import pool
 from hypermetric.errors import EngineError, HypermetricError, RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -107,7 +108,8 @@ class Coordinator:
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
         chunks = self._chunks()
-        self._slots = [self._new_slot() for _ in range(self.n_evaluators)]
+        self._slots = [self._aim(actor) for actor in pool.acquire(self.n_evaluators)]
+        done = False
         try:
             exhausted = False
             while True:
@@ -115,13 +117,17 @@ class Coordinator:
                 self._dispatch()
                 if exhausted and self._idle():
                     if not any(s.held for s in self._slots):
+                        done = True
                         return self.units_seen
                     self._final_flush()
                 self._wait()
                 self._housekeeping()
         finally:
-            for slot in self._slots:
-                ray.kill(slot.actor, no_restart=True)
+            actors = [slot.actor for slot in self._slots]
+            if done:
+                pool.release(actors)
+            else:
+                pool.discard(actors)
 
     def _chunks(self) -> Iterator[tuple[int, Chunk]]:
         for unit_id, chunk in enumerate(iter_chunks(self.source, self.unit_size)):
@@ -133,7 +139,11 @@ class Coordinator:
         return not (self._driving or self._ready or self._evaluating or self._flushing)
 
     def _new_slot(self) -> _Slot:
-        actor = EvaluatorActor.remote(  # type: ignore[attr-defined]
+        return self._aim(pool.acquire(1)[0])
+
+    def _aim(self, actor: Any) -> _Slot:
+        # no wait: the actor runs begin() before any unit sent after it
+        actor.begin.remote(
             run_id=self.run.id,
             evaluation=self.run.evaluation,
             version=self.run.version_label,
