@@ -8,6 +8,7 @@ counted in none of them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import tempfile
@@ -115,10 +116,8 @@ class _PeakRSS:
         while not self._stop.is_set():
             total = 0
             for p in [self.proc, *self.proc.children(recursive=True)]:
-                try:
+                with contextlib.suppress(psutil.Error):
                     total += p.memory_info().rss
-                except psutil.Error:
-                    pass
             self.peak = max(self.peak, total)
             time.sleep(0.1)
 
