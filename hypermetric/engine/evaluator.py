@@ -250,7 +250,8 @@ class EvaluatorCore:
         c["output"].extend(output_json)
         c["latency_ms"].extend(p.call_latency)
         c["error"].extend(p.call_error)
-        self.bytes += sum(len(t) for t in inputs_json if t) + sum(len(t) for t in output_json if t)
+        self.bytes += sum(map(len, filter(None, inputs_json)))
+        self.bytes += sum(map(len, filter(None, output_json)))
         failed = {p.call_example[i] for i, e in enumerate(p.call_error) if e is not None}
         by_component: dict[str, list[int]] = {}
         for i, name in enumerate(p.call_component):
@@ -262,8 +263,9 @@ class EvaluatorCore:
             for plan in self.plans.get(name, ()):
                 for i in calls:
                     pos = p.call_example[i]
-                    rows = self._apply(plan, p.call_output[i], p.call_inputs[i], examples[pos],
-                                       p.call_error[i])
+                    rows = self._apply(
+                        plan, p.call_output[i], p.call_inputs[i], examples[pos], p.call_error[i]
+                    )
                     for metric, value, err in rows:
                         s["example_id"].append(call_ids[i])
                         s["component"].append(name)
