@@ -6,9 +6,7 @@ import faulthandler
 import logging
 import signal
 import sys
-import threading
 from dataclasses import replace
-from types import FrameType
 
 import click
 
@@ -109,18 +107,8 @@ def scheduler_cmd(
         counts = ", ".join(f"{len(v)} {k}" for k, v in vars(report).items())
         click.echo(f"one pass: {counts}")
         return
-    stop = threading.Event()
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        logging.getLogger("hypermetric.scheduler").info(
-            "stopping (%s)", signal.Signals(signum).name
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
-    service.serve(stop)
+    service.serve(handle_signals=True)
 
 
 @click.command("backfill")

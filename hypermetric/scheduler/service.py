@@ -21,10 +21,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import socket
 import threading
 import uuid
 from datetime import datetime, timedelta
+from types import FrameType
 
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.instances import (
@@ -198,14 +200,25 @@ class Scheduler:
 
     # -- serving -----------------------------------------------------------------------
 
-    def serve(self, stop_event: threading.Event | None = None) -> None:
-        """Run until ``stop_event`` is set (or SIGINT/SIGTERM under the CLI); then stop."""
+    def serve(
+        self, stop_event: threading.Event | None = None, *, handle_signals: bool = False
+    ) -> None:
+        """Run until ``stop_event`` is set (or SIGTERM/SIGINT with ``handle_signals``).
+
+        Call it from the main thread: a local Ray head is started and stopped there, and
+        the signal handlers are installed after it (Ray installs its own).
+        """
         from hypermetric.scheduler.ticker import Ticker
 
         stop_event = stop_event or threading.Event()
         self.start()
-        ticker = Ticker(self, stop_event)
         try:
+            if self.launcher.needs_ray:
+                # a head that takes seconds to start should not stall a pass: start it now
+                self.ray_address()
+            if handle_signals:
+                _stop_on_signals(stop_event)
+            ticker = Ticker(self, stop_event)
             ticker.run()
         finally:
             self.stop()
@@ -219,3 +232,12 @@ class Scheduler:
             return self.run_pass()
         finally:
             self.stop()
+
+
+def _stop_on_signals(stop_event: threading.Event) -> None:
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping (%s)", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)

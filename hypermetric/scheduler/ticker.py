@@ -50,6 +50,8 @@ class Ticker:
 
     def run(self) -> None:
         """Tick until stopped; the pass in progress ends before this returns."""
+        # a pass longer than the tick skips ticks on purpose: no warning for each
+        logging.getLogger("apscheduler.executors").setLevel(logging.ERROR)
         self.aps.add_job(
             self._pass,
             IntervalTrigger(seconds=self.service.options.tick_seconds, timezone=UTC),

@@ -180,3 +180,41 @@ def test_a_failing_run_is_retried_with_growing_delays_then_fails(
     assert (final.state, final.attempt) == ("failed", 3)
     assert final.error is not None and "above max_error_rate" in final.error
     assert [n.rsplit("; ", 1)[1] for n in notes] == ["retry 1/2 after 1s", "retry 2/2 after 2s"]
+
+
+def session_processes(sid: int) -> list[str]:
+    """Processes still in session ``sid`` (the scheduler's, and whatever it started there)."""
+    out = subprocess.run(["ps", "-e", "-o", "pid=,sid=,comm="], capture_output=True, text=True)
+    return [line for line in out.stdout.splitlines() if line.split()[1] == str(sid)]
+
+
+def test_without_ray_address_the_scheduler_runs_its_own_ray_head_and_stops_it(
+    db: Database, tmp_path: Path, env: dict[str, str], backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the Ray head's life does not depend on the DB: SQLite covers it")
+    register(db, write(tmp_path, "own-ray", params={"n": 40, "pause": 0.0}))
+    run = trigger(db, "own-ray")
+    own_env = {k: v for k, v in env.items() if k != "RAY_ADDRESS"}
+    log = (tmp_path / "scheduler.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hypermetric", "scheduler", "--tick", "0.5"],
+        cwd=ROOT,
+        env=own_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for(lambda: get_run(db, run.id).finished, 180, "the run to end")
+        assert len(session_processes(proc.pid)) > 1  # the head's processes run beside it
+        stop_scheduler(proc)
+        assert get_run(db, run.id).state == "success"
+        wait_for(lambda: session_processes(proc.pid) == [], 30, "Ray's processes to exit")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+        kill_run_process(get_run(db, run.id))
+        for line in session_processes(proc.pid):
+            os.kill(int(line.split()[0]), signal.SIGKILL)
