@@ -206,18 +206,20 @@ class Scheduler:
         """Run until ``stop_event`` is set (or SIGTERM/SIGINT with ``handle_signals``).
 
         Call it from the main thread: a local Ray head is started and stopped there, and
-        the signal handlers are installed after it (Ray installs its own).
+        the signal handlers are installed again after it (Ray installs its own).
         """
         from hypermetric.scheduler.ticker import Ticker
 
         stop_event = stop_event or threading.Event()
+        if handle_signals:
+            _stop_on_signals(stop_event)
         self.start()
         try:
-            if self.launcher.needs_ray:
+            if self.launcher.needs_ray and not stop_event.is_set():
                 # a head that takes seconds to start should not stall a pass: start it now
                 self.ray_address()
             if handle_signals:
-                _stop_on_signals(stop_event)
+                _stop_on_signals(stop_event)  # again: ray.init installs its own handlers
             ticker = Ticker(self, stop_event)
             ticker.run()
         finally:
