@@ -42,35 +42,35 @@ __all__ = [
     "prunable_runs",
 ]
 
-#: runs whose shards compaction may merge: ended, and never to be started again (a failed
-#: run may be resumed, so its shards stay as the engine wrote them)
-COMPACTABLE_STATES = ("success", "canceled")
+#: runs whose shards compaction may merge: those that ended (a failed run resumed later
+#: only adds shards, and a reprocessed one retracts all of its shards by run id)
+COMPACTABLE_STATES = ("success", "failed", "canceled")
 
 
 @dataclass(frozen=True)
 class Rewrite:
     """One dataset's change in a rewrite commit: shards to remove and files to add.
 
-    ``run_ids[i]`` lists the runs whose rows ``files[i]`` holds; a file of one run is
-    registered with that ``run_id``, a file of several with none (``stats["run_ids"]``
-    says which).
+    ``run_ids[i]`` is the run whose rows ``files[i]`` holds: a file never mixes runs, so
+    everything the catalog does by run id (reading a run, retracting it for a reprocess,
+    pruning it) stays exact after a rewrite.
     """
 
     removed: tuple[int, ...]
     files: tuple[ShardFile, ...] = ()
-    run_ids: tuple[tuple[int, ...], ...] = field(default=())
+    run_ids: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if len(self.run_ids) != len(self.files):
-            raise ValueError("a Rewrite needs one run_ids entry per file")
+            raise ValueError("a Rewrite needs one run id per file")
 
 
 def compaction_candidates(
     db: Database, dataset: str, *, max_rows: int, evaluation: str | None = None
 ) -> list[ShardRecord]:
-    """Live shards of ``dataset`` smaller than ``max_rows`` rows, of runs that ended for good.
+    """Live shards of ``dataset`` smaller than ``max_rows`` rows, of runs that ended.
 
-    Ordered by run then shard id, so consecutive candidates cluster by run.
+    Ordered by run then shard id.
     """
     stmt = (
         select(Shard)
@@ -109,17 +109,17 @@ def _check_live(session: Session, db: Database, shard_ids: Sequence[int]) -> lis
 def _add_files(
     session: Session, dataset: str, version_id: int, change: Rewrite, now: datetime
 ) -> None:
-    for file, runs in zip(change.files, change.run_ids, strict=True):
+    for file, run_id in zip(change.files, change.run_ids, strict=True):
         if file.dataset != dataset:
             raise ValueError(f"file {file.path} is of {file.dataset}, not {dataset}")
         session.add(
             Shard(
-                run_id=runs[0] if len(runs) == 1 else None,
+                run_id=run_id,
                 dataset=dataset,
                 path=file.path,
                 rows=file.rows,
                 bytes=file.bytes,
-                stats={**file.stats, "run_ids": sorted(runs)},
+                stats=file.stats or None,
                 schema_fingerprint=file.schema_fingerprint,
                 added_version_id=version_id,
                 created_at=now,
@@ -139,8 +139,9 @@ def commit_rewrite(
 
     Removes ``changes[d].removed`` (they must still be live) and registers
     ``changes[d].files`` in a version of ``kind`` (``compact``, ``prune``), then deletes the
-    runs ``delete_runs`` (their ledger goes with them; shards and versions that still
-    mention them keep their rows with ``run_id`` NULL). Returns the version id per dataset.
+    runs ``delete_runs`` (their ledger goes with them; removed shards and versions that
+    still mention them keep their rows, with ``run_id`` NULL). Returns the version id per
+    dataset.
     """
     now = utcnow()
     versions: dict[str, int] = {}

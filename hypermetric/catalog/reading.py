@@ -1,25 +1,20 @@
-"""What readers of the datasets ask the catalog: a readable version, the shards holding
-some runs, a run named by its version label, and the metadata tables as plain rows.
-
-Compaction may merge the shards of several finished runs into one file. Such a shard has
-no ``run_id`` (it holds many) and lists the runs it holds in ``stats["run_ids"]``;
-:func:`shards_of_runs` finds those too, so reading one run stays exact after compaction.
-"""
+"""What readers of the datasets ask the catalog: a readable version, a run named by its
+version label, and the metadata tables as plain rows."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, or_, select
+from sqlalchemy import JSON, Boolean, Float, Integer, select
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import DatasetVersion, Evaluation, Run, Shard
-from hypermetric.catalog.records import RunRecord, ShardRecord, VersionRecord
+from hypermetric.catalog.models import DatasetVersion, Evaluation, Run
+from hypermetric.catalog.records import RunRecord, VersionRecord
 from hypermetric.catalog.runs import run_record
-from hypermetric.catalog.shards import shard_record, version_record
+from hypermetric.catalog.shards import version_record
 from hypermetric.catalog.types import UTCDateTime
 from hypermetric.errors import NotFoundError
 
@@ -31,7 +26,6 @@ __all__ = [
     "metadata_table",
     "readable_version",
     "runs_in",
-    "shards_of_runs",
 ]
 
 #: the metadata tables a query connection shows beside the datasets
@@ -75,39 +69,6 @@ def readable_version(db: Database, version_id: int) -> VersionRecord:
                 f"longer be read; read a later version (the newest is {newest}) or drop --as-of"
             )
         return version_record(row)
-
-
-def shards_of_runs(
-    db: Database, dataset: str, run_ids: Iterable[int], *, as_of: int | None = None
-) -> list[ShardRecord]:
-    """The live shards of ``dataset`` holding rows of ``run_ids``, oldest first.
-
-    A merged shard (``run_id`` NULL, ``stats["run_ids"]`` listing its runs) is included
-    when it holds any of the runs; readers must still filter its rows by ``run_id``.
-    """
-    wanted = sorted(set(run_ids))
-    if not wanted:
-        return []
-    live = [Shard.dataset == dataset, Shard.removed_version_id.is_(None)]
-    if as_of is not None:
-        live = [
-            Shard.dataset == dataset,
-            Shard.added_version_id <= as_of,
-            or_(Shard.removed_version_id.is_(None), Shard.removed_version_id > as_of),
-        ]
-    found: list[ShardRecord] = []
-    with db.session() as session:
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            stmt = select(Shard).where(*live, Shard.run_id.in_(chunk))
-            found.extend(shard_record(r) for r in session.scalars(stmt))
-        merged = session.scalars(select(Shard).where(*live, Shard.run_id.is_(None)))
-        targets = set(wanted)
-        for row in merged:
-            held = (row.stats or {}).get("run_ids") or ()
-            if targets.intersection(held):
-                found.append(shard_record(row))
-    return sorted(found, key=lambda s: s.id)
 
 
 def latest_run_with_version(db: Database, evaluation: str, version_label: str) -> RunRecord:

@@ -19,13 +19,9 @@ from collections.abc import Sequence
 
 import duckdb
 
-from hypermetric.catalog.db import database
-from hypermetric.catalog.reading import (
-    METADATA_TABLES,
-    metadata_table,
-    readable_version,
-    shards_of_runs,
-)
+from hypermetric.catalog.db import Database, database
+from hypermetric.catalog.reading import METADATA_TABLES, metadata_table, readable_version
+from hypermetric.catalog.records import ShardRecord
 from hypermetric.catalog.shards import DATASETS, live_shards
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
@@ -62,6 +58,18 @@ def _lock(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
     con.execute("SET lock_configuration=true")
 
 
+def _shards(
+    db: Database, dataset: str, as_of: int | None, run_ids: Sequence[int] | None
+) -> list[ShardRecord]:
+    if run_ids is None:
+        return live_shards(db, dataset, as_of=as_of)
+    wanted = sorted(set(run_ids))
+    found: list[ShardRecord] = []
+    for start in range(0, len(wanted), 500):
+        found.extend(live_shards(db, dataset, as_of=as_of, run_ids=wanted[start : start + 500]))
+    return found
+
+
 def open_connection(
     settings: Settings | None = None,
     *,
@@ -83,11 +91,8 @@ def open_connection(
     try:
         paths: list[str] = []
         for dataset in DATASETS:
-            if run_ids is None:
-                shards = live_shards(db, dataset, as_of=as_of)
-            else:
-                shards = shards_of_runs(db, dataset, run_ids, as_of=as_of)
-            paths.extend(attach_dataset(con, store, dataset, shards, run_ids=run_ids))
+            shards = _shards(db, dataset, as_of, run_ids)
+            paths.extend(attach_dataset(con, store, dataset, shards))
         for name in METADATA_TABLES if metadata else ():
             attach_metadata(con, metadata_table(db, name))
         _lock(con, paths)

@@ -5,10 +5,9 @@ In this order:
 1. **Expire** every dataset version created before ``before`` except the newest one:
    reading ``--as-of`` it is an error from then on.
 2. **Prune runs** (only when asked): finished runs that ended before ``before`` are
-   deleted with their ledger, and one new version of kind ``prune`` removes their shards
-   from the datasets (a merged shard that also holds other runs is rewritten without
-   them). Versions still readable keep showing the pruned rows until they expire too, so
-   the pruned files are freed by a later ``clean`` whose date is past the prune.
+   deleted with their ledger, and one new version of kind ``prune`` per dataset removes
+   their shards. Versions still readable keep showing the pruned rows until they expire
+   too, so the pruned files are freed by a later ``clean`` whose date is past the prune.
 3. **Delete unreferenced shards**: removed shards that no unexpired version references
    (see :mod:`hypermetric.catalog.maintenance`): their registry rows first, then their
    files, so a crash in between leaves orphans, never a registered shard without a file.
@@ -26,9 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.maintenance import (
     Rewrite,
@@ -39,9 +35,7 @@ from hypermetric.catalog.maintenance import (
     forget_shards,
     prunable_runs,
 )
-from hypermetric.catalog.reading import shards_of_runs
-from hypermetric.catalog.records import ShardFile
-from hypermetric.catalog.shards import DATASETS, registered_paths
+from hypermetric.catalog.shards import DATASETS, live_shards, registered_paths
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
 from hypermetric.storage.files import TMP_DIR, ShardStore, store_for
@@ -82,36 +76,16 @@ def orphan_files(
     return sorted(found)
 
 
-def _rewrite_without(store: ShardStore, dataset: str, path: str, keep: Sequence[int]) -> ShardFile:
-    table = store.read(path)
-    kept = table.filter(pc.is_in(table["run_id"], pa.array(list(keep), pa.int64())))
-    return store.write(dataset, keep[0] if len(keep) == 1 else None, kept, "prune")
-
-
-def _prune(db: Database, store: ShardStore, run_ids: Sequence[int]) -> None:
-    doomed = set(run_ids)
+def _prune(db: Database, run_ids: Sequence[int]) -> None:
     changes: dict[str, Rewrite] = {}
-    written: list[ShardFile] = []
-    try:
-        for dataset in DATASETS:
-            removed: list[int] = []
-            files: list[ShardFile] = []
-            owners: list[tuple[int, ...]] = []
-            for shard in shards_of_runs(db, dataset, run_ids):
-                removed.append(shard.id)
-                held = set((shard.stats or {}).get("run_ids") or ())
-                keep = sorted(held - doomed) if shard.run_id is None else []
-                if keep:
-                    files.append(_rewrite_without(store, dataset, shard.path, keep))
-                    written.append(files[-1])
-                    owners.append(tuple(keep))
-            changes[dataset] = Rewrite(tuple(removed), tuple(files), tuple(owners))
-        message = f"pruned {len(doomed)} runs"
-        commit_rewrite(db, changes, kind="prune", message=message, delete_runs=doomed)
-    except BaseException:
-        for file in written:
-            store.delete(file.path)
-        raise
+    for dataset in DATASETS:
+        removed: list[int] = []
+        for start in range(0, len(run_ids), 500):
+            chunk = run_ids[start : start + 500]
+            removed.extend(s.id for s in live_shards(db, dataset, run_ids=chunk))
+        changes[dataset] = Rewrite(tuple(sorted(removed)))
+    message = f"pruned {len(run_ids)} runs"
+    commit_rewrite(db, changes, kind="prune", message=message, delete_runs=run_ids)
 
 
 def clean(
@@ -151,7 +125,7 @@ def clean(
         )
     expired = expire_versions(db, before)
     if runs:
-        _prune(db, store, runs)
+        _prune(db, runs)
     forgotten = forget_shards(db, [s.id for s in deletable_shards(db)])
     for shard in forgotten:
         store.delete(shard.path)

@@ -27,7 +27,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hypermetric.catalog.reading import MetadataTable
@@ -98,12 +97,6 @@ def attach_metadata(con: duckdb.DuckDBPyConnection, table: MetadataTable) -> Non
     con.register(table.name, metadata_arrow(table))
 
 
-def _run_filter(run_ids: Sequence[int] | None) -> str:
-    if run_ids is None:
-        return ""
-    return f" WHERE run_id IN ({', '.join(str(int(r)) for r in run_ids) or 'NULL'})"
-
-
 def _columns(dataset: str, schemas: Iterable[pa.Schema]) -> list[tuple[str, pa.DataType | None]]:
     """Canonical columns first (typed when no shard has them), then extra ones."""
     present: dict[str, None] = {}
@@ -132,7 +125,6 @@ def _local_view(
     store: ShardStore,
     dataset: str,
     shards: Sequence[ShardRecord],
-    run_ids: Sequence[int] | None,
 ) -> list[str]:
     paths = [store.full_path(s.path) for s in shards]
     files = "[" + ", ".join(quote_literal(p) for p in paths) + "]"
@@ -146,7 +138,7 @@ def _local_view(
         schemas = [pq.read_schema(p, filesystem=store.fs) for p in samples.values()]
         select_list = _select_list(_columns(dataset, schemas))
         source = f"SELECT {select_list} FROM read_parquet({files}, union_by_name=true)"
-    con.execute(f"CREATE VIEW {quote_ident(dataset)} AS {source}{_run_filter(run_ids)}")
+    con.execute(f"CREATE VIEW {quote_ident(dataset)} AS {source}")
     return paths
 
 
@@ -159,16 +151,11 @@ def _conform(dataset: str, table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
 
 
-def _arrow_table(
-    store: ShardStore, dataset: str, shards: Sequence[ShardRecord], run_ids: Sequence[int] | None
-) -> pa.Table:
+def _arrow_table(store: ShardStore, dataset: str, shards: Sequence[ShardRecord]) -> pa.Table:
     tables = [store.read(s.path) for s in shards]
     if not tables:
         return SCHEMAS[dataset].empty_table()
-    table = _conform(dataset, pa.concat_tables(tables, promote_options="permissive"))
-    if run_ids is not None:
-        table = table.filter(pc.is_in(table["run_id"], pa.array(list(run_ids), pa.int64())))
-    return table
+    return _conform(dataset, pa.concat_tables(tables, promote_options="permissive"))
 
 
 def attach_dataset(
@@ -176,14 +163,9 @@ def attach_dataset(
     store: ShardStore,
     dataset: str,
     shards: Sequence[ShardRecord],
-    *,
-    run_ids: Sequence[int] | None = None,
 ) -> list[str]:
-    """Create the view ``dataset`` over ``shards``; returns the file paths DuckDB must read.
-
-    ``run_ids`` keeps only those runs' rows (a merged shard holds several runs).
-    """
+    """Create the view ``dataset`` over ``shards``; returns the file paths DuckDB must read."""
     if shards and store.is_local:
-        return _local_view(con, store, dataset, shards, run_ids)
-    con.register(dataset, _arrow_table(store, dataset, shards, run_ids))
+        return _local_view(con, store, dataset, shards)
+    con.register(dataset, _arrow_table(store, dataset, shards))
     return []

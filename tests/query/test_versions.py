@@ -15,6 +15,7 @@ from sqlalchemy import select
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, compaction_candidates
 from hypermetric.catalog.models import DatasetVersion, Shard
+from hypermetric.catalog.runs import start_run
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
 from hypermetric.errors import ConflictError, NotFoundError, StorageError
@@ -73,12 +74,11 @@ def test_every_unexpired_version_reads_the_same_rows(
     current = _snapshot()
 
     reports = {r.dataset: r for r in compact(target_rows=1000)}
-    assert reports["scores"].shards_merged == 5 and reports["scores"].files_written == 1
+    assert reports["scores"].shards_merged == 5 and reports["scores"].files_written == 2
     assert reports["calls"].shards_merged == 5 and reports["calls"].rows == 100
     live = [s for s in _shards(db) if s.removed_version_id is None]
-    assert sorted(s.run_id or 0 for s in live if s.dataset == "scores") == [0, running]
-    merged = next(s for s in live if s.run_id is None and s.dataset == "scores")
-    assert merged.stats is not None and merged.stats["run_ids"] == [first, second]
+    assert sorted(s.run_id for s in live if s.dataset == "scores") == [first, second, running]
+    assert all("compact-" in s.path for s in live if s.run_id != running)
     assert _snapshot() == current
     for version, rows in before.items():
         assert _snapshot(version) == rows, version
@@ -126,7 +126,7 @@ def test_a_stale_compaction_plan_is_refused(runs: Runs, db: Database, settings: 
         commit_rewrite(db, {"scores": Rewrite(tuple(s.id for s in plan))}, kind="compact")
 
 
-def test_failed_and_running_runs_are_not_compacted(runs: Runs, db: Database) -> None:
+def test_running_runs_are_not_compacted(runs: Runs, db: Database) -> None:
     failed = runs.run(
         build=lambda rid: scores_table(rid, ids(4), [1.0] * 4), shards=2, state="failed"
     )
@@ -134,11 +134,12 @@ def test_failed_and_running_runs_are_not_compacted(runs: Runs, db: Database) -> 
     for unit in range(2):
         runs.commit(running, unit, {"scores": scores_table(running, ids(2, f"u{unit}"), [1.0] * 2)})
     reports = compact(target_rows=1000)
-    assert all(r.version_id is None for r in reports)
-    assert sorted({s.run_id for s in _shards(db)}) == [failed, running]
+    assert [(r.dataset, r.shards_merged) for r in reports] == [("scores", 2), ("calls", 0)]
+    live = [s for s in _shards(db) if s.removed_version_id is None]
+    assert sorted(s.run_id for s in live) == [failed, running, running]
 
 
-def test_prune_runs_rewrites_merged_files_and_keeps_old_versions(
+def test_prune_runs_keeps_old_versions_readable(
     runs: Runs, db: Database, settings: Settings
 ) -> None:
     old = _metric_run(runs, 10, shards=2)
@@ -204,7 +205,6 @@ def test_compaction_of_one_evaluation(runs: Runs, db: Database) -> None:
     assert [(r.dataset, r.shards_merged, r.files_written) for r in reports] == [("scores", 3, 1)]
     live = [s for s in _shards(db) if s.removed_version_id is None and s.dataset == "scores"]
     assert sorted(s.run_id for s in live) == [mine] + [theirs] * 3
-    assert next(s for s in live if s.run_id == mine).stats["run_ids"] == [mine]  # type: ignore[index]
     assert RunResult(mine).summary()[0].n == 10
 
 
@@ -220,3 +220,18 @@ def test_shards_that_cannot_merge_leave_everything_as_it_was(runs: Runs, db: Dat
         compact(target_rows=1000)
     assert {f.path for f in runs.store.files()} == before
     assert [kind for _, _, kind in _versions(db)] == ["append", "append"]
+
+
+def test_a_compacted_run_reprocessed_by_a_backfill_counts_once(runs: Runs, db: Database) -> None:
+    from hypermetric.catalog.backfills import reprocess_run
+
+    run_id = _metric_run(runs, 10, shards=3)
+    other = _metric_run(runs, 4, shards=2, evaluation="other")
+    compact(target_rows=1000)
+    reprocess_run(db, run_id, utcnow(), version_label="v2", code_version=None, params={})
+    assert {r[0] for r in _snapshot()[0]} == {other}
+    start_run(db, run_id, owner="test", pid=os.getpid(), host="localhost")
+    runs.commit(run_id, 0, {"scores": scores_table(run_id, ids(10), [0.25] * 10)})
+    runs.finish(run_id)
+    assert RunResult(run_id).summary()[0].n == 10
+    assert RunResult(run_id).summary()[0].mean == 0.25
