@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
@@ -32,3 +38,23 @@ def test_downgrade_to_base_and_upgrade_again(db: Database) -> None:
     migrate.upgrade(db)
     assert _tables(db) == expected
     assert migrate.current_revision(db) == migrate.head_revision()
+
+
+def test_alembic_from_the_repository_root_uses_hypermetric_config(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "HYPERMETRIC_HOME": str(tmp_path / "home")}
+    env.pop("HYPERMETRIC_DB_URL", None)
+    alembic = Path(sys.executable).with_name("alembic")
+    done = subprocess.run(
+        [str(alembic), "upgrade", "head"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    db = tmp_path / "home" / "hypermetric.db"
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {t.name for t in Base.metadata.sorted_tables} <= tables
