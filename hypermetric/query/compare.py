@@ -254,6 +254,23 @@ def _changes(
     return tuple(ExampleChange(*row) for row in rows)
 
 
+def _metrics(
+    con: duckdb.DuckDBPyConnection, run_a: RunRecord, run_b: RunRecord, resamples: int, seed: int
+) -> list[MetricDelta]:
+    groups = con.sql(_GROUPS_SQL).fetchall()
+    values = con.sql(_VALUES_SQL).arrow().read_all()
+    va = values["va"].to_numpy(zero_copy_only=False)
+    vb = values["vb"].to_numpy(zero_copy_only=False)
+    metrics: list[MetricDelta] = []
+    start = 0
+    for key in groups:  # the values come in the groups' order, n rows each
+        stop = start + int(key[2])
+        up = higher_is_better(key[1] or "", run_b, run_a)
+        metrics.append(_metric_delta(key, va[start:stop], vb[start:stop], up, resamples, seed))
+        start = stop
+    return metrics
+
+
 def compare(
     a: int | str,
     b: int | str,
@@ -276,17 +293,7 @@ def compare(
     con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), metadata=False)
     try:
         con.execute(_pairs_sql(run_a.id, run_b.id, metric))
-        groups = con.sql(_GROUPS_SQL).fetchall()
-        values = con.sql(_VALUES_SQL).arrow().read_all()
-        va = values["va"].to_numpy(zero_copy_only=False)
-        vb = values["vb"].to_numpy(zero_copy_only=False)
-        metrics: list[MetricDelta] = []
-        start = 0
-        for key in groups:
-            stop = start + int(key[2])
-            up = higher_is_better(key[1] or "", run_b, run_a)
-            metrics.append(_metric_delta(key, va[start:stop], vb[start:stop], up, resamples, seed))
-            start = stop
+        metrics = _metrics(con, run_a, run_b, resamples, seed)
         lower = sorted({m.metric for m in metrics if not m.higher_is_better})
         worst = _changes(con, lower, examples, worst=True)
         best = _changes(con, lower, examples, worst=False)

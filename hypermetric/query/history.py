@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -33,6 +33,7 @@ import duckdb
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings, get_settings
 from hypermetric.query.connection import open_connection, query_error
@@ -128,6 +129,42 @@ def _series(
     return out
 
 
+def _points(
+    runs: Sequence[RunRecord],
+    key: tuple[str | None, str],
+    stats: dict[int, RunStat],
+    window: int,
+) -> Iterator[HistoryPoint]:
+    previous: list[RunStat] = []
+    for run in runs:
+        stat = stats.get(run.id)
+        if stat is None:
+            continue
+        low = high = None
+        shift = ""
+        if previous:
+            low, high = expected_interval(previous[-window:], stat)
+            shift = "up" if stat.mean > high else "down" if stat.mean < low else ""
+        sd = math.sqrt(stat.var) if stat.n > 1 else None
+        _, ci_low, ci_high = mean_interval(stat.n, stat.mean, sd)
+        yield HistoryPoint(
+            run_id=run.id,
+            logical_date=run.logical_date,
+            version=run.version_label,
+            component=key[0],
+            metric=key[1],
+            n=stat.n,
+            mean=stat.mean,
+            ci_low=ci_low,
+            ci_high=ci_high,
+            expected_low=low,
+            expected_high=high,
+            baseline_runs=len(previous[-window:]),
+            shift=shift,
+        )
+        previous.append(stat)
+
+
 def history(
     name: str,
     *,
@@ -151,35 +188,6 @@ def history(
     )
     series = _series(settings, [r.id for r in runs], metric) if runs else {}
     points: list[HistoryPoint] = []
-    for (component, metric_name), stats in sorted(series.items(), key=lambda kv: str(kv[0])):
-        previous: list[RunStat] = []
-        for run in runs:
-            stat = stats.get(run.id)
-            if stat is None:
-                continue
-            low = high = None
-            shift = ""
-            if previous:
-                low, high = expected_interval(previous[-window:], stat)
-                shift = "up" if stat.mean > high else "down" if stat.mean < low else ""
-            sd = math.sqrt(stat.var) if stat.n > 1 else None
-            _, ci_low, ci_high = mean_interval(stat.n, stat.mean, sd)
-            points.append(
-                HistoryPoint(
-                    run_id=run.id,
-                    logical_date=run.logical_date,
-                    version=run.version_label,
-                    component=component,
-                    metric=metric_name,
-                    n=stat.n,
-                    mean=stat.mean,
-                    ci_low=ci_low,
-                    ci_high=ci_high,
-                    expected_low=low,
-                    expected_high=high,
-                    baseline_runs=len(previous[-window:]),
-                    shift=shift,
-                )
-            )
-            previous.append(stat)
+    for key, stats in sorted(series.items(), key=lambda kv: str(kv[0])):
+        points.extend(_points(runs, key, stats, window))
     return points

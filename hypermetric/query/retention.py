@@ -88,6 +88,21 @@ def _prune(db: Database, run_ids: Sequence[int]) -> None:
     commit_rewrite(db, changes, kind="prune", message=message, delete_runs=run_ids)
 
 
+def _dry_run(
+    db: Database, store: ShardStore, before: datetime, cutoff: datetime, runs: list[int]
+) -> CleanReport:
+    doomed = deletable_shards(db, expire_before=before)
+    orphans = orphan_files(store, registered_paths(db), cutoff)
+    return CleanReport(
+        dry_run=True,
+        expired_versions=tuple(expirable_versions(db, before)),
+        pruned_runs=tuple(runs),
+        deleted_shards=tuple(s.path for s in doomed),
+        orphans=tuple(p for p, _ in orphans),
+        bytes_freed=sum(s.bytes for s in doomed) + sum(size for _, size in orphans),
+    )
+
+
 def clean(
     *,
     before: datetime,
@@ -111,18 +126,7 @@ def clean(
     cutoff = (now or utcnow()) - grace
     runs = [r.id for r in prunable_runs(db, before)] if prune_runs else []
     if dry_run:
-        expiring = expirable_versions(db, before)
-        doomed = deletable_shards(db, expire_before=before)
-        orphans = orphan_files(store, registered_paths(db), cutoff)
-        freed = sum(s.bytes for s in doomed) + sum(size for _, size in orphans)
-        return CleanReport(
-            dry_run=True,
-            expired_versions=tuple(expiring),
-            pruned_runs=tuple(runs),
-            deleted_shards=tuple(s.path for s in doomed),
-            orphans=tuple(p for p, _ in orphans),
-            bytes_freed=freed,
-        )
+        return _dry_run(db, store, before, cutoff, runs)
     expired = expire_versions(db, before)
     if runs:
         _prune(db, runs)
