@@ -103,3 +103,8 @@ def instant(settings: Settings) -> Launcher:
 def steady(settings: Settings) -> Launcher:
     """``--launcher tests.scheduler.fakes:steady``: runs take 1.5 s, then succeed."""
     return FakeLauncher(database(settings), SystemClock(), lambda run: Behaviour("success", 1.5))
+
+
+def slow(settings: Settings) -> Launcher:
+    """``--launcher tests.scheduler.fakes:slow``: runs take 3 s (longer than a 2 s interval)."""
+    return FakeLauncher(database(settings), SystemClock(), lambda run: Behaviour("success", 3.0))

@@ -128,7 +128,8 @@ def test_two_schedulers_on_postgresql_create_and_launch_each_run_once(
     if backend != "postgresql":
         pytest.skip("SQLite allows one scheduler")
     first = define_every_two_seconds(db, max_active_runs=2)
-    procs = [spawn("--launcher", "tests.scheduler.fakes:steady") for _ in range(2)]
+    # runs outlast their interval, so the limit is reached again and again
+    procs = [spawn("--launcher", "tests.scheduler.fakes:slow") for _ in range(2)]
     peak, end = 0, time.monotonic() + 30
     while time.monotonic() < end:
         active = count_active(db, "every2")
