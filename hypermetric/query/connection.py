@@ -52,6 +52,7 @@ def query_error(exc: BaseException, hint: str = "") -> QueryError:
 
 def _lock(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
     con.execute("SET TimeZone='UTC'")
+    con.execute("SET parquet_metadata_cache=true")  # shards are immutable: footers never change
     if paths:
         con.execute(f"SET allowed_paths=[{', '.join(quote_literal(p) for p in paths)}]")
     con.execute("SET enable_external_access=false")
