@@ -8,13 +8,16 @@ comment says, the others are executed. ``pip``/``pytest`` lines are what CI itse
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import queue
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -53,6 +56,7 @@ def test_the_readme_has_the_two_fresh_machine_commands_first() -> None:
 
 
 def _run_long(command: str, cwd: Path, env: dict[str, str]) -> None:
+    """Start a long-running command, wait until it says it is up, stop it with SIGTERM."""
     args = shlex.split(command.split("#")[0])
     proc = subprocess.Popen(
         [sys.executable, "-m", "hypermetric", *args[1:]],
@@ -63,14 +67,20 @@ def _run_long(command: str, cwd: Path, env: dict[str, str]) -> None:
         text=True,
         start_new_session=True,
     )
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout or []], daemon=True).start()
+    seen: list[str] = []
     try:
-        time.sleep(8)
-        assert proc.poll() is None, (
-            f"{command!r} ended early: {proc.stdout.read() if proc.stdout else ''}"
-        )
+        deadline = time.monotonic() + 120
+        while not any("Ray head" in line for line in seen):
+            assert proc.poll() is None, f"{command!r} ended early: {''.join(seen)}"
+            assert time.monotonic() < deadline, f"{command!r} never came up: {''.join(seen)}"
+            with contextlib.suppress(queue.Empty):
+                seen.append(lines.get(timeout=0.5))
+        time.sleep(2)  # a few passes
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
-        assert proc.returncode == 0, out
+        proc.wait(timeout=60)
+        assert proc.returncode == 0, "".join(seen)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
