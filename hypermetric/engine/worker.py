@@ -48,8 +48,9 @@ def _restore(
     return payload
 
 
-def _drive_sync(runtime: Runtime, rows: list[dict[str, Any]], context: RunContext,
-                payload: UnitPayload) -> None:
+def _drive_sync(
+    runtime: Runtime, rows: list[dict[str, Any]], context: RunContext, payload: UnitPayload
+) -> None:
     fn, name, with_context = runtime.fn, runtime.name, runtime.takes_context
     token = current_recorder.set(payload)
     try:
@@ -67,7 +68,10 @@ def _drive_sync(runtime: Runtime, rows: list[dict[str, Any]], context: RunContex
 
 
 async def _drive_one_async(
-    runtime: Runtime, position: int, example: dict[str, Any], context: RunContext,
+    runtime: Runtime,
+    position: int,
+    example: dict[str, Any],
+    context: RunContext,
     gate: asyncio.Semaphore,
 ) -> CallRecorder:
     async with gate:
@@ -88,7 +92,10 @@ async def _drive_one_async(
 
 
 async def _drive_async(
-    runtime: Runtime, rows: list[dict[str, Any]], context: RunContext, concurrency: int,
+    runtime: Runtime,
+    rows: list[dict[str, Any]],
+    context: RunContext,
+    concurrency: int,
     payload: UnitPayload,
 ) -> None:
     gate = asyncio.Semaphore(concurrency)
