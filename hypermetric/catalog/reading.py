@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, Integer, select
+from sqlalchemy import JSON, Boolean, Float, Integer, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
@@ -37,7 +37,7 @@ class MetadataColumn:
     """A column of a metadata table: its name and its portable kind.
 
     ``kind`` is one of ``int``, ``float``, ``str``, ``bool``, ``datetime`` (aware UTC) and
-    ``json`` (a dict or list, handed on as JSON text).
+    ``json`` (JSON text, as the DB holds it: read without decoding it).
     """
 
     name: str
@@ -131,7 +131,11 @@ def _columns(model: Any) -> list[MetadataColumn]:
 
 
 def _rows(session: Session, model: Any, extra: list[Any]) -> list[tuple[Any, ...]]:
-    stmt = select(*model.__table__.columns, *extra)
+    columns = [
+        func.nullif(cast(c, Text), "null").label(c.key) if _kind(c.type) == "json" else c
+        for c in model.__table__.columns
+    ]
+    stmt = select(*columns, *extra)
     if model is Run:
         stmt = stmt.join(Evaluation, Run.evaluation_id == Evaluation.id)
     return [tuple(r) for r in session.execute(stmt.order_by(model.__table__.c.id))]

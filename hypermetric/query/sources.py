@@ -20,10 +20,7 @@ handed over as Arrow tables (DuckDB's database scanners are not used).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime
-from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -71,25 +68,12 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    return str(value)
-
-
 def metadata_arrow(table: MetadataTable) -> pa.Table:
-    """A metadata table as Arrow: JSON columns become JSON text, times aware UTC."""
-    arrays: dict[str, pa.Array] = {}
-    for index, column in enumerate(table.columns):
-        values = [row[index] for row in table.rows]
-        if column.kind == "json":
-            values = [
-                None if v is None else json.dumps(v, default=_json_default, sort_keys=True)
-                for v in values
-            ]
-        arrays[column.name] = pa.array(values, type=_ARROW_KINDS[column.kind])
+    """A metadata table as Arrow: JSON columns as JSON text, times aware UTC."""
     schema = pa.schema([(c.name, _ARROW_KINDS[c.kind]) for c in table.columns])
-    return pa.Table.from_pydict(arrays, schema=schema)
+    columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(schema)
+    arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def attach_metadata(con: duckdb.DuckDBPyConnection, table: MetadataTable) -> None:

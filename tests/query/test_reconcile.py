@@ -187,3 +187,14 @@ def test_the_connection_is_read_only(runs: Runs, settings: Settings, tmp_path: P
 def _live_shards(runs: Runs) -> list[Shard]:
     with runs.db.session() as session:
         return list(session.scalars(select(Shard).where(Shard.removed_version_id.is_(None))))
+
+
+def test_metadata_json_columns_are_json_text(runs: Runs) -> None:
+    versions = {"code_version": "abc", "evals": {"brier": {"higher_is_better": False}}}
+    declared = runs.run(build=lambda rid: scores_table(rid, ids(1), [1.0]), versions=versions)
+    plain = runs.run(build=lambda rid: scores_table(rid, ids(1), [1.0]))
+    rows = sql(
+        "SELECT id, json_extract_string(versions, '$.evals.brier.higher_is_better'), "
+        "versions IS NULL, params FROM runs ORDER BY id"
+    ).fetchall()
+    assert rows == [(declared, "false", False, "{}"), (plain, None, True, "{}")]
