@@ -10,7 +10,6 @@ can be killed), writing its output to ``<home>/logs/runs/run-<id>.log``. Another
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from abc import ABC, abstractmethod
@@ -20,15 +19,9 @@ from typing import IO
 
 from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings
+from hypermetric.scheduler.processes import kill_group
 
-__all__ = [
-    "Launcher",
-    "RunHandle",
-    "SubprocessLauncher",
-    "drives_run",
-    "kill_local_run",
-    "pid_alive",
-]
+__all__ = ["Launcher", "RunHandle", "SubprocessLauncher"]
 
 
 class RunHandle(ABC):
@@ -75,7 +68,7 @@ class _ProcessHandle(RunHandle):
         return self.process.poll()
 
     def kill(self) -> None:
-        _kill_group(self.process.pid)
+        kill_group(self.process.pid)
 
     def last_words(self) -> str:
         try:
@@ -137,46 +130,3 @@ class SubprocessLauncher(Launcher):
                 env=self._env(ray_address),
             )
         return _ProcessHandle(run.id, process, log)
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def pid_alive(pid: int) -> bool:
-    """True if a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def drives_run(pid: int, run_id: int) -> bool:
-    """True if process ``pid`` is a ``runs resume`` of this run (Linux /proc; else False)."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    words = [a.decode(errors="replace") for a in argv]
-    return "resume" in words and str(run_id) in words
-
-
-def kill_local_run(pid: int | None, run_id: int) -> bool:
-    """Kill the process driving ``run_id`` on this host, if it is one; True if it was.
-
-    Only a process whose command line is ``... resume RUN_ID`` is killed, so a reused pid
-    is never hit.
-    """
-    if pid is None or not drives_run(pid, run_id):
-        return False
-    _kill_group(pid)
-    return True

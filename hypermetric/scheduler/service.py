@@ -44,8 +44,10 @@ from hypermetric.config import Settings, get_settings
 from hypermetric.errors import SchedulerError
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.definitions import plan_due
-from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher, pid_alive
+from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
+from hypermetric.scheduler.processes import pid_alive
+from hypermetric.scheduler.rayhead import LocalRayHead
 from hypermetric.scheduler.supervisor import PassReport, Supervisor, Tally
 
 __all__ = ["Scheduler"]
@@ -84,7 +86,7 @@ class Scheduler:
             stale_after=self.stale_after,
         )
         self._ray_address = self.settings.ray_address
-        self._own_ray = False
+        self._head: LocalRayHead | None = None
         self._started = False
         self._lock = threading.Lock()
 
@@ -119,12 +121,10 @@ class Scheduler:
         they are killed and queued to resume at once.
         """
         with self._lock:
-            if self._own_ray:
+            if self._head is not None:
                 self._requeue_children()
-                from hypermetric.engine.cluster import stop_local_head
-
-                stop_local_head()
-                self._own_ray = False
+                self._head.stop()
+                self._head = None
             self.launcher.close()
             if self._started:
                 stop_instance(self.db, self.instance_id, self.clock.now())
@@ -149,11 +149,8 @@ class Scheduler:
         starts a local Ray of its own.
         """
         if self._ray_address is None and not self.options.once:
-            from hypermetric.engine.cluster import start_local_head
-
-            self._ray_address = start_local_head()
-            self._own_ray = True
-            log.info("started a local Ray head at %s for the runs", self._ray_address)
+            self._head = LocalRayHead()
+            self._ray_address = self._head.start()
         return self._ray_address
 
     # -- passes ------------------------------------------------------------------------
@@ -205,8 +202,8 @@ class Scheduler:
     ) -> None:
         """Run until ``stop_event`` is set (or SIGTERM/SIGINT with ``handle_signals``).
 
-        Call it from the main thread: a local Ray head is started and stopped there, and
-        the signal handlers are installed again after it (Ray installs its own).
+        Call it from the main thread; the signal handlers are installed again once a
+        local Ray head is up (Ray's core chains handlers of its own).
         """
         from hypermetric.scheduler.ticker import Ticker
 
@@ -216,10 +213,10 @@ class Scheduler:
         self.start()
         try:
             if self.launcher.needs_ray and not stop_event.is_set():
-                # a head that takes seconds to start should not stall a pass: start it now
+                # a head takes seconds to start: not in the middle of a pass
                 self.ray_address()
             if handle_signals:
-                _stop_on_signals(stop_event)  # again: ray.init installs its own handlers
+                _stop_on_signals(stop_event)  # again: Ray's core chains its own in front
             ticker = Ticker(self, stop_event)
             ticker.run()
         finally:

@@ -34,8 +34,9 @@ from hypermetric.catalog.supervision import (
     run_states,
 )
 from hypermetric.scheduler.clock import Clock
-from hypermetric.scheduler.launcher import Launcher, RunHandle, drives_run, kill_local_run
+from hypermetric.scheduler.launcher import Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
+from hypermetric.scheduler.processes import drives_run, kill_local_run
 
 __all__ = ["PassReport", "Supervisor", "Tally"]
 
