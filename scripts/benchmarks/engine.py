@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-examples", type=int, default=200_000)
     parser.add_argument("--trivial-examples", type=int, default=1_000_000)
-    parser.add_argument("--io-examples", type=int, default=20_000)
+    parser.add_argument("--io-examples", type=int, default=60_000)
     parser.add_argument("--memory-small", type=int, default=200_000)
     parser.add_argument("--memory-large", type=int, default=2_000_000)
     parser.add_argument("--skip-ray-data", action="store_true")
@@ -49,12 +49,12 @@ def _calibrate() -> float:
 
     start = time.perf_counter()
     for _ in range(5000):
-        workloads.burn("a", "a")
+        workloads.burn("a", "a", workloads.BURN_LOOPS)
     per_call = (time.perf_counter() - start) / 5000
     workloads.BURN_LOOPS = max(1, int(workloads.BURN_LOOPS * 40e-6 / per_call))
     start = time.perf_counter()
     for _ in range(5000):
-        workloads.burn("a", "a")
+        workloads.burn("a", "a", workloads.BURN_LOOPS)
     return (time.perf_counter() - start) / 5000 * 1e6
 
 
@@ -76,9 +76,8 @@ def _ray_data(path: str, out: Path, loops: int) -> float:
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
             from benchmarks import workloads
 
-            workloads.BURN_LOOPS = loops
             values = [
-                workloads.burn(q, a)
+                workloads.burn(q, a, loops)
                 for q, a in zip(batch["question"], batch["answer"], strict=True)
             ]
             return {"example_id": [str(i) for i in batch["id"]], "value": values}
@@ -92,9 +91,9 @@ def _ray_data(path: str, out: Path, loops: int) -> float:
     return len(rows) / (time.perf_counter() - start)
 
 
-def _hypermetric(runtime: Any, path: str) -> tuple[float, Any]:
+def _hypermetric(runtime: Any, path: str, **params: Any) -> tuple[float, Any]:
     start = time.perf_counter()
-    result = runtime.run(dataset=path)
+    result = runtime.run(dataset=path, params=params)
     elapsed = time.perf_counter() - start
     return elapsed, result.run
 
@@ -183,9 +182,10 @@ def run(args: argparse.Namespace) -> int:
 def _cpu(args: argparse.Namespace, work: Path, workloads: Any) -> None:
     per_call = _calibrate()
     path = _dataset(work / "cpu.parquet", args.cpu_examples)
-    took, run_row = _hypermetric(workloads.cpu_bound, path)
+    took, run_row = _hypermetric(workloads.cpu_bound, path, loops=workloads.BURN_LOOPS)
     ours = run_row.examples_done / took
-    single = _single_loop(path, work / "single.parquet", workloads.burn)
+    loops = workloads.BURN_LOOPS
+    single = _single_loop(path, work / "single.parquet", lambda q, a: workloads.burn(q, a, loops))
     line = (
         f"cpu-bound eval ({per_call:.0f} µs/call), {args.cpu_examples:,} examples: "
         f"hypermetric {ours:,.0f}/s, single loop {single:,.0f}/s -> {ours / single:.2f}x "

@@ -10,10 +10,10 @@ import hypermetric as hm
 BURN_LOOPS = 400
 
 
-def burn(output: str, answer: str) -> float:
-    """About 40 µs of pure-Python work, then a score."""
+def burn(output: str, answer: str, loops: int = BURN_LOOPS) -> float:
+    """About 40 µs of pure-Python work (``loops`` calibrated), then a score."""
     acc = 0
-    for i in range(BURN_LOOPS):
+    for i in range(loops):
         acc = (acc + i * i) % 1_000_003
     return float(output == answer) + acc * 0.0
 
@@ -23,7 +23,7 @@ def exact(output: str, answer: str) -> float:
 
 
 @hm.component(evals=[burn])
-def heavy(question: str) -> str:
+def heavy(question: str, loops: int) -> str:
     return question
 
 
@@ -39,8 +39,9 @@ async def remote_model(question: str) -> str:
 
 
 @hm.runtime(name="bench-cpu")
-def cpu_bound(example: dict) -> str:
-    return heavy(example["question"])
+def cpu_bound(example: dict, context: hm.RunContext) -> str:
+    # the calibrated loop count travels as a run parameter: workers import this module anew
+    return heavy(example["question"], context.params["loops"])
 
 
 @hm.runtime(name="bench-trivial")
