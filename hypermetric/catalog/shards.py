@@ -139,9 +139,14 @@ def commit_units(
             session.flush()
             return result
     except IntegrityError:
-        # Another process committed one of these units between our check and our insert.
+        # Another process committed one of these units between our check and our insert,
+        # or (a bug, never a race) a file's path is registered already.
         with db.session() as session:
-            raise UnitsAlreadyCommitted(run_id, _already(session, run_id, unit_ids)) from None
+            done = _already(session, run_id, unit_ids)
+        if done:
+            raise UnitsAlreadyCommitted(run_id, done) from None
+        paths = ", ".join(f.path for f in files)
+        raise ConflictError(f"run {run_id}: a shard path is registered already ({paths})") from None
 
 
 def _register(

@@ -119,3 +119,12 @@ def test_unknown_things_are_not_found(db: Database) -> None:
         get_evaluation(db, "missing")
     with pytest.raises(NotFoundError, match="runs list"):
         get_run(db, 404)
+
+
+def test_registering_a_path_twice_says_so(db: Database) -> None:
+    run_id = _running_run(db)
+    commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(0, 1, 1, 1, 0)])
+    with pytest.raises(ConflictError, match="shard path is registered already") as info:
+        commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(1, 1, 1, 1, 0)])
+    assert not isinstance(info.value, UnitsAlreadyCommitted)
+    assert committed_unit_ids(db, run_id) == {0}
