@@ -22,7 +22,9 @@ from hypermetric.storage.files import store_for
 __all__ = ["EvaluatorActor", "drive_task"]
 
 
-@ray.remote(num_cpus=1, max_retries=3)
+# SPREAD: on a multi-node cluster, units and evaluators go to every node rather than
+# packing the driver's node first (Ray's default) while the others idle.
+@ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")
 def drive_task(
     runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
 ) -> bytes:
@@ -30,7 +32,7 @@ def drive_task(
     return drive_unit(runtime, chunk, unit_id, context, concurrency)
 
 
-@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
 class EvaluatorActor:
     """Scores units and buffers rows for one run at a time; its state dies with it, so the
     coordinator replaces a dead actor and re-sends the units it held (the ledger is the
