@@ -74,3 +74,12 @@ def test_decorating_code_starts_no_ray_and_opens_no_db() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_command_line_loads_ray_only_to_run_an_evaluation() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, hypermetric.cli\nprint('ray' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

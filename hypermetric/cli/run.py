@@ -9,8 +9,6 @@ from typing import Any
 import click
 
 from hypermetric.cli.render import console
-from hypermetric.engine.progress import progress_display
-from hypermetric.engine.runner import load_runtime, run_runtime
 from hypermetric.errors import RunFailedError
 
 __all__ = ["parse_params", "print_outcome", "register", "run_cmd"]
@@ -60,6 +58,10 @@ def run_cmd(
     progress: bool,
 ) -> None:
     """Run the @hm.runtime TARGET (MODULE:NAME or FILE.py:NAME) now and print its summary."""
+    # Ray is imported when a command runs an evaluation, not for every command
+    from hypermetric.engine.progress import progress_display
+    from hypermetric.engine.runner import load_runtime, run_runtime
+
     runtime = load_runtime(target)
     started = time.monotonic()
     try:

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -16,7 +17,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from hypermetric.engine.coordinator import Progress as RunProgress
+if TYPE_CHECKING:  # the coordinator imports Ray; a CLI that only lists runs should not
+    from hypermetric.engine.coordinator import Progress as RunProgress
 
 __all__ = ["progress_display"]
 
