@@ -123,6 +123,8 @@ class Run(Base):
         UniqueConstraint("evaluation_id", "run_key"),
         Index(None, "state", "evaluation_id"),
         Index(None, "evaluation_id", "state", "run_type"),
+        # a scheduler taking over a dead one sweeps runs that failed since: bounded by this
+        Index(None, "state", "ended_at"),
     )
 
 

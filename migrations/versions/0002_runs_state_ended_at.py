@@ -1,0 +1,23 @@
+"""Index runs by state and end time, for the scheduler's sweep of recently failed runs.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-26
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_index("ix_runs_state_ended_at", "runs", ["state", "ended_at"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_runs_state_ended_at", table_name="runs")
