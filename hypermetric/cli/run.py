@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
 
+from hypermetric.catalog.records import RunRecord
 from hypermetric.cli.render import console
 from hypermetric.errors import RunFailedError
 
-__all__ = ["parse_params", "print_outcome", "register", "run_cmd"]
+__all__ = ["drive_and_report", "parse_params", "print_outcome", "register", "run_cmd"]
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -42,6 +44,23 @@ def print_outcome(run_id: int, started: float) -> None:
     )
 
 
+def drive_and_report(
+    label: str, progress: bool, drive: Callable[[Callable[[Any], None] | None], RunRecord]
+) -> None:
+    """Drive a run under a progress bar, then print its summary, also when it failed."""
+    from hypermetric.engine.progress import progress_display
+
+    started = time.monotonic()
+    try:
+        with progress_display(progress, label) as on_progress:
+            record = drive(on_progress)
+    except RunFailedError as exc:
+        if exc.run_id is not None:
+            print_outcome(exc.run_id, started)
+        raise
+    print_outcome(record.id, started)
+
+
 @click.command("run")
 @click.argument("target")
 @click.option("--version", "version_label", help="The version label of this run (e.g. model-v8).")
@@ -59,26 +78,21 @@ def run_cmd(
 ) -> None:
     """Run the @hm.runtime TARGET (MODULE:NAME or FILE.py:NAME) now and print its summary."""
     # Ray is imported when a command runs an evaluation, not for every command
-    from hypermetric.engine.progress import progress_display
     from hypermetric.engine.runner import load_runtime, run_runtime
 
     runtime = load_runtime(target)
-    started = time.monotonic()
-    try:
-        with progress_display(progress, runtime.name) as on_progress:
-            record = run_runtime(
-                runtime,
-                version=version_label,
-                params=parse_params(params),
-                dataset=dataset,
-                ray_address=ray_address,
-                progress=on_progress,
-            )
-    except RunFailedError as exc:
-        if exc.run_id is not None:
-            print_outcome(exc.run_id, started)
-        raise
-    print_outcome(record.id, started)
+    drive_and_report(
+        runtime.name,
+        progress,
+        lambda on_progress: run_runtime(
+            runtime,
+            version=version_label,
+            params=parse_params(params),
+            dataset=dataset,
+            ray_address=ray_address,
+            progress=on_progress,
+        ),
+    )
 
 
 def register(root: click.Group) -> None:

@@ -92,21 +92,16 @@ def resume_cmd(run_id: int, ray_address: str | None, force: bool, progress: bool
     This is also how the scheduler starts a queued run. A run driven by a live process
     (its pid alive on this host, or a fresh heartbeat from another host) is refused.
     """
-    import time
-
-    from hypermetric.cli.run import print_outcome
-    from hypermetric.engine.progress import progress_display
+    from hypermetric.cli.run import drive_and_report
     from hypermetric.engine.runner import resume_run
-    from hypermetric.errors import RunFailedError
 
-    started = time.monotonic()
-    try:
-        with progress_display(progress, f"run {run_id}") as on_progress:
-            resume_run(run_id, ray_address=ray_address, force=force, progress=on_progress)
-    except RunFailedError:
-        print_outcome(run_id, started)
-        raise
-    print_outcome(run_id, started)
+    drive_and_report(
+        f"run {run_id}",
+        progress,
+        lambda on_progress: resume_run(
+            run_id, ray_address=ray_address, force=force, progress=on_progress
+        ),
+    )
 
 
 @runs_group.command("cancel")

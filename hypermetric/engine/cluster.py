@@ -15,7 +15,6 @@ from hypermetric.errors import EngineError
 __all__ = ["cluster_cpus", "connect", "start_local_head", "stop_local_head"]
 
 _lock = threading.Lock()
-_started_here = False
 
 
 def _extra_paths() -> list[str]:
@@ -51,7 +50,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
     Idempotent: a process that is connected already stays on its cluster (a process never
     starts a second local cluster).
     """
-    global _started_here
     import ray
 
     with _lock:
@@ -73,7 +71,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
                 ray.init(address=address, **options)
             else:
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **options)
-                _started_here = True
         except Exception as exc:
             where = address or "a local cluster"
             raise EngineError(f"cannot start or reach Ray at {where}: {exc}") from exc
@@ -96,10 +93,8 @@ def start_local_head(num_cpus: int | None = None) -> str:
 
 def stop_local_head() -> None:
     """Disconnect, and stop the local cluster if this process started it."""
-    global _started_here
     import ray
 
     with _lock:
         if ray.is_initialized():
             ray.shutdown()
-        _started_here = False

@@ -254,10 +254,13 @@ class Coordinator:
         self._ready.extendleft(reversed(lost))
 
     def _final_flush(self) -> None:
+        for slot in self._unflushed():
+            self._flushing[slot.actor.flush.remote()] = (slot, True)
+
+    def _unflushed(self) -> list[_Slot]:
+        """Evaluators that hold uncommitted units and have no flush on the way."""
         busy = {id(s) for s, _ in self._flushing.values()}
-        for slot in self._slots:
-            if slot.held and id(slot) not in busy:
-                self._flushing[slot.actor.flush.remote()] = (slot, True)
+        return [slot for slot in self._slots if slot.held and id(slot) not in busy]
 
     # -- heartbeat, age flushes, cancel and timeout --------------------------------------
 
@@ -265,10 +268,8 @@ class Coordinator:
         now = time.monotonic()
         if now - self._last_tick >= max(0.5, self.thresholds.seconds / 2):
             self._last_tick = now
-            busy = {id(s) for s, _ in self._flushing.values()}
-            for slot in self._slots:
-                if slot.held and id(slot) not in busy:
-                    self._flushing[slot.actor.tick.remote()] = (slot, False)
+            for slot in self._unflushed():
+                self._flushing[slot.actor.tick.remote()] = (slot, False)
         if now - self._last_beat >= self.settings.heartbeat_seconds:
             self._last_beat = now
             state = heartbeat(self.db, self.run.id)

@@ -24,6 +24,7 @@ from hypermetric.api.binding import Plan
 from hypermetric.api.component import describe_error
 from hypermetric.api.runtime import Runtime
 from hypermetric.catalog.records import ShardFile, UnitSummary
+from hypermetric.engine.worker import UnitPayload, load_payload
 from hypermetric.errors import BindingError
 from hypermetric.storage.files import ShardStore
 from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
@@ -178,8 +179,6 @@ class EvaluatorCore:
 
     def evaluate(self, payload: Any) -> UnitDone:
         """Score one unit's calls into the buffer; flush if a threshold is reached."""
-        from hypermetric.engine.worker import UnitPayload, load_payload
-
         if not isinstance(payload, UnitPayload):
             payload = load_payload(payload)
         for name, comp in payload.components.items():

@@ -104,7 +104,7 @@ def run_runtime(
     dataset: Any = None,
     ray_address: str | None = None,
     logical_date: datetime | None = None,
-    progress: ProgressFn | bool | None = None,
+    progress: ProgressFn | None = None,
     run_type: str = "manual",
 ) -> RunRecord:
     """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails."""
@@ -129,7 +129,7 @@ def run_runtime(
         dataset=_describe(source, own=dataset is None),
         unit_size=settings.unit_size,
     )
-    return _attempt(db, settings, run, runtime, source, ray_address, _progress_fn(progress))
+    return _attempt(db, settings, run, runtime, source, ray_address, progress)
 
 
 def resume_run(
@@ -137,7 +137,7 @@ def resume_run(
     *,
     ray_address: str | None = None,
     dataset: Any = None,
-    progress: ProgressFn | bool | None = None,
+    progress: ProgressFn | None = None,
     force: bool = False,
 ) -> RunRecord:
     """Continue (or start) run ``run_id``: only uncommitted units run again.
@@ -160,7 +160,7 @@ def resume_run(
         )
     runtime = load_runtime(evaluation.import_path)
     source = _source_for(run, runtime, dataset)
-    return _attempt(db, settings, run, runtime, source, ray_address, _progress_fn(progress))
+    return _attempt(db, settings, run, runtime, source, ray_address, progress)
 
 
 def _source_for(run: RunRecord, runtime: Runtime, dataset: Any) -> Any:
@@ -198,12 +198,6 @@ def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
             f"run {run.id} is being driven on {run.host} (heartbeat {run.heartbeat_at}); "
             "wait for it, or pass --force"
         )
-
-
-def _progress_fn(progress: ProgressFn | bool | None) -> ProgressFn | None:
-    if callable(progress):
-        return progress
-    return None
 
 
 def _context(run: RunRecord) -> RunContext:
