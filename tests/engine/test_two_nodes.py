@@ -29,4 +29,6 @@ def test_a_run_spreads_over_two_nodes(settings: Settings, env: dict[str, str]) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert report == {"state": "success", "scores": 400, "nodes": 2, "cluster_nodes": 2}
+    # ~5 s of driving in 50 units: the second node gets work even if its workers start late
+    expected = {"state": "success", "scores": 1000, "nodes": 2, "cluster_nodes": 2}
+    assert report == expected, done.stderr[-2000:]

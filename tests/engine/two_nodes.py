@@ -24,11 +24,11 @@ def node(output: str) -> float:
 def where(question: str) -> str:
     import time
 
-    time.sleep(0.002)
+    time.sleep(0.005)
     return ray.get_runtime_context().get_node_id()
 
 
-@hm.runtime(name="two-nodes", dataset=[{"id": i, "question": f"q{i}"} for i in range(400)])
+@hm.runtime(name="two-nodes", dataset=[{"id": i, "question": f"q{i}"} for i in range(1000)])
 def spread(example: dict) -> str:
     return where(example["question"])
 
