@@ -53,6 +53,17 @@ class Chunk:
     def __len__(self) -> int:
         return self.data.num_rows if self.kind == "arrow" else len(self.data)
 
+    def __reduce__(self) -> Any:
+        if self.kind != "arrow":
+            return (Chunk, (self.kind, self.data, self.first_line, self.source))
+        # A batch read from Parquet is a slice of its whole row group, and pickling a slice
+        # copies every buffer it points into (megabytes for a few kilobytes of examples).
+        # The IPC stream writes only the rows of the slice.
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.data.schema) as writer:
+            writer.write_batch(self.data)
+        return (_arrow_chunk, (sink.getvalue(), self.first_line, self.source))
+
     def rows(self) -> list[dict[str, Any]]:
         """The examples as dicts."""
         if self.kind == "rows":
@@ -75,6 +86,10 @@ class Chunk:
                 )
             out.append(row)
         return out
+
+
+def _arrow_chunk(data: pa.Buffer, first_line: int, source: str) -> Chunk:
+    return Chunk("arrow", pa.ipc.open_stream(data).read_next_batch(), first_line, source)
 
 
 def resolve_source(source: Any, context: RunContext) -> Any:
