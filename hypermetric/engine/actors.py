@@ -1,7 +1,9 @@
-"""The Ray side of the pools: the stateless driver task and the stateful evaluator actor.
+"""The Ray side of the pools: the stateless driver actor and the stateful evaluator actor.
 
 Both are thin: the work is in :mod:`hypermetric.engine.worker` and
-:mod:`hypermetric.engine.evaluator`, which run without Ray in unit tests.
+:mod:`hypermetric.engine.evaluator`, which run without Ray in unit tests. Both are kept warm
+between the runs of one process (:mod:`hypermetric.engine.pool`): a fresh worker process
+spends most of a second of CPU importing the user's code before its first example.
 """
 
 from __future__ import annotations
@@ -19,20 +21,31 @@ from hypermetric.engine.evaluator import EvaluatorCore, Flush, Thresholds, UnitD
 from hypermetric.engine.worker import drive_unit
 from hypermetric.storage.files import store_for
 
-__all__ = ["EvaluatorActor", "drive_task"]
+__all__ = ["DriverActor", "EvaluatorActor"]
 
 
-# SPREAD: on a multi-node cluster, units and evaluators go to every node rather than
-# packing the driver's node first (Ray's default) while the others idle.
-@ray.remote(num_cpus=1, max_retries=3, scheduling_strategy="SPREAD")
-def drive_task(
-    runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
-) -> bytes:
-    """Run one unit (Ray re-runs it on another worker if this one dies)."""
-    return drive_unit(runtime, chunk, unit_id, context, concurrency)
+# num_cpus=0: an idle actor in the pool holds no CPU; the pool places actors on the nodes
+# by their CPUs and the coordinator bounds the work given to each.
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
+class DriverActor:
+    """Runs the runtime over units, one at a time. Stateless: if it dies, the coordinator
+    starts another and drives the units it had again."""
+
+    @ray.method(num_returns=2)
+    def drive(
+        self, runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
+    ) -> tuple[int, bytes]:
+        """Drive one unit: a small status for the coordinator and the payload, which goes
+        from the object store to an evaluator without passing through the coordinator."""
+        payload = drive_unit(runtime, chunk, unit_id, context, concurrency)
+        return len(chunk), payload
+
+    def pid(self) -> int:
+        """The actor's process id (tests kill it)."""
+        return os.getpid()
 
 
-@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0, scheduling_strategy="SPREAD")
+@ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class EvaluatorActor:
     """Scores units and buffers rows for one run at a time; its state dies with it, so the
     coordinator replaces a dead actor and re-sends the units it held (the ledger is the
@@ -76,7 +89,7 @@ class EvaluatorActor:
         return self.core
 
     def evaluate(self, payload: Any) -> UnitDone:
-        """Score one unit (its payload arrives resolved from the driver task's result)."""
+        """Score one unit (its payload arrives resolved from a driver's result)."""
         return self._serving().evaluate(payload)
 
     def tick(self) -> Flush | None:

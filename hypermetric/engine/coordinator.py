@@ -1,12 +1,12 @@
 """The coordinator: streams the dataset as work units through the driver pool and the
-evaluator pool with bounded queues, commits every flush, and survives dead workers and
+evaluator pool with bounded queues, commits every flush, and survives dead drivers and
 dead evaluators.
 
-Backpressure: a unit is read from the source only while fewer than ``workers`` units are
-being driven and fewer than ``evaluators`` driven units wait for an evaluator; an evaluator
-takes at most ``max_pending_per_evaluator`` units at a time. So the units in memory are
-bounded whatever the dataset's size, and a slow evaluator pool slows the reading of the
-source instead of piling up rows.
+Backpressure: a unit is read from the source only while every driver has fewer than
+``_DRIVER_QUEUE`` units and fewer than ``evaluators`` driven units wait for an evaluator;
+an evaluator takes at most ``max_pending_per_evaluator`` units at a time. So the units in
+memory are bounded whatever the dataset's size, and a slow evaluator pool slows the reading
+of the source instead of piling up rows.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import ActorUnschedulableError, ObjectLostError, RayActorError, RayTaskError
 
 from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import Chunk, iter_chunks
@@ -29,15 +29,22 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import heartbeat
 from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
-from hypermetric.engine.actors import drive_task
 from hypermetric.engine.cluster import cluster_cpus
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
-from hypermetric.engine.pool import pool
+from hypermetric.engine.pool import Lent, placement, pool, replacement
 from hypermetric.errors import EngineError, HypermetricError, RunFailedError
 from hypermetric.storage.files import ShardStore
 
 __all__ = ["Coordinator", "Progress"]
+
+#: units queued on one driver actor: one running, one waiting, so it never idles while
+#: the coordinator hands out the next
+_DRIVER_QUEUE = 2
+#: a unit whose driving kills its worker process this many times fails the run
+_MAX_DRIVER_DEATHS = 4
+#: an actor that died, or could not be started on its node (the node died first)
+_ACTOR_GONE = (RayActorError, ActorUnschedulableError)
 
 
 @dataclass
@@ -52,13 +59,31 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True)
+class _Unit:
+    """A unit on its way: its source rows (to drive it again if its payload is lost) and,
+    once driven, the payload in the object store."""
+
+    unit_id: int
+    chunk: Chunk
+    payload: Any = None
+
+
+@dataclass
+class _Driver:
+    """One driver actor and the units queued on it (status ref -> unit)."""
+
+    lent: Lent
+    queued: dict[Any, _Unit] = field(default_factory=dict)
+
+
 @dataclass
 class _Slot:
     """One evaluator actor and the units it holds until they are committed."""
 
-    actor: Any
+    lent: Lent
     pending: int = 0
-    held: dict[int, Any] = field(default_factory=dict)  # unit id -> payload ref
+    held: dict[int, _Unit] = field(default_factory=dict)
 
 
 class Coordinator:
@@ -96,9 +121,12 @@ class Coordinator:
         )
         self.units_seen = 0
         self._runtime_ref = ray.put(runtime)
+        self._drivers: list[_Driver] = []
         self._slots: list[_Slot] = []
-        self._driving: dict[Any, int] = {}
-        self._ready: deque[tuple[int, Any]] = deque()
+        self._driving: dict[Any, _Driver] = {}  # status ref -> its driver
+        self._again: deque[_Unit] = deque()  # units to drive again (their driver died)
+        self._deaths: dict[int, int] = {}  # unit id -> drivers it killed
+        self._ready: deque[_Unit] = deque()
         self._evaluating: dict[Any, tuple[_Slot, int]] = {}
         self._flushing: dict[Any, tuple[_Slot, bool]] = {}  # ref -> (slot, final)
         self._last_beat = self._last_tick = time.monotonic()
@@ -108,12 +136,17 @@ class Coordinator:
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
         chunks = self._chunks()
-        self._slots = [self._aim(actor) for actor in pool.acquire(self.n_evaluators)]
+        drivers = pool.acquire("driver", placement(self.n_workers))
+        self._drivers = [_Driver(lent) for lent in drivers]
+        evaluators = pool.acquire("evaluator", placement(self.n_evaluators))
+        self._slots = [self._aim(lent) for lent in evaluators]
         done = False
         try:
             exhausted = False
             while True:
-                exhausted = exhausted or self._feed(chunks)
+                # fed on to the end: units of a dead driver are driven again after the
+                # source is exhausted
+                exhausted = self._feed(chunks) or exhausted
                 self._dispatch()
                 if exhausted and self._idle():
                     if not any(s.held for s in self._slots):
@@ -123,11 +156,13 @@ class Coordinator:
                 self._wait()
                 self._housekeeping()
         finally:
-            actors = [slot.actor for slot in self._slots]
+            drivers = [driver.lent for driver in self._drivers]
+            evaluators = [slot.lent for slot in self._slots]
             if done:
-                pool.release(actors)
+                pool.release("driver", drivers)
+                pool.release("evaluator", evaluators)
             else:
-                pool.discard(actors)
+                pool.discard(drivers + evaluators)
 
     def _chunks(self) -> Iterator[tuple[int, Chunk]]:
         for unit_id, chunk in enumerate(iter_chunks(self.source, self.unit_size)):
@@ -136,14 +171,13 @@ class Coordinator:
                 yield unit_id, chunk
 
     def _idle(self) -> bool:
-        return not (self._driving or self._ready or self._evaluating or self._flushing)
+        return not (
+            self._driving or self._again or self._ready or self._evaluating or self._flushing
+        )
 
-    def _new_slot(self) -> _Slot:
-        return self._aim(pool.acquire(1)[0])
-
-    def _aim(self, actor: Any) -> _Slot:
+    def _aim(self, lent: Lent) -> _Slot:
         # no wait: the actor runs begin() before any unit sent after it
-        actor.begin.remote(
+        lent.actor.begin.remote(
             run_id=self.run.id,
             evaluation=self.run.evaluation,
             version=self.run.version_label,
@@ -151,32 +185,45 @@ class Coordinator:
             settings=self.settings,
             thresholds=self.thresholds,
         )
-        return _Slot(actor=actor)
+        return _Slot(lent)
 
     # -- feeding and dispatching ---------------------------------------------------------
 
     def _feed(self, chunks: Iterator[tuple[int, Chunk]]) -> bool:
-        """Start driver tasks while the pools have room; True once the source is exhausted."""
-        concurrency = math.ceil(self.runtime.concurrency / self.n_workers)
-        while len(self._driving) < self.n_workers and len(self._ready) < self.n_evaluators:
-            item = next(chunks, None)
-            if item is None:
-                return True
-            unit_id, chunk = item
-            ref = drive_task.remote(self._runtime_ref, chunk, unit_id, self.context, concurrency)
-            self._driving[ref] = unit_id
+        """Queue units on the drivers while the pools have room; True once the source is
+        exhausted (units to drive again are sent first)."""
+        while len(self._ready) < self.n_evaluators:
+            driver = min(self._drivers, key=lambda d: len(d.queued))
+            if len(driver.queued) >= _DRIVER_QUEUE:
+                return False
+            if self._again:
+                unit = self._again.popleft()
+            else:
+                item = next(chunks, None)
+                if item is None:
+                    return True
+                unit = _Unit(*item)
+            self._drive(driver, unit)
         return False
+
+    def _drive(self, driver: _Driver, unit: _Unit) -> None:
+        concurrency = math.ceil(self.runtime.concurrency / self.n_workers)
+        status, payload = driver.lent.actor.drive.remote(
+            self._runtime_ref, unit.chunk, unit.unit_id, self.context, concurrency
+        )
+        driver.queued[status] = _Unit(unit.unit_id, unit.chunk, payload)
+        self._driving[status] = driver
 
     def _dispatch(self) -> None:
         while self._ready:
             slot = min(self._slots, key=lambda s: s.pending)
             if slot.pending >= self.max_pending:
                 return
-            unit_id, payload = self._ready.popleft()
-            ref = slot.actor.evaluate.remote(payload)
+            unit = self._ready.popleft()
+            ref = slot.lent.actor.evaluate.remote(unit.payload)
             slot.pending += 1
-            slot.held[unit_id] = payload
-            self._evaluating[ref] = (slot, unit_id)
+            slot.held[unit.unit_id] = unit
+            self._evaluating[ref] = (slot, unit.unit_id)
 
     # -- completions -------------------------------------------------------------------
 
@@ -189,29 +236,74 @@ class Coordinator:
             done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in done:
             if ref in self._driving:
-                self._ready.append((self._driving.pop(ref), ref))
+                self._driven(ref)
         for ref in done:
             if ref in self._evaluating:
-                slot, _unit = self._evaluating.pop(ref)
+                slot, unit_id = self._evaluating.pop(ref)
                 slot.pending -= 1
-                self._collect(slot, ref)
+                self._collect(slot, ref, unit_id=unit_id)
             elif ref in self._flushing:
                 slot, final = self._flushing.pop(ref)
                 self._collect(slot, ref, final=final)
 
-    def _collect(self, slot: _Slot, ref: Any, *, final: bool = False) -> None:
+    def _driven(self, status: Any) -> None:
+        driver = self._driving.pop(status, None)
+        if driver is None:
+            return  # a dead driver's unit, queued to drive again already
+        try:
+            ray.get(status)
+        except _ACTOR_GONE:
+            self._replace_driver(driver)
+            return
+        except RayTaskError as exc:
+            raise self._error(exc) from None
+        self._ready.append(driver.queued.pop(status))
+
+    def _replace_driver(self, dead: _Driver) -> None:
+        """A driver died: start another and drive every unit queued on it again."""
+        self._drivers[self._drivers.index(dead)] = _Driver(
+            pool.acquire("driver", [replacement(dead.lent.node)])[0]
+        )
+        pool.discard([dead.lent])
+        units = list(dead.queued.values())
+        if units:  # an actor runs its units in order: the first was running when it died
+            first = units[0].unit_id
+            deaths = self._deaths[first] = self._deaths.get(first, 0) + 1
+            if deaths >= _MAX_DRIVER_DEATHS:
+                raise EngineError(
+                    f"run {self.run.id}: unit {first} killed its worker process {deaths} "
+                    "times; look for code that exits or crashes the interpreter on one of "
+                    "its examples"
+                )
+        for status in dead.queued:
+            self._driving.pop(status, None)
+        self._again.extend(_Unit(unit.unit_id, unit.chunk) for unit in units)
+
+    def _error(self, exc: RayTaskError) -> Exception:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, HypermetricError):
+            return cause
+        return EngineError(f"run {self.run.id}: {str(exc).strip().splitlines()[-1]}")
+
+    def _collect(
+        self, slot: _Slot, ref: Any, *, unit_id: int | None = None, final: bool = False
+    ) -> None:
         if slot not in self._slots:
             return  # a replaced actor's late answer: its units were re-sent already
         try:
             result = ray.get(ref)
-        except RayActorError:
+        except _ACTOR_GONE:
             self._replace(slot)
             return
+        except ObjectLostError:
+            if unit_id is None:
+                raise
+            # the node holding a driven payload died before an evaluator read it
+            unit = slot.held.pop(unit_id)
+            self._again.append(_Unit(unit.unit_id, unit.chunk))
+            return
         except RayTaskError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, HypermetricError):
-                raise cause from None
-            raise EngineError(f"run {self.run.id}: {str(exc).strip().splitlines()[-1]}") from None
+            raise self._error(exc) from None
         if isinstance(result, UnitDone):
             if result.flush is not None:
                 self._commit(slot, result.flush)
@@ -243,19 +335,20 @@ class Coordinator:
     def _replace(self, dead: _Slot) -> None:
         """An evaluator died: start another and re-send every unit it held uncommitted."""
         index = self._slots.index(dead)
-        self._slots[index] = self._new_slot()
+        self._slots[index] = self._aim(pool.acquire("evaluator", [replacement(dead.lent.node)])[0])
+        pool.discard([dead.lent])
         for ref, (slot, _unit) in list(self._evaluating.items()):
             if slot is dead:
                 del self._evaluating[ref]
         for ref, (slot, _final) in list(self._flushing.items()):
             if slot is dead:
                 del self._flushing[ref]
-        lost = [(u, p) for u, p in dead.held.items() if u not in self.committed]
+        lost = [unit for unit in dead.held.values() if unit.unit_id not in self.committed]
         self._ready.extendleft(reversed(lost))
 
     def _final_flush(self) -> None:
         for slot in self._unflushed():
-            self._flushing[slot.actor.flush.remote()] = (slot, True)
+            self._flushing[slot.lent.actor.flush.remote()] = (slot, True)
 
     def _unflushed(self) -> list[_Slot]:
         """Evaluators that hold uncommitted units and have no flush on the way."""
@@ -269,7 +362,7 @@ class Coordinator:
         if now - self._last_tick >= max(0.5, self.thresholds.seconds / 2):
             self._last_tick = now
             for slot in self._unflushed():
-                self._flushing[slot.actor.tick.remote()] = (slot, False)
+                self._flushing[slot.lent.actor.tick.remote()] = (slot, False)
         if now - self._last_beat >= self.settings.heartbeat_seconds:
             self._last_beat = now
             state = heartbeat(self.db, self.run.id)

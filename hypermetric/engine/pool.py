@@ -1,49 +1,113 @@
-"""Warm evaluator actors, kept between runs of one process.
+"""Warm driver and evaluator actors, kept between runs of one process, placed on the
+cluster's nodes in proportion to their CPUs.
 
-Starting an evaluator is a new Python process (about a second or two here); a notebook, the
-quickstart or a test session that runs many evaluations pays it once. An actor is lent to
-one run at a time and re-aimed at it with ``begin``; a run that ends in error kills its
-actors rather than return them, so a lent actor never carries another run's state.
+Starting an actor is a new Python process that imports the user's code (about a second of
+CPU here); a notebook, the quickstart, a benchmark or a test session that runs many
+evaluations pays it once. An actor is lent to one run at a time (an evaluator is re-aimed
+at it with ``begin``); a run that ends in error kills its actors rather than return them,
+so a lent actor never carries another run's state.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from hypermetric.engine.actors import EvaluatorActor
+from hypermetric.engine.actors import DriverActor, EvaluatorActor
 
-__all__ = ["EvaluatorPool", "pool"]
+__all__ = ["ActorPool", "Lent", "placement", "pool", "replacement"]
+
+_KINDS = {"driver": DriverActor, "evaluator": EvaluatorActor}
 
 
-class EvaluatorPool:
-    """Idle evaluator actors of this process's Ray job."""
+@dataclass(frozen=True)
+class Lent:
+    """An actor and the node it was placed on."""
+
+    actor: Any
+    node: str
+
+
+def _nodes() -> list[tuple[str, int]]:
+    """Alive nodes with CPUs, and their CPU counts."""
+    return [
+        (node["NodeID"], int(node["Resources"].get("CPU", 0)))
+        for node in ray.nodes()
+        if node["Alive"] and node["Resources"].get("CPU", 0) >= 1
+    ]
+
+
+def placement(count: int) -> list[str]:
+    """Node ids for ``count`` actors: each alive node in turn while it has CPUs to fill,
+    so a node gets about its share of CPUs (the actors hold no CPU; the runs bound their
+    work)."""
+    nodes = _nodes()
+    if not nodes:
+        nodes = [(ray.get_runtime_context().get_node_id(), 1)]
+    order = [
+        node_id
+        for round_ in range(max(cpus for _, cpus in nodes))
+        for node_id, cpus in nodes
+        if round_ < cpus
+    ]
+    return list(itertools.islice(itertools.cycle(order), count))
+
+
+def replacement(node: str) -> str:
+    """Where to start an actor instead of one that died on ``node``: the same node if it is
+    still alive, else another."""
+    alive = {node_id for node_id, _ in _nodes()}
+    return node if node in alive else placement(1)[0]
+
+
+class ActorPool:
+    """Idle actors of this process's Ray job, by kind (``driver`` or ``evaluator``)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._idle: list[Any] = []
+        self._idle: dict[str, list[Lent]] = {kind: [] for kind in _KINDS}
         self._job: Any = None
 
-    def acquire(self, count: int) -> list[Any]:
-        """``count`` actors: idle ones first, new ones for the rest."""
+    def acquire(self, kind: str, nodes: list[str]) -> list[Lent]:
+        """An actor of ``kind`` on each of ``nodes``: idle ones first, new ones for the rest.
+
+        Placement is strict (Ray's soft affinity may start an actor elsewhere while the
+        node is alive): an actor placed on a node that has died fails at its first call, and
+        the coordinator replaces it with one on a live node.
+        """
         job = ray.get_runtime_context().get_job_id()
+        lent: list[Lent | None] = [None] * len(nodes)
         with self._lock:
             if job != self._job:  # a new Ray connection: the old actors are gone
-                self._idle, self._job = [], job
-            taken, self._idle = self._idle[:count], self._idle[count:]
-        return taken + [EvaluatorActor.remote() for _ in range(count - len(taken))]  # type: ignore[attr-defined]
+                self._idle, self._job = {k: [] for k in _KINDS}, job
+            idle = self._idle[kind]
+            for i, node in enumerate(nodes):
+                match = next((a for a in idle if a.node == node), None)
+                if match is not None:
+                    idle.remove(match)
+                    lent[i] = match
+        return [item or self._start(kind, node) for item, node in zip(lent, nodes, strict=True)]
 
-    def release(self, actors: list[Any]) -> None:
-        """Return healthy actors whose buffers are empty."""
+    @staticmethod
+    def _start(kind: str, node: str) -> Lent:
+        strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        actor = _KINDS[kind].options(scheduling_strategy=strategy).remote()  # type: ignore[attr-defined]
+        return Lent(actor, node)
+
+    def release(self, kind: str, actors: list[Lent]) -> None:
+        """Return healthy actors (an evaluator's buffer must be empty)."""
         with self._lock:
-            self._idle.extend(actors)
+            self._idle[kind].extend(actors)
 
-    def discard(self, actors: list[Any]) -> None:
+    def discard(self, actors: list[Lent]) -> None:
         """Kill actors that must not serve another run."""
-        for actor in actors:
-            ray.kill(actor, no_restart=True)
+        for lent in actors:
+            ray.kill(lent.actor, no_restart=True)
 
 
-pool = EvaluatorPool()
+pool = ActorPool()

@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         workloads.trivial.run(dataset=[{"id": 0, "question": "q", "answer": "q"}])
         print(
-            f"first run of the process (starts the evaluator pool): "
+            f"first run of the process (starts the driver and evaluator pools): "
             f"{time.perf_counter() - start:.1f}s (not counted below; later runs reuse it)"
         )
 

@@ -90,6 +90,13 @@ def crash_worker(example: dict) -> str:
     return answer(example["question"], example["id"])
 
 
+@hm.runtime(name="engine-crash-always", dataset=None)
+def crash_always(example: dict) -> str:
+    if example.get("poison"):
+        os._exit(1)
+    return answer(example["question"], example["id"])
+
+
 @hm.runtime(name="engine-mixed", dataset=rows(200), max_error_rate=1.0)
 def mixed_outputs(example: dict) -> str:
     return shaky(example["id"])

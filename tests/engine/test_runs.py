@@ -23,7 +23,7 @@ from hypermetric.catalog.shards import committed_unit_ids
 from hypermetric.config import Settings
 from hypermetric.engine.coordinator import Progress
 from hypermetric.engine.runner import resume_run, run_runtime
-from hypermetric.errors import BindingError, DatasetError, RunFailedError
+from hypermetric.errors import BindingError, DatasetError, EngineError, RunFailedError
 from tests.engine import sample
 from tests.engine.conftest import assert_exactly_once, committed, values_of
 
@@ -81,6 +81,17 @@ def test_a_worker_killed_mid_run_loses_and_doubles_nothing(
     assert marker.exists()
     assert run.state == "success"
     assert_exactly_once(run.id, 1200)
+
+
+def test_an_example_that_always_kills_its_worker_fails_the_run_with_its_unit(
+    engine_settings: Settings,
+) -> None:
+    rows = sample.rows(200)
+    rows[130]["poison"] = True
+    with pytest.raises(EngineError, match=r"unit 5 killed its worker process 4 times"):
+        run_runtime(sample.crash_always, dataset=rows)
+    run = list_runs(database(), evaluation="engine-crash-always")[0]
+    assert run.state == "failed" and "unit 5" in (run.error or "")
 
 
 def test_a_killed_driver_is_resumed_to_exactly_once(
