@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 from pathlib import Path
 
 import pyarrow as pa
@@ -75,3 +76,17 @@ def test_missing_path_and_bad_files_are_one_clear_error(tmp_path: Path) -> None:
         list(iter_chunks(str(tmp_path / "data.xyz"), 10))
     with pytest.raises(DatasetError, match="must be dicts"):
         list(iter_chunks([1, 2], 10))
+
+
+def test_a_chunk_of_a_large_row_group_travels_as_its_own_rows(tmp_path: Path) -> None:
+    path = tmp_path / "big.parquet"
+    n = 50_000
+    table = pa.table({"id": range(n), "question": [f"question number {i}" for i in range(n)]})
+    pq.write_table(table, path, row_group_size=n)
+    chunks = list(itertools.islice(iter_chunks(str(path), 1000), 3))
+    third = chunks[2]
+    data = pickle.dumps(third)
+    # a slice of a 50k-row group: its own rows, not the group it points into
+    assert len(data) < 2 * third.data.nbytes < table.nbytes / 10
+    copy = pickle.loads(data)
+    assert copy.rows() == third.rows() and copy.rows()[0]["id"] == 2000
