@@ -133,7 +133,12 @@ class _Columns:
                 )
                 arrays.append(pa.array(stamps, type=field.type))
             else:
-                arrays.append(pa.array([constants[field.name]] * n, type=field.type))
+                value = constants[field.name]
+                arrays.append(
+                    pa.nulls(n, field.type)
+                    if value is None
+                    else pa.repeat(pa.scalar(value, field.type), n)
+                )
         return pa.Table.from_arrays(arrays, schema=schema)
 
 
@@ -238,75 +243,95 @@ class EvaluatorCore:
     def _score(self, p: Any) -> tuple[int, int]:
         """Append a unit's call rows, then its score rows component by component."""
         ids, examples = p.example_ids, p.examples
-        call_ids = [ids[i] for i in p.call_example]
+        positions, outputs, inputs, call_errors = (
+            p.call_example,
+            p.call_output,
+            p.call_inputs,
+            p.call_error,
+        )
+        call_ids = [ids[i] for i in positions]
         c = self.calls.data
         c["example_id"].extend(call_ids)
         c["component"].extend(p.call_component)
         c["call_index"].extend(p.call_index)
-        inputs_json = [_json(v) for v in p.call_inputs]
-        output_json = [_json(v) for v in p.call_output]
+        inputs_json = [_json(v) for v in inputs]
+        output_json = [_json(v) for v in outputs]
         c["inputs"].extend(inputs_json)
         c["output"].extend(output_json)
         c["latency_ms"].extend(p.call_latency)
-        c["error"].extend(p.call_error)
+        c["error"].extend(call_errors)
         self.bytes += sum(map(len, filter(None, inputs_json)))
         self.bytes += sum(map(len, filter(None, output_json)))
-        failed = {p.call_example[i] for i, e in enumerate(p.call_error) if e is not None}
+        failed = {positions[i] for i, e in enumerate(call_errors) if e is not None}
         by_component: dict[str, list[int]] = {}
         for i, name in enumerate(p.call_component):
             by_component.setdefault(name, []).append(i)
         s = self.scores.data
+        add_id, add_component, add_index = (
+            s["example_id"].append,
+            s["component"].append,
+            s["call_index"].append,
+        )
+        add_metric, add_value, add_error = s["metric"].append, s["value"].append, s["error"].append
+        call_index = p.call_index
         errors = 0
         before = len(s["metric"])
         for name, calls in by_component.items():
             for plan in self.plans.get(name, ()):
+                metric, fn, arguments = plan.eval.name, plan.eval.fn, plan.arguments
+                checked = (name, metric) in self.checked
                 for i in calls:
-                    pos = p.call_example[i]
-                    rows = self._apply(
-                        plan, p.call_output[i], p.call_inputs[i], examples[pos], p.call_error[i]
-                    )
-                    for metric, value, err in rows:
-                        s["example_id"].append(call_ids[i])
-                        s["component"].append(name)
-                        s["call_index"].append(p.call_index[i])
-                        s["metric"].append(metric)
-                        s["value"].append(value)
-                        s["error"].append(err)
+                    if call_errors[i] is not None:
+                        rows: list[tuple[str, float | None, str | None]] = [
+                            (metric, None, f"not scored: the call failed ({call_errors[i]})")
+                        ]
+                    else:
+                        try:
+                            kwargs = arguments(outputs[i], inputs[i] or {}, examples[positions[i]])
+                        except BindingError as exc:
+                            if not checked:
+                                raise  # an eval that cannot be bound stops the run at once
+                            rows = [(metric, None, str(exc))]
+                        else:
+                            if not checked:
+                                self.checked.add((name, metric))
+                                checked = True
+                            try:
+                                result = fn(**kwargs)
+                            except Exception as exc:
+                                result = _Failed(describe_error(exc))
+                            if type(result) is float and result == result:  # the common case
+                                add_id(call_ids[i])
+                                add_component(name)
+                                add_index(call_index[i])
+                                add_metric(metric)
+                                add_value(result)
+                                add_error(None)
+                                continue
+                            rows = _rows(metric, result)
+                    for key, value, err in rows:
+                        add_id(call_ids[i])
+                        add_component(name)
+                        add_index(call_index[i])
+                        add_metric(key)
+                        add_value(value)
+                        add_error(err)
                         if err is not None:
                             errors += 1
-                            failed.add(pos)
+                            failed.add(positions[i])
         self.bytes += 64 * (len(s["metric"]) - before) + 96 * len(call_ids)
         return errors, len(failed)
 
-    def _apply(
-        self,
-        plan: Plan,
-        output: Any,
-        inputs: dict[str, Any] | None,
-        example: dict[str, Any],
-        call_error: str | None,
-    ) -> list[tuple[str, float | None, str | None]]:
-        name = plan.eval.name
-        if call_error is not None:
-            return [(name, None, f"not scored: the call failed ({call_error})")]
-        try:
-            kwargs = plan.arguments(output, inputs or {}, example)
-        except BindingError as exc:
-            key = (plan.component, name)
-            if key not in self.checked:
-                raise  # the first call of an eval that cannot be bound stops the run
-            return [(name, None, str(exc))]
-        self.checked.add((plan.component, name))
-        try:
-            result = plan.eval.fn(**kwargs)
-        except Exception as exc:
-            return [(name, None, describe_error(exc))]
-        return _rows(name, result)
+
+class _Failed(str):
+    """An eval's exception, described."""
 
 
 def _rows(name: str, result: Any) -> list[tuple[str, float | None, str | None]]:
     if result is None:
         return []
+    if type(result) is _Failed:
+        return [(name, None, str(result))]
     if isinstance(result, dict):
         out: list[tuple[str, float | None, str | None]] = []
         for key, value in result.items():

@@ -37,6 +37,10 @@ class StoredFile:
     mtime: datetime | None
 
 
+#: columns whose values repeat across rows
+_DICTIONARY = frozenset({"evaluation", "version", "component", "metric", "error"})
+
+
 @dataclass(frozen=True)
 class ShardStore:
     """A storage root on a pyarrow filesystem."""
@@ -68,6 +72,9 @@ class ShardStore:
                 self.full_path(tmp),
                 filesystem=self.fs,
                 compression="zstd",
+                # dictionaries where values repeat (names, labels, error texts); ids and
+                # JSON are near-unique: a dictionary there costs time and grows the file
+                use_dictionary=[f.name for f in table.schema if f.name in _DICTIONARY],
                 row_group_size=256 * 1024,
             )
             self.fs.move(self.full_path(tmp), self.full_path(final))
