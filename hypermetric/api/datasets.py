@@ -24,6 +24,7 @@ from hypermetric.errors import DatasetError
 
 __all__ = [
     "Chunk",
+    "check_path",
     "count_hint",
     "example_ids",
     "iter_chunks",
@@ -187,6 +188,20 @@ def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Ite
         raise DatasetError(
             f"dataset {label} cannot be parsed: {str(exc).splitlines()[0]}"
         ) from None
+
+
+def check_path(path: str) -> None:
+    """Open a dataset path as a run will, so that a bad one fails before the run starts:
+    a Parquet dataset's footer is read (decoding a row group would cost more than the
+    check is worth); a CSV or JSONL dataset's first example is parsed."""
+    fs, inner, fmt = _open_path(path)
+    if fmt != "parquet":
+        next(iter_chunks(path, 1), None)
+        return
+    try:
+        pads.dataset(inner, filesystem=fs, format=fmt)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
 
 
 def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:

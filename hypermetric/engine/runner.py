@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from hypermetric.api.component import resolve_import
 from hypermetric.api.context import RunContext
-from hypermetric.api.datasets import count_hint, resolve_source
+from hypermetric.api.datasets import check_path, count_hint, resolve_source
 from hypermetric.api.runtime import Runtime
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.evaluations import get_evaluation, upsert_evaluation
@@ -90,10 +90,7 @@ def _check_source(dataset: Any) -> None:
     if dataset is None:
         raise DatasetError("no dataset: give @hm.runtime(dataset=...) or .run(dataset=...)")
     if isinstance(dataset, (str, Path)):
-        from hypermetric.api.datasets import iter_chunks
-
-        # opens the path and parses its first chunk: a bad path fails before Ray starts
-        next(iter_chunks(str(dataset), 1), None)
+        check_path(str(dataset))  # a bad path fails before the run is created
 
 
 def run_runtime(

@@ -144,6 +144,10 @@ def test_an_unbindable_eval_fails_the_run_at_its_first_call(engine_settings: Set
 def test_bad_dataset_paths_fail_before_any_run(engine_settings: Settings, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="does not exist"):
         run_runtime(sample.basic, dataset=str(tmp_path / "missing.jsonl"))
+    not_parquet = tmp_path / "scores.parquet"
+    not_parquet.write_text("id,question\n1,q\n")
+    with pytest.raises(DatasetError, match="cannot be parsed as parquet"):
+        run_runtime(sample.basic, dataset=str(not_parquet))
     assert list_runs(database()) == []
     bad = tmp_path / "bad.jsonl"
     bad.write_text(
