@@ -7,10 +7,12 @@ Pure Python (no Ray): a Ray task calls :func:`drive_unit`; tests call it directl
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pickle
 import time
 from typing import Any
 
+from hypermetric.api.binding import Plan, example_keys
 from hypermetric.api.component import describe_error
 from hypermetric.api.context import CallRecorder, RunContext, current_recorder
 from hypermetric.api.datasets import Chunk, example_ids
@@ -117,7 +119,25 @@ def drive_unit(
         asyncio.run(_drive_async(runtime, rows, context, max(1, concurrency), payload))
     else:
         _drive_sync(runtime, rows, context, payload)
+    if chunk.kind == "arrow":
+        _project(payload, chunk, [runtime.plans, *(c.plans for c in payload.components.values())])
     return _pack(payload)
+
+
+def _project(payload: UnitPayload, chunk: Chunk, plans: list[tuple[Plan, ...]]) -> None:
+    """Cut the examples to the fields the evals read, so that a wide example (documents,
+    contexts) does not travel to the evaluators whole when they read its answer only.
+    Left whole if an eval reads a field the dataset lacks: its error lists every field."""
+    keys = example_keys(itertools.chain.from_iterable(plans))
+    if keys is None:
+        return
+    fields, fallbacks = keys
+    names = chunk.data.schema.names
+    if not fields <= set(names):
+        return
+    kept = [name for name in names if name in fields or name in fallbacks]
+    if len(kept) < len(names):
+        payload.examples = chunk.data.select(kept).to_pylist()
 
 
 def _pack(payload: UnitPayload) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pyarrow.fs import LocalFileSystem
 
@@ -58,6 +59,27 @@ def test_driving_records_every_call_with_its_example(tmp_path: Path) -> None:
     assert payload.call_component == ["answer", "engine-basic"] * 5
     assert payload.call_inputs[2] == {"question": "q1", "id": 1}
     assert payload.call_output[2] == "q1:1" and payload.call_example[2] == 1
+
+
+def test_evaluators_get_only_the_example_fields_their_evals_read(tmp_path: Path) -> None:
+    wide = pa.Table.from_pylist(sample.rows(6, context="a long retrieved document " * 200))
+    chunk = next(iter_chunks(wide, 6))
+    data = drive_unit(sample.basic, chunk, 0, _ctx())
+    payload = load_payload(data)
+    # `exact` reads the answer; `echo_id` reads the component's `id` (the field is its
+    # fallback); nothing reads the question or the context
+    assert payload.examples[0] == {"id": 0, "answer": "q0:0"}
+    assert len(data) < wide.nbytes / 10
+    core = _core(_local(tmp_path), seconds=1e9)
+    core.evaluate(data)
+    assert [
+        v
+        for m, v in zip(core.scores.data["metric"], core.scores.data["value"], strict=True)
+        if m == "exact"
+    ] == [1.0] * 6
+    # an eval that takes the whole example gets the whole example
+    whole = load_payload(drive_unit(sample.crash_evaluator, chunk, 0, _ctx()))
+    assert set(whole.examples[0]) == {"id", "question", "answer", "context"}
 
 
 def test_scores_line_up_with_their_examples_and_flush_at_the_row_threshold(tmp_path: Path) -> None:
