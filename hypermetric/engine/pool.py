@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hypermetric.engine.actors import DriverActor, EvaluatorActor
 
-__all__ = ["ActorPool", "Lent", "placement", "pool", "replacement"]
+__all__ = ["ActorPool", "Lent", "placement", "pool", "replacement", "spread"]
 
 _KINDS = {"driver": DriverActor, "evaluator": EvaluatorActor}
 
@@ -43,12 +43,15 @@ def _nodes() -> list[tuple[str, int]]:
 
 
 def placement(count: int) -> list[str]:
-    """Node ids for ``count`` actors: each alive node in turn while it has CPUs to fill,
-    so a node gets about its share of CPUs (the actors hold no CPU; the runs bound their
-    work)."""
-    nodes = _nodes()
-    if not nodes:
-        nodes = [(ray.get_runtime_context().get_node_id(), 1)]
+    """Node ids for ``count`` actors on the cluster's alive nodes (see :func:`spread`)."""
+    nodes = _nodes() or [(ray.get_runtime_context().get_node_id(), 1)]
+    return spread(nodes, count)
+
+
+def spread(nodes: list[tuple[str, int]], count: int) -> list[str]:
+    """``count`` places over (node, CPUs): each node in turn while it has CPUs to fill,
+    round after round, so a node gets about its share of CPUs (the actors hold no CPU;
+    the runs bound their work)."""
     order = [
         node_id
         for round_ in range(max(cpus for _, cpus in nodes))

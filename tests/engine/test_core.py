@@ -18,6 +18,7 @@ from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import EvaluatorCore, Thresholds
+from hypermetric.engine.pool import spread
 from hypermetric.engine.worker import drive_unit, load_payload
 from hypermetric.errors import BindingError
 from hypermetric.storage.files import ShardStore, store_for
@@ -178,3 +179,10 @@ def test_a_unit_evaluated_twice_is_committed_once(settings: Settings, db: Databa
     # rewritten and dropped files are gone: what is on disk is exactly what is registered
     registered = {s.path for d in ("scores", "calls") for s in live_shards(db, d)}
     assert {f.path for f in store.files()} == registered
+
+
+def test_actors_are_spread_over_nodes_by_their_cpus() -> None:
+    assert spread([("a", 2), ("b", 1)], 3) == ["a", "b", "a"]
+    assert spread([("a", 2), ("b", 1)], 5) == ["a", "b", "a", "a", "b"]
+    assert spread([("a", 1), ("b", 4)], 4) == ["a", "b", "b", "b"]
+    assert spread([("a", 8)], 2) == ["a", "a"]
