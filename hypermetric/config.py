@@ -37,7 +37,7 @@ class Settings:
     flush_seconds: float = 30.0
     #: evaluator actors per run (0: one per CPU of the cluster)
     evaluators: int = 0
-    #: driver workers per run (0: one per CPU of the cluster)
+    #: driver actors per run (0: one per CPU of the cluster)
     workers: int = 0
     #: evaluation requests queued per evaluator before the coordinator stops handing out units
     max_pending_per_evaluator: int = 2
