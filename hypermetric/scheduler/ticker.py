@@ -40,6 +40,8 @@ class Ticker:
         self.stop = stop
         self.error: SchedulerError | None = None
         self.horizon = max(10.0, 5 * service.options.tick_seconds)
+        #: held by a pass from start to end
+        self._passing = threading.Lock()
         self.aps = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             # one worker: passes never overlap, so they need no locking among themselves
@@ -65,11 +67,18 @@ class Ticker:
             while not self.stop.is_set():
                 time.sleep(0.2)
         finally:
-            self.aps.shutdown(wait=True)
+            # the pass in progress ends first, then the scheduler stops without waiting:
+            # shutdown(wait=True) holds APScheduler's job store lock while it waits for the
+            # running job, and a pass takes that lock to re-plan the due-time jobs
+            with self._passing:
+                self.aps.shutdown(wait=False)
 
     def _pass(self) -> None:
-        if self.stop.is_set():
-            return
+        with self._passing:
+            if not self.stop.is_set():
+                self._run_pass()
+
+    def _run_pass(self) -> None:
         try:
             self.service.run_pass()
         except SchedulerError as exc:
