@@ -26,7 +26,7 @@ from hypermetric.api.datasets import Chunk, iter_chunks
 from hypermetric.api.runtime import Runtime
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import heartbeat
+from hypermetric.catalog.runs import heartbeat, update_run
 from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
 from hypermetric.engine.cluster import cluster_cpus
@@ -43,6 +43,9 @@ __all__ = ["Coordinator", "Progress"]
 _DRIVER_QUEUE = 2
 #: a unit whose driving kills its worker process this many times fails the run
 _MAX_DRIVER_DEATHS = 4
+#: a dataset of known length is cut into at least this many units per actor, so that a
+#: small one (a few hundred LLM prompts) still keeps every driver and evaluator busy
+_UNITS_PER_ACTOR = 4
 #: an actor that died, or could not be started on its node (the node died first)
 _ACTOR_GONE = (RayActorError, ActorUnschedulableError)
 
@@ -108,10 +111,10 @@ class Coordinator:
         self.committed = set(committed)
         self.on_progress = on_progress
         self.deadline = time.monotonic() + timeout if timeout else None
-        self.unit_size = run.unit_size or settings.unit_size
         cpus = cluster_cpus()
         self.n_workers = settings.workers or cpus
         self.n_evaluators = settings.evaluators or cpus
+        self.unit_size = self._unit_size()
         self.max_pending = max(1, settings.max_pending_per_evaluator)
         self.thresholds = Thresholds(
             rows=settings.flush_rows, bytes=settings.flush_bytes, seconds=settings.flush_seconds
@@ -130,6 +133,19 @@ class Coordinator:
         self._evaluating: dict[Any, tuple[_Slot, int]] = {}
         self._flushing: dict[Any, tuple[_Slot, bool]] = {}  # ref -> (slot, final)
         self._last_beat = self._last_tick = time.monotonic()
+
+    def _unit_size(self) -> int:
+        """The run's unit size: the configured one, smaller for a short dataset. Chosen
+        before the first unit commits and kept on the run row, which resume reads."""
+        configured = self.run.unit_size or self.settings.unit_size
+        total = self.run.examples_total
+        if self.committed or not total:
+            return configured
+        units = _UNITS_PER_ACTOR * max(self.n_workers, self.n_evaluators)
+        size = min(configured, math.ceil(total / units))
+        if size != self.run.unit_size:
+            update_run(self.db, self.run.id, unit_size=size)
+        return size
 
     # -- lifecycle ---------------------------------------------------------------------
 
