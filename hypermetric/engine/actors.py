@@ -34,11 +34,11 @@ class DriverActor:
     @ray.method(num_returns=2)
     def drive(
         self, runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
-    ) -> tuple[int, bytes]:
-        """Drive one unit: a small status for the coordinator and the payload, which goes
-        from the object store to an evaluator without passing through the coordinator."""
-        payload = drive_unit(runtime, chunk, unit_id, context, concurrency)
-        return len(chunk), payload
+    ) -> tuple[None, bytes]:
+        """Drive one unit. Two results: an empty status, whose arrival tells the coordinator
+        the unit was driven (or how its driver failed) without fetching the payload, and
+        the payload, which goes from the object store to an evaluator."""
+        return None, drive_unit(runtime, chunk, unit_id, context, concurrency)
 
     def pid(self) -> int:
         """The actor's process id (tests kill it)."""

@@ -12,7 +12,7 @@ from typing import Any
 from hypermetric.config import get_settings
 from hypermetric.errors import EngineError
 
-__all__ = ["cluster_cpus", "connect", "start_local_head", "stop_local_head"]
+__all__ = ["connect", "start_local_head", "stop_local_head"]
 
 _lock = threading.Lock()
 
@@ -74,13 +74,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
         except Exception as exc:
             where = address or "a local cluster"
             raise EngineError(f"cannot start or reach Ray at {where}: {exc}") from exc
-
-
-def cluster_cpus() -> int:
-    """CPUs of the connected cluster (at least 1)."""
-    import ray
-
-    return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
 
 def start_local_head(num_cpus: int | None = None) -> str:

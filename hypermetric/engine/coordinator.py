@@ -29,10 +29,9 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import heartbeat, update_run
 from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
-from hypermetric.engine.cluster import cluster_cpus
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
-from hypermetric.engine.pool import Lent, placement, pool, replacement
+from hypermetric.engine.pool import Lent, live_nodes, pool, replacement, spread
 from hypermetric.errors import EngineError, HypermetricError, RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -111,9 +110,12 @@ class Coordinator:
         self.committed = set(committed)
         self.on_progress = on_progress
         self.deadline = time.monotonic() + timeout if timeout else None
-        cpus = cluster_cpus()
+        self.nodes = live_nodes()
+        cpus = sum(count for _, count in self.nodes)
         self.n_workers = settings.workers or cpus
         self.n_evaluators = settings.evaluators or cpus
+        #: examples one unit overlaps, so that all drivers together keep `concurrency`
+        self.unit_concurrency = math.ceil(runtime.concurrency / self.n_workers)
         self.unit_size = self._unit_size()
         self.max_pending = max(1, settings.max_pending_per_evaluator)
         self.thresholds = Thresholds(
@@ -152,9 +154,9 @@ class Coordinator:
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
         chunks = self._chunks()
-        drivers = pool.acquire("driver", placement(self.n_workers))
+        drivers = pool.acquire("driver", spread(self.nodes, self.n_workers))
         self._drivers = [_Driver(lent) for lent in drivers]
-        evaluators = pool.acquire("evaluator", placement(self.n_evaluators))
+        evaluators = pool.acquire("evaluator", spread(self.nodes, self.n_evaluators))
         self._slots = [self._aim(lent) for lent in evaluators]
         done = False
         try:
@@ -223,9 +225,8 @@ class Coordinator:
         return False
 
     def _drive(self, driver: _Driver, unit: _Unit) -> None:
-        concurrency = math.ceil(self.runtime.concurrency / self.n_workers)
         status, payload = driver.lent.actor.drive.remote(
-            self._runtime_ref, unit.chunk, unit.unit_id, self.context, concurrency
+            self._runtime_ref, unit.chunk, unit.unit_id, self.context, self.unit_concurrency
         )
         driver.queued[status] = _Unit(unit.unit_id, unit.chunk, payload)
         self._driving[status] = driver

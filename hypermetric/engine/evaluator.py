@@ -281,10 +281,9 @@ class EvaluatorCore:
                 metric, fn, arguments = plan.eval.name, plan.eval.fn, plan.arguments
                 checked = (name, metric) in self.checked
                 for i in calls:
+                    rows: list[tuple[str, float | None, str | None]] | None = None
                     if call_errors[i] is not None:
-                        rows: list[tuple[str, float | None, str | None]] = [
-                            (metric, None, f"not scored: the call failed ({call_errors[i]})")
-                        ]
+                        rows = [(metric, None, f"not scored: the call failed ({call_errors[i]})")]
                     else:
                         try:
                             kwargs = arguments(outputs[i], inputs[i] or {}, examples[positions[i]])
@@ -292,14 +291,15 @@ class EvaluatorCore:
                             if not checked:
                                 raise  # an eval that cannot be bound stops the run at once
                             rows = [(metric, None, str(exc))]
+                    if rows is None:
+                        if not checked:
+                            self.checked.add((name, metric))
+                            checked = True
+                        try:
+                            result = fn(**kwargs)
+                        except Exception as exc:
+                            rows = [(metric, None, describe_error(exc))]
                         else:
-                            if not checked:
-                                self.checked.add((name, metric))
-                                checked = True
-                            try:
-                                result = fn(**kwargs)
-                            except Exception as exc:
-                                result = _Failed(describe_error(exc))
                             if type(result) is float and result == result:  # the common case
                                 add_id(call_ids[i])
                                 add_component(name)
@@ -323,15 +323,9 @@ class EvaluatorCore:
         return errors, len(failed)
 
 
-class _Failed(str):
-    """An eval's exception, described."""
-
-
 def _rows(name: str, result: Any) -> list[tuple[str, float | None, str | None]]:
     if result is None:
         return []
-    if type(result) is _Failed:
-        return [(name, None, str(result))]
     if isinstance(result, dict):
         out: list[tuple[str, float | None, str | None]] = []
         for key, value in result.items():

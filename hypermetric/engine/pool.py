@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hypermetric.engine.actors import DriverActor, EvaluatorActor
 
-__all__ = ["ActorPool", "Lent", "placement", "pool", "replacement", "spread"]
+__all__ = ["ActorPool", "Lent", "live_nodes", "pool", "replacement", "spread"]
 
 _KINDS = {"driver": DriverActor, "evaluator": EvaluatorActor}
 
@@ -33,19 +33,14 @@ class Lent:
     node: str
 
 
-def _nodes() -> list[tuple[str, int]]:
-    """Alive nodes with CPUs, and their CPU counts."""
-    return [
+def live_nodes() -> list[tuple[str, int]]:
+    """The alive nodes with CPUs and their CPU counts (this node, if none reports any)."""
+    nodes = [
         (node["NodeID"], int(node["Resources"].get("CPU", 0)))
         for node in ray.nodes()
         if node["Alive"] and node["Resources"].get("CPU", 0) >= 1
     ]
-
-
-def placement(count: int) -> list[str]:
-    """Node ids for ``count`` actors on the cluster's alive nodes (see :func:`spread`)."""
-    nodes = _nodes() or [(ray.get_runtime_context().get_node_id(), 1)]
-    return spread(nodes, count)
+    return nodes or [(ray.get_runtime_context().get_node_id(), 1)]
 
 
 def spread(nodes: list[tuple[str, int]], count: int) -> list[str]:
@@ -64,8 +59,8 @@ def spread(nodes: list[tuple[str, int]], count: int) -> list[str]:
 def replacement(node: str) -> str:
     """Where to start an actor instead of one that died on ``node``: the same node if it is
     still alive, else another."""
-    alive = {node_id for node_id, _ in _nodes()}
-    return node if node in alive else placement(1)[0]
+    nodes = live_nodes()
+    return node if node in {node_id for node_id, _ in nodes} else spread(nodes, 1)[0]
 
 
 class ActorPool:
