@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _string
 from typing import Any
 
@@ -70,41 +71,29 @@ def _number(value: Any) -> float:
 
 
 _encode = json.JSONEncoder(default=repr, ensure_ascii=False).encode
-_SCALARS = (str, int, float, bool, type(None))
-
-
-def _flat_dict(value: dict[str, Any]) -> str | None:
-    """A flat dict of scalars as JSON, written directly (the common shape of inputs)."""
-    parts = []
-    for key, item in value.items():
-        if type(key) is not str:
-            return None
-        kind = type(item)
-        if kind is str:
-            parts.append(f"{_string(key)}:{_string(item)}")
-        elif kind is int or kind is float:
-            if item != item or item in (float("inf"), float("-inf")):
-                return None
-            parts.append(f"{_string(key)}:{item!r}")
-        else:
-            return None
-    return "{" + ",".join(parts) + "}"
+#: the C encoder behind ``_encode``, built once: encode() builds a new one on every call, which
+#: costs as much as encoding a call's inputs. Markers catch circular values (and are cleared
+#: after an error, which leaves them dirty).
+_markers: dict[int, Any] = {}
+_c_encode = (
+    c_make_encoder(_markers, repr, _string, None, ":", ",", False, False, True)
+    if c_make_encoder is not None
+    else None
+)
 
 
 def _json(value: Any) -> str | None:
     """JSON text of a call's inputs or output (anything not JSON becomes its repr)."""
     if value is None:
         return None
-    kind = type(value)
-    if kind is str:
+    if type(value) is str:
         return _string(value)
-    if kind is dict:
-        text = _flat_dict(value)
-        if text is not None:
-            return text
     try:
+        if _c_encode is not None:
+            return "".join(_c_encode(value, 0))
         return _encode(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
+        _markers.clear()
         return _string(repr(value))
 
 

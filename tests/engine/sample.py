@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 import random
 import threading
@@ -105,6 +106,21 @@ def mixed_outputs(example: dict) -> str:
 @hm.runtime(name="engine-opaque", dataset=rows(50), max_error_rate=1.0)
 def opaque_outputs(example: dict) -> Any:
     return opaque(example["question"])
+
+
+@hm.runtime(name="engine-odd", max_error_rate=1.0)
+def odd_outputs(example: dict) -> Any:
+    """Outputs JSON cannot hold as they are: each is stored as JSON text or as its repr."""
+    kind = example["id"] % 4
+    if kind == 0:
+        return {"scores": [1, 2.5, None], "label": "é"}
+    if kind == 1:
+        return datetime.date(2026, 11, 26)
+    if kind == 2:
+        loop: list[Any] = [1]
+        loop.append(loop)
+        return loop
+    return {(1, 2): "tuple key"}
 
 
 _in_flight = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -145,6 +146,19 @@ def test_non_serializable_output_is_recorded_not_fatal(tmp_path: Path) -> None:
     core = _core(store, runtime=sample.opaque_outputs)
     core.evaluate(payload)
     assert core.flush() is not None
+
+
+def test_call_outputs_are_stored_as_json_or_their_repr(tmp_path: Path) -> None:
+    core = _core(_local(tmp_path), runtime=sample.odd_outputs)
+    for data in _payloads(sample.odd_outputs, sample.rows(8), 8):
+        core.evaluate(data)
+    outputs = core.calls.data["output"]
+    # a circular value in one call leaves the next call's encoding unharmed
+    assert outputs[:4] * 2 == outputs
+    assert json.loads(outputs[0]) == {"scores": [1, 2.5, None], "label": "é"}
+    assert json.loads(outputs[1]) == "datetime.date(2026, 11, 26)"
+    assert json.loads(outputs[2]) == "[1, [...]]"
+    assert json.loads(outputs[3]) == "{(1, 2): 'tuple key'}"
 
 
 def _running(db: Database) -> int:
