@@ -24,6 +24,16 @@ from hypermetric.config import Settings, load_settings, reset_settings
 
 PG_ENV = "HYPERMETRIC_TEST_PG_URL"
 
+# The object-store tests talk to a local S3 server with these credentials. They are set before
+# the session's Ray cluster starts, so its worker processes inherit them, and they make sure no
+# test can reach a real account.
+os.environ.update(
+    AWS_ACCESS_KEY_ID="hypermetric-test",
+    AWS_SECRET_ACCESS_KEY="hypermetric-test",
+    AWS_DEFAULT_REGION="us-east-1",
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
 
 @pytest.fixture(scope="session")
 def pg_server_url() -> Iterator[str]:
@@ -91,6 +101,39 @@ def ray_cluster(user_code_dir: Path) -> Iterator[str]:
         yield str(ray.get_runtime_context().gcs_address)
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A local S3 server (moto) for the session; returns its ``host:port``."""
+    import logging
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_storage(s3_endpoint: str) -> str:
+    """A ``HYPERMETRIC_STORAGE`` URI on a new, empty bucket of the local S3 server."""
+    import pyarrow.fs as pafs
+
+    bucket = f"hm-{uuid.uuid4().hex[:12]}"
+    options = f"scheme=http&endpoint_override={s3_endpoint}&region=us-east-1"
+    fs, _ = pafs.FileSystem.from_uri(f"s3://{bucket}?{options}&allow_bucket_creation=true")
+    fs.create_dir(bucket)
+    return f"s3://{bucket}/shards?{options}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

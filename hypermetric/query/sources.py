@@ -10,8 +10,9 @@ never read. How a dataset is read is chosen in one place, :func:`attach_dataset`
   columns by name (``union_by_name``) and canonical columns no shard has are added as
   typed NULLs, so a view always has at least the columns of
   :mod:`hypermetric.storage.schemas`;
-- any other store (``s3://`` ...): the shards are read through pyarrow and handed to
-  DuckDB as one Arrow table, reconciled the same way.
+- any other store (``s3://`` ...): the shards are a lazy pyarrow dataset over the store's
+  filesystem with the same reconciled columns; DuckDB pushes projections and filters into
+  its scan, so a query reads only the columns and row groups it needs.
 
 A dataset with no shards is an empty table with the canonical columns. The metadata
 tables ``runs``, ``evaluations`` and ``dataset_versions`` are read through SQLAlchemy and
@@ -24,6 +25,8 @@ from collections.abc import Iterable, Sequence
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from hypermetric.catalog.reading import MetadataTable
@@ -126,20 +129,40 @@ def _local_view(
     return paths
 
 
-def _conform(dataset: str, table: pa.Table) -> pa.Table:
-    columns = _columns(dataset, [table.schema])
-    arrays = [
-        table[name] if missing is None else pa.nulls(table.num_rows, type=missing)
-        for name, missing in columns
+def _remote_dataset(
+    store: ShardStore, dataset: str, shards: Sequence[ShardRecord]
+) -> pads.Dataset | pa.Table:
+    """The shards as a lazy pyarrow dataset: DuckDB pushes its column choice and filters
+    into the scan, so a query reads the shards and row groups it needs, not all history.
+    Nothing is read here but one footer per schema that is not the canonical one."""
+    canonical = SCHEMAS[dataset]
+    if not shards:
+        return canonical.empty_table()
+    paths = [store.full_path(s.path) for s in shards]
+    usual = fingerprint(canonical)
+    samples: dict[str, str] = {}
+    for shard, path in zip(shards, paths, strict=True):
+        if shard.schema_fingerprint != usual:
+            samples.setdefault(shard.schema_fingerprint, path)
+    # canonical columns keep their types (a shard lacking one reads as NULLs); extra columns
+    # take the type of the first shard that has them
+    extra: dict[str, pa.Field] = {}
+    for sample in samples.values():
+        for field in pq.read_schema(sample, filesystem=store.fs):
+            if field.name not in canonical.names:
+                extra.setdefault(field.name, field)
+    schema = pa.schema([*canonical, *extra.values()])
+    # each shard holds one run: a filter on run_id skips the other runs' shards unopened
+    partitions = [
+        pc.field("run_id") == s.run_id if s.run_id is not None else pc.scalar(True) for s in shards
     ]
-    return pa.Table.from_arrays(arrays, names=[name for name, _ in columns])
-
-
-def _arrow_table(store: ShardStore, dataset: str, shards: Sequence[ShardRecord]) -> pa.Table:
-    tables = [store.read(s.path) for s in shards]
-    if not tables:
-        return SCHEMAS[dataset].empty_table()
-    return _conform(dataset, pa.concat_tables(tables, promote_options="permissive"))
+    return pads.FileSystemDataset.from_paths(
+        paths,
+        schema=schema,
+        format=pads.ParquetFileFormat(),
+        filesystem=store.fs,
+        partitions=partitions,
+    )
 
 
 def attach_dataset(
@@ -151,5 +174,5 @@ def attach_dataset(
     """Create the view ``dataset`` over ``shards``; returns the file paths DuckDB must read."""
     if shards and store.is_local:
         return _local_view(con, store, dataset, shards)
-    con.register(dataset, _arrow_table(store, dataset, shards))
+    con.register(dataset, _remote_dataset(store, dataset, shards))
     return []

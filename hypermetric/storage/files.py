@@ -7,6 +7,7 @@ move, and a file it never registered is never read (and is swept by ``clean``).
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from hypermetric.config import Settings, get_settings
 from hypermetric.errors import StorageError
 from hypermetric.storage.schemas import fingerprint
 
-__all__ = ["ShardStore", "StoredFile", "store_for"]
+__all__ = ["ShardStore", "StoredFile", "masked", "store_for"]
 
 TMP_DIR = "_tmp"
 
@@ -37,6 +38,8 @@ class StoredFile:
     mtime: datetime | None
 
 
+_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@?#]*@")
+
 #: columns whose values repeat across rows
 _DICTIONARY = frozenset({"evaluation", "version", "component", "metric", "error"})
 
@@ -48,6 +51,11 @@ class ShardStore:
     uri: str
     fs: pafs.FileSystem
     root: str
+
+    @property
+    def shown(self) -> str:
+        """The URI for messages and logs: credentials in it are masked."""
+        return masked(self.uri)
 
     @property
     def is_local(self) -> bool:
@@ -80,7 +88,7 @@ class ShardStore:
             self.fs.move(self.full_path(tmp), self.full_path(final))
             size = self.fs.get_file_info(self.full_path(final)).size or 0
         except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write shard {final} under {self.uri}: {exc}") from exc
+            raise StorageError(f"cannot write shard {final} under {self.shown}: {exc}") from exc
         return ShardFile(
             dataset=dataset,
             path=final,
@@ -95,7 +103,7 @@ class ShardStore:
         try:
             return pq.read_table(self.full_path(path), filesystem=self.fs)
         except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read shard {path} under {self.uri}: {exc}") from exc
+            raise StorageError(f"cannot read shard {path} under {self.shown}: {exc}") from exc
 
     def delete(self, path: str) -> None:
         """Delete a file (missing files are fine: deletion is idempotent)."""
@@ -104,7 +112,7 @@ class ShardStore:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StorageError(f"cannot delete {path} under {self.uri}: {exc}") from exc
+            raise StorageError(f"cannot delete {path} under {self.shown}: {exc}") from exc
 
     def files(self) -> Iterator[StoredFile]:
         """Every file under the root (registry-relative paths), temporary ones included."""
@@ -129,6 +137,11 @@ def _stats(table: pa.Table) -> dict[str, Any]:
     return stats
 
 
+def masked(uri: str) -> str:
+    """``uri`` with the credentials of its user part (``s3://key:secret@bucket``) masked."""
+    return _CREDENTIALS.sub(r"\1***@", uri)
+
+
 def store_for(settings: Settings | None = None) -> ShardStore:
     """The shard store of the configured ``storage`` (a local path or a URI)."""
     uri = (settings or get_settings()).storage
@@ -141,6 +154,6 @@ def store_for(settings: Settings | None = None) -> ShardStore:
             fs, root = pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise StorageError(
-            f"HYPERMETRIC_STORAGE={uri!r} is not a usable path or filesystem URI: {exc}"
+            f"HYPERMETRIC_STORAGE={masked(uri)!r} is not a usable path or filesystem URI: {exc}"
         ) from exc
     return ShardStore(uri=uri, fs=fs, root=root)
