@@ -290,7 +290,7 @@ def compare(
         raise QueryError(f"resamples={resamples} is too few for a 95% interval; use >= 100")
     settings = settings or get_settings()
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
-    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), metadata=False)
+    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=["scores"])
     try:
         con.execute(_pairs_sql(run_a.id, run_b.id, metric))
         metrics = _metrics(con, run_a, run_b, resamples, seed)

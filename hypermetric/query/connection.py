@@ -9,13 +9,17 @@ tables and views live in the connection's memory and vanish with it. :func:`sql`
 refuses ``COPY`` and ``EXPORT`` statements outright, so a query can never write even to a
 path the views read.
 
+:func:`sql` makes only the views its query names (all of them when it names none, or names
+anything else), so a query on ``scores`` does not read the calls' registry or the metadata
+tables, which grow with every run kept.
+
 Reading ``as_of=V`` shows the datasets exactly as dataset version ``V`` left them (also
 after compaction, until ``clean`` expires ``V``); the metadata tables are always current.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import duckdb
 
@@ -28,7 +32,9 @@ from hypermetric.errors import QueryError
 from hypermetric.query.sources import attach_dataset, attach_metadata, quote_literal
 from hypermetric.storage.files import store_for
 
-__all__ = ["connect", "open_connection", "query_error", "run_query", "sql"]
+__all__ = ["connect", "open_connection", "query_error", "run_query", "sql", "views_read_by"]
+
+_VIEWS = frozenset({*DATASETS, *METADATA_TABLES})
 
 #: statement types a query may not run even where DuckDB would allow them
 _WRITES = frozenset({duckdb.StatementType.COPY, duckdb.StatementType.EXPORT})
@@ -76,12 +82,12 @@ def open_connection(
     *,
     as_of: int | None = None,
     run_ids: Sequence[int] | None = None,
-    metadata: bool = True,
+    views: Collection[str] | None = None,
 ) -> duckdb.DuckDBPyConnection:
     """A locked connection with the views ready.
 
-    ``run_ids`` limits the datasets to those runs; ``metadata=False`` leaves out the
-    metadata views (for internal queries that read only the datasets).
+    ``run_ids`` limits the datasets to those runs; ``views`` makes only the views named
+    (all when None): each costs a read of the registry or of a metadata table.
     """
     settings = settings or get_settings()
     db = database(settings)
@@ -92,10 +98,12 @@ def open_connection(
     try:
         paths: list[str] = []
         for dataset in DATASETS:
-            shards = _shards(db, dataset, as_of, run_ids)
-            paths.extend(attach_dataset(con, store, dataset, shards))
-        for name in METADATA_TABLES if metadata else ():
-            attach_metadata(con, metadata_table(db, name))
+            if views is None or dataset in views:
+                shards = _shards(db, dataset, as_of, run_ids)
+                paths.extend(attach_dataset(con, store, dataset, shards))
+        for name in METADATA_TABLES:
+            if views is None or name in views:
+                attach_metadata(con, metadata_table(db, name))
         _lock(con, paths)
     except duckdb.Error as exc:
         con.close()
@@ -161,4 +169,19 @@ def sql(
     syntax or binding error raises QueryError at once; an error while rows are produced
     is raised by DuckDB when the relation is read.
     """
-    return run_query(open_connection(settings, as_of=as_of), query)
+    return run_query(open_connection(settings, as_of=as_of, views=views_read_by(query)), query)
+
+
+def views_read_by(query: str) -> frozenset[str] | None:
+    """The views ``query`` reads, when that is sure; None (make them all) when a statement
+    does not parse, or names no view (``SHOW TABLES``) or anything else besides them."""
+    names: set[str] = set()
+    parser = duckdb.connect(":memory:")
+    try:
+        for statement in parser.extract_statements(query):
+            names.update(n.lower() for n in parser.get_table_names(statement.query))
+    except duckdb.Error:
+        return None
+    finally:
+        parser.close()
+    return frozenset(names) if names and names <= _VIEWS else None

@@ -115,7 +115,7 @@ def _series(
     if metric is not None:
         m = quote_literal(metric)
         where = f"WHERE metric = {m} OR starts_with(metric, {m} || '.')"
-    con = open_connection(settings, run_ids=run_ids, metadata=False)
+    con = open_connection(settings, run_ids=run_ids, views=["scores"])
     try:
         rows = con.sql(_STATS_SQL.format(where=where)).fetchall()
     except duckdb.Error as exc:

@@ -9,7 +9,7 @@ averaged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import duckdb
@@ -123,12 +123,12 @@ class RunResult:
         """The run's catalog record, read now."""
         return get_run(database(self._settings), self._run_id)
 
-    def _connection(self, metadata: bool = True) -> duckdb.DuckDBPyConnection:
-        return open_connection(self._settings, run_ids=[self._run_id], metadata=metadata)
+    def _connection(self, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+        return open_connection(self._settings, run_ids=[self._run_id], views=views)
 
     def summary(self) -> list[SummaryRow]:
         """Per component and metric: n, mean, stderr, 95% CI (t) and error count."""
-        con = self._connection(metadata=False)
+        con = self._connection(views=["scores"])
         try:
             return summarize(con)
         finally:

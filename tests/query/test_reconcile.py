@@ -41,6 +41,31 @@ def test_views_exist_empty_on_a_fresh_home(settings: Settings, db: Database) -> 
     assert dict(_columns("runs"))["logical_date"] == "TIMESTAMP WITH TIME ZONE"
 
 
+def test_a_query_reads_only_the_views_it_names(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_id = runs.run(build=lambda rid: scores_table(rid, ids(3), [1.0, 0.0, 1.0]))
+    read: list[str] = []
+    real_table, real_shards = connection.metadata_table, connection._shards
+    monkeypatch.setattr(
+        connection, "metadata_table", lambda db, name: read.append(name) or real_table(db, name)
+    )
+    monkeypatch.setattr(
+        connection,
+        "_shards",
+        lambda db, dataset, *a: read.append(dataset) or real_shards(db, dataset, *a),
+    )
+    assert sql("SELECT sum(value) FROM scores").fetchall() == [(2.0,)]
+    assert read == ["scores"]  # not the calls' shards, nor runs, evaluations, versions
+    read.clear()
+    joined = sql("SELECT r.state, count(*) FROM Scores s JOIN runs r ON s.run_id = r.id GROUP BY 1")
+    assert joined.fetchall() == [("success", 3)] and sorted(read) == ["runs", "scores"]
+    read.clear()
+    # a query that names no view, or something else, gets every view
+    tables = {r[0] for r in sql("SHOW TABLES").fetchall()}
+    assert tables == {"scores", "calls", "runs", "evaluations", "dataset_versions"}
+    assert sorted(read) == sorted(["scores", "calls", "runs", "evaluations", "dataset_versions"])
+    assert sql(f"SELECT count(*) FROM scores WHERE run_id = {run_id}").fetchall() == [(3,)]
+
+
 def test_a_hundred_shards_sum_to_the_registry(runs: Runs, db: Database) -> None:
     for r in range(4):
         runs.run(
