@@ -13,14 +13,16 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
 from hypermetric.api.context import RunContext
 from hypermetric.errors import DatasetError
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
 
 __all__ = [
     "Chunk",
@@ -174,6 +176,14 @@ def _iter_lines(stream: Any) -> Iterator[bytes]:
         yield pending
 
 
+def _parquet(inner: str, fs: pafs.FileSystem, fmt: str = "parquet") -> pads.Dataset:
+    # imported here: pyarrow.dataset imports pandas, a third of a second that the driver and
+    # evaluator processes, which never open a dataset, would pay at every start
+    import pyarrow.dataset as pads
+
+    return pads.dataset(inner, filesystem=fs, format=fmt)
+
+
 def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Iterator[Chunk]:
     try:
         batches = (
@@ -199,7 +209,7 @@ def check_path(path: str) -> None:
         next(iter_chunks(path, 1), None)
         return
     try:
-        pads.dataset(inner, filesystem=fs, format=fmt)
+        _parquet(inner, fs, fmt)
     except (OSError, pa.ArrowException) as exc:
         raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
 
@@ -216,7 +226,7 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
             yield from _jsonl_chunks(fs, inner, path, size)
             return
         try:
-            dataset = pads.dataset(inner, filesystem=fs, format=fmt)
+            dataset = _parquet(inner, fs, fmt)
         except (OSError, pa.ArrowException) as exc:
             raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
         yield from _arrow_chunks(dataset, path, size)
@@ -249,7 +259,7 @@ def count_hint(source: Any) -> int | None:
         try:
             fs, inner, fmt = _open_path(str(source))
             if fmt == "parquet":
-                return int(pads.dataset(inner, filesystem=fs, format="parquet").count_rows())
+                return int(_parquet(inner, fs).count_rows())
         except (DatasetError, OSError, pa.ArrowException):
             return None
     return None
