@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Chunk",
+    "OpenedPath",
     "check_path",
     "count_hint",
     "example_ids",
     "iter_chunks",
+    "open_path",
     "resolve_source",
 ]
 
@@ -96,10 +98,11 @@ def _arrow_chunk(data: pa.Buffer, first_line: int, source: str) -> Chunk:
 
 
 def resolve_source(source: Any, context: RunContext) -> Any:
-    """A callable source called with the run's context; anything else as it is."""
-    if callable(source) and not isinstance(source, (str, Path, pa.Table)):
+    """A callable source called with the run's context, a path opened (once, for counting
+    and reading), anything else as it is."""
+    if callable(source) and not isinstance(source, (str, Path, pa.Table, OpenedPath)):
         try:
-            return source(context)
+            source = source(context)
         except DatasetError:
             raise
         except Exception as exc:
@@ -107,6 +110,8 @@ def resolve_source(source: Any, context: RunContext) -> Any:
             raise DatasetError(
                 f"dataset callable {name} raised {type(exc).__name__}: {exc}"
             ) from exc
+    if isinstance(source, (str, Path)):
+        return open_path(str(source))
     return source
 
 
@@ -143,6 +148,30 @@ def _open_path(path: str) -> tuple[pafs.FileSystem, str, str]:
             )
         return fs, inner, formats.pop()  # type: ignore[return-value]
     return fs, inner, _format_of(path)
+
+
+@dataclass(frozen=True)
+class OpenedPath:
+    """A dataset path opened once for a run: its filesystem, its format and, for Parquet
+    and CSV, the pyarrow dataset over its files (listed once, however many reads follow)."""
+
+    path: str
+    fs: pafs.FileSystem
+    inner: str
+    fmt: str
+    dataset: pads.Dataset | None  # None for JSONL, which is read line by line
+
+
+def open_path(path: str) -> OpenedPath:
+    """Open ``path`` as a run reads it; DatasetError if it is missing or not its format."""
+    fs, inner, fmt = _open_path(path)
+    if fmt == "jsonl":
+        return OpenedPath(path, fs, inner, fmt, None)
+    try:
+        dataset = _parquet(inner, fs, fmt)
+    except (OSError, pa.ArrowException) as exc:
+        raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
+    return OpenedPath(path, fs, inner, fmt, dataset)
 
 
 def _jsonl_chunks(fs: pafs.FileSystem, inner: str, label: str, size: int) -> Iterator[Chunk]:
@@ -200,18 +229,15 @@ def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Ite
         ) from None
 
 
-def check_path(path: str) -> None:
-    """Open a dataset path as a run will, so that a bad one fails before the run starts:
-    a Parquet dataset's footer is read (decoding a row group would cost more than the
-    check is worth); a CSV or JSONL dataset's first example is parsed."""
-    fs, inner, fmt = _open_path(path)
-    if fmt != "parquet":
-        next(iter_chunks(path, 1), None)
-        return
-    try:
-        _parquet(inner, fs, fmt)
-    except (OSError, pa.ArrowException) as exc:
-        raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
+def check_path(path: str) -> OpenedPath:
+    """Open a dataset path as a run will, so that a bad one fails before the run starts,
+    and return it opened for the run: a Parquet dataset's footer is read (decoding a row
+    group would cost more than the check is worth); a CSV or JSONL dataset's first example
+    is parsed."""
+    opened = open_path(path)
+    if opened.fmt != "parquet":
+        next(iter_chunks(opened, 1), None)
+    return opened
 
 
 def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
@@ -220,16 +246,12 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         yield from _arrow_chunks(source, "table", size)
         return
     if isinstance(source, (str, Path)):
-        path = str(source)
-        fs, inner, fmt = _open_path(path)
-        if fmt == "jsonl":
-            yield from _jsonl_chunks(fs, inner, path, size)
-            return
-        try:
-            dataset = _parquet(inner, fs, fmt)
-        except (OSError, pa.ArrowException) as exc:
-            raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
-        yield from _arrow_chunks(dataset, path, size)
+        source = open_path(str(source))
+    if isinstance(source, OpenedPath):
+        if source.dataset is None:
+            yield from _jsonl_chunks(source.fs, source.inner, source.path, size)
+        else:
+            yield from _arrow_chunks(source.dataset, source.path, size)
         return
     if isinstance(source, Mapping) or not isinstance(source, Iterable):
         raise DatasetError(
@@ -255,13 +277,13 @@ def count_hint(source: Any) -> int | None:
         return source.num_rows
     if isinstance(source, (list, tuple)):
         return len(source)
-    if isinstance(source, (str, Path)):
-        try:
-            fs, inner, fmt = _open_path(str(source))
-            if fmt == "parquet":
-                return int(_parquet(inner, fs).count_rows())
-        except (DatasetError, OSError, pa.ArrowException):
-            return None
+    try:
+        if isinstance(source, (str, Path)):
+            source = open_path(str(source))
+        if isinstance(source, OpenedPath) and source.fmt == "parquet" and source.dataset:
+            return int(source.dataset.count_rows())
+    except (DatasetError, OSError, pa.ArrowException):
+        return None
     return None
 
 

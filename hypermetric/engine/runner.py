@@ -86,11 +86,13 @@ def _describe(dataset: Any, own: bool) -> str:
     return f"{_MEMORY}{type(dataset).__name__} of {size} examples"
 
 
-def _check_source(dataset: Any) -> None:
+def _check_source(dataset: Any) -> Any:
+    """The dataset ready for the run; a bad path fails here, before the run is created."""
     if dataset is None:
         raise DatasetError("no dataset: give @hm.runtime(dataset=...) or .run(dataset=...)")
     if isinstance(dataset, (str, Path)):
-        check_path(str(dataset))  # a bad path fails before the run is created
+        return check_path(str(dataset))  # opened once: the run counts and reads it
+    return dataset
 
 
 def run_runtime(
@@ -108,7 +110,7 @@ def run_runtime(
     settings = get_settings()
     db = database(settings)
     source = dataset if dataset is not None else runtime.dataset
-    _check_source(source)
+    opened = _check_source(source)
     info = runtime.versions()
     fields: dict[str, Any] = {"code_version": info["code_version"]}
     if runtime.import_path:
@@ -126,7 +128,7 @@ def run_runtime(
         dataset=_describe(source, own=dataset is None),
         unit_size=settings.unit_size,
     )
-    return _attempt(db, settings, run, runtime, source, ray_address, progress)
+    return _attempt(db, settings, run, runtime, opened, ray_address, progress)
 
 
 def resume_run(

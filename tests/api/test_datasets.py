@@ -12,8 +12,15 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
+from hypermetric.api import datasets
 from hypermetric.api.context import RunContext
-from hypermetric.api.datasets import count_hint, example_ids, iter_chunks, resolve_source
+from hypermetric.api.datasets import (
+    check_path,
+    count_hint,
+    example_ids,
+    iter_chunks,
+    resolve_source,
+)
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import DatasetError
 
@@ -44,6 +51,28 @@ def test_a_callable_receives_the_run_context() -> None:
     ctx = RunContext(evaluation="e", logical_date=utcnow(), params={"n": 3})
     source = resolve_source(lambda c: ROWS[: c.params["n"]], ctx)
     assert _all(source) == ROWS[:3]
+
+
+def test_a_path_is_opened_once_for_its_check_count_and_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    for part in range(3):
+        rows = ROWS[part * 10 : part * 10 + 10]
+        pq.write_table(pa.Table.from_pylist(rows), folder / f"{part}.parquet")
+    opened: list[str] = []
+    real = datasets._open_path
+    monkeypatch.setattr(datasets, "_open_path", lambda p: opened.append(p) or real(p))
+    ctx = RunContext(evaluation="e", logical_date=utcnow())
+    # as a run does: check before the run exists, then count and stream what was checked
+    source = resolve_source(check_path(str(folder)), ctx)
+    assert count_hint(source) == 25 and _all(source) == ROWS
+    assert opened == [str(folder)]  # one listing of the folder, not one per step
+    # a callable may return a path: it is opened when the run resolves it
+    source = resolve_source(lambda c: str(folder / "1.parquet"), ctx)
+    assert count_hint(source) == 10 and _all(source) == ROWS[10:20]
+    assert opened == [str(folder), str(folder / "1.parquet")]
 
 
 def test_an_infinite_source_is_read_lazily() -> None:
