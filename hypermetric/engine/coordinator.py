@@ -144,15 +144,14 @@ class Coordinator:
         if self.committed or not total:
             return configured
         units = _UNITS_PER_ACTOR * max(self.n_workers, self.n_evaluators)
-        size = min(configured, math.ceil(total / units))
-        if size != self.run.unit_size:
-            update_run(self.db, self.run.id, unit_size=size)
-        return size
+        return min(configured, math.ceil(total / units))
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
+        if self.unit_size != self.run.unit_size:
+            update_run(self.db, self.run.id, unit_size=self.unit_size)
         chunks = self._chunks()
         drivers = pool.acquire("driver", spread(self.nodes, self.n_workers))
         self._drivers = [_Driver(lent) for lent in drivers]
