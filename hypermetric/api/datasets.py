@@ -174,15 +174,24 @@ def open_path(path: str) -> OpenedPath:
     return OpenedPath(path, fs, inner, fmt, dataset)
 
 
-def _jsonl_chunks(fs: pafs.FileSystem, inner: str, label: str, size: int) -> Iterator[Chunk]:
-    files = [inner]
+def _files(fs: pafs.FileSystem, inner: str) -> list[pafs.FileInfo]:
+    """The file at ``inner``, or the files under it in name order."""
     info = fs.get_file_info(inner)
-    if info.type == pafs.FileType.Directory:
-        selector = pafs.FileSelector(inner, recursive=True)
-        files = sorted(f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File)
-    for file in files:
+    if info.type != pafs.FileType.Directory:
+        return [info]
+    found = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
+    return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
+
+
+def _examples(stream: Any) -> Iterator[bytes]:
+    """The example lines of a JSONL stream (blank lines are not examples)."""
+    return (line for line in _iter_lines(stream) if line.strip())
+
+
+def _jsonl_chunks(fs: pafs.FileSystem, inner: str, label: str, size: int) -> Iterator[Chunk]:
+    for file in (f.path for f in _files(fs, inner)):
         with fs.open_input_stream(file) as raw:
-            lines = (line for line in _iter_lines(raw) if line.strip())
+            lines = _examples(raw)
             number = 1
             while True:
                 block = list(itertools.islice(lines, size))
@@ -271,8 +280,14 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         yield Chunk("rows", [dict(r) for r in block], source="iterable")
 
 
+#: JSONL and CSV datasets up to this size are counted before a run (one extra read); a
+#: larger one is cut into units of the configured size, which already keep every actor busy
+COUNT_BYTES = 64 * 1024 * 1024
+
+
 def count_hint(source: Any) -> int | None:
-    """The number of examples when it is cheap to know (lists, tables, Parquet metadata)."""
+    """The number of examples when it is cheap to know: lists, tables, Parquet metadata,
+    and JSONL or CSV files of at most :data:`COUNT_BYTES`."""
     if isinstance(source, pa.Table):
         return source.num_rows
     if isinstance(source, (list, tuple)):
@@ -280,11 +295,22 @@ def count_hint(source: Any) -> int | None:
     try:
         if isinstance(source, (str, Path)):
             source = open_path(str(source))
-        if isinstance(source, OpenedPath) and source.fmt == "parquet" and source.dataset:
+        if not isinstance(source, OpenedPath):
+            return None
+        if source.fmt == "parquet" and source.dataset is not None:
             return int(source.dataset.count_rows())
+        files = _files(source.fs, source.inner)
+        if sum(f.size or 0 for f in files) > COUNT_BYTES:
+            return None
+        if source.dataset is not None:  # CSV
+            return int(source.dataset.count_rows())
+        total = 0
+        for file in files:
+            with source.fs.open_input_stream(file.path) as raw:
+                total += sum(1 for _ in _examples(raw))
+        return total
     except (DatasetError, OSError, pa.ArrowException):
         return None
-    return None
 
 
 def _content_id(row: Mapping[str, Any]) -> str:

@@ -47,6 +47,27 @@ def test_every_form_gives_the_same_examples(tmp_path: Path) -> None:
     assert count_hint(str(tmp_path / "d.parquet")) == 25 and count_hint(ROWS) == 25
 
 
+def test_text_datasets_are_counted_up_to_a_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a short JSONL or CSV file is counted, so the run can cut it into units for every actor
+    # and show a total; blank lines are not examples
+    lines = [json.dumps(r) for r in ROWS]
+    (tmp_path / "d.jsonl").write_text("\n".join(lines[:10]) + "\n\n" + "\n".join(lines[10:]))
+    pacsv.write_csv(pa.Table.from_pylist(ROWS), tmp_path / "d.csv")
+    (tmp_path / "parts").mkdir()
+    for part in range(3):
+        (tmp_path / "parts" / f"{part}.jsonl").write_text("\n".join(lines[part::3]) + "\n")
+    assert count_hint(str(tmp_path / "d.jsonl")) == 25
+    assert count_hint(str(tmp_path / "d.csv")) == 25
+    assert count_hint(str(tmp_path / "parts")) == 25
+    assert count_hint(iter(ROWS)) is None
+    # past the size, counting would read a large file once more: no count
+    monkeypatch.setattr(datasets, "COUNT_BYTES", 100)
+    assert count_hint(str(tmp_path / "d.jsonl")) is None
+    assert count_hint(str(tmp_path / "d.csv")) is None
+
+
 def test_a_callable_receives_the_run_context() -> None:
     ctx = RunContext(evaluation="e", logical_date=utcnow(), params={"n": 3})
     source = resolve_source(lambda c: ROWS[: c.params["n"]], ctx)

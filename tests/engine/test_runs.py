@@ -7,6 +7,7 @@ or the driver process is killed with SIGKILL and the run is resumed.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -61,11 +62,20 @@ def test_async_components_overlap_up_to_concurrency(engine_settings: Settings) -
     assert set(echo) == {0.0}
 
 
-def test_a_short_dataset_is_cut_into_units_for_every_actor(engine_settings: Settings) -> None:
+@pytest.mark.parametrize("form", ["list", "jsonl"])
+def test_a_short_dataset_is_cut_into_units_for_every_actor(
+    engine_settings: Settings, tmp_path: Path, form: str
+) -> None:
     reset_settings(replace(engine_settings, unit_size=2000, workers=2, evaluators=2))
-    run = run_runtime(sample.basic, dataset=sample.rows(100))
+    dataset: Any = sample.rows(100)
+    if form == "jsonl":
+        path = tmp_path / "examples.jsonl"
+        path.write_text("".join(json.dumps(row) + "\n" for row in dataset))
+        dataset = str(path)
+    run = run_runtime(sample.basic, dataset=dataset)
     # 100 examples would be one unit of 2,000, for one driver and one evaluator: 4 units per
     # actor instead, and the size is kept on the run for a resume
+    assert run.examples_total == 100
     assert run.unit_size == 13 and len(committed_unit_ids(database(), run.id)) == 8
     assert_exactly_once(run.id, 200)
 
