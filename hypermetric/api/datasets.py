@@ -125,62 +125,62 @@ def _format_of(path: str) -> str:
     )
 
 
-def _open_path(path: str) -> tuple[pafs.FileSystem, str, str]:
+def _open_path(path: str) -> tuple[pafs.FileSystem, list[pafs.FileInfo], str]:
+    """The filesystem, the dataset's files (a file, or a folder's files of its format in name
+    order: a README or a _SUCCESS marker beside them is not data) and the format."""
     try:
         if "://" in path:
             fs, inner = pafs.FileSystem.from_uri(path)
         else:
             fs, inner = pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
         info = fs.get_file_info(inner)
+        if info.type == pafs.FileType.Directory:
+            found = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise DatasetError(f"dataset {path!r} cannot be opened: {exc}") from None
     if info.type == pafs.FileType.NotFound:
         raise DatasetError(
             f"dataset {path!r} does not exist (looked at {inner}); give an existing file or folder"
         )
-    if info.type == pafs.FileType.Directory:
-        selector = pafs.FileSelector(inner, recursive=True)
-        files = [f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File]
-        formats = {_FORMATS.get(Path(f).suffix.lower()) for f in files} - {None}
-        if len(formats) != 1:
-            raise DatasetError(
-                f"dataset folder {path!r} must hold files of one format (.parquet, .jsonl or .csv)"
-            )
-        return fs, inner, formats.pop()  # type: ignore[return-value]
-    return fs, inner, _format_of(path)
+    if info.type != pafs.FileType.Directory:
+        return fs, [info], _format_of(path)
+    kinds = {
+        f.path: _FORMATS.get(Path(f.path).suffix.lower())
+        for f in found
+        if f.type == pafs.FileType.File
+    }
+    formats = set(kinds.values()) - {None}
+    if len(formats) != 1:
+        raise DatasetError(
+            f"dataset folder {path!r} must hold files of one format (.parquet, .jsonl or .csv)"
+        )
+    fmt = formats.pop()
+    files = sorted((f for f in found if kinds.get(f.path) == fmt), key=lambda f: f.path)
+    return fs, files, str(fmt)
 
 
 @dataclass(frozen=True)
 class OpenedPath:
-    """A dataset path opened once for a run: its filesystem, its format and, for Parquet
-    and CSV, the pyarrow dataset over its files (listed once, however many reads follow)."""
+    """A dataset path opened once for a run: its files, its format and, for Parquet and CSV,
+    the pyarrow dataset over them (listed once, however many reads follow)."""
 
     path: str
     fs: pafs.FileSystem
-    inner: str
+    files: tuple[pafs.FileInfo, ...]
     fmt: str
     dataset: pads.Dataset | None  # None for JSONL, which is read line by line
 
 
 def open_path(path: str) -> OpenedPath:
     """Open ``path`` as a run reads it; DatasetError if it is missing or not its format."""
-    fs, inner, fmt = _open_path(path)
+    fs, files, fmt = _open_path(path)
     if fmt == "jsonl":
-        return OpenedPath(path, fs, inner, fmt, None)
+        return OpenedPath(path, fs, tuple(files), fmt, None)
     try:
-        dataset = _parquet(inner, fs, fmt)
+        dataset = _parquet([f.path for f in files], fs, fmt)
     except (OSError, pa.ArrowException) as exc:
         raise DatasetError(f"dataset {path!r} cannot be parsed as {fmt}: {exc}") from None
-    return OpenedPath(path, fs, inner, fmt, dataset)
-
-
-def _files(fs: pafs.FileSystem, inner: str) -> list[pafs.FileInfo]:
-    """The file at ``inner``, or the files under it in name order."""
-    info = fs.get_file_info(inner)
-    if info.type != pafs.FileType.Directory:
-        return [info]
-    found = fs.get_file_info(pafs.FileSelector(inner, recursive=True))
-    return sorted((f for f in found if f.type == pafs.FileType.File), key=lambda f: f.path)
+    return OpenedPath(path, fs, tuple(files), fmt, dataset)
 
 
 def _examples(stream: Any) -> Iterator[bytes]:
@@ -188,9 +188,10 @@ def _examples(stream: Any) -> Iterator[bytes]:
     return (line for line in _iter_lines(stream) if line.strip())
 
 
-def _jsonl_chunks(fs: pafs.FileSystem, inner: str, label: str, size: int) -> Iterator[Chunk]:
-    for file in (f.path for f in _files(fs, inner)):
-        with fs.open_input_stream(file) as raw:
+def _jsonl_chunks(source: OpenedPath, size: int) -> Iterator[Chunk]:
+    for file in source.files:
+        label = source.path if len(source.files) == 1 else file.path
+        with source.fs.open_input_stream(file.path) as raw:
             lines = _examples(raw)
             number = 1
             while True:
@@ -214,12 +215,12 @@ def _iter_lines(stream: Any) -> Iterator[bytes]:
         yield pending
 
 
-def _parquet(inner: str, fs: pafs.FileSystem, fmt: str = "parquet") -> pads.Dataset:
+def _parquet(paths: list[str], fs: pafs.FileSystem, fmt: str) -> pads.Dataset:
     # imported here: pyarrow.dataset imports pandas, a third of a second that the driver and
     # evaluator processes, which never open a dataset, would pay at every start
     import pyarrow.dataset as pads
 
-    return pads.dataset(inner, filesystem=fs, format=fmt)
+    return pads.dataset(paths, filesystem=fs, format=fmt)
 
 
 def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Iterator[Chunk]:
@@ -258,7 +259,7 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         source = open_path(str(source))
     if isinstance(source, OpenedPath):
         if source.dataset is None:
-            yield from _jsonl_chunks(source.fs, source.inner, source.path, size)
+            yield from _jsonl_chunks(source, size)
         else:
             yield from _arrow_chunks(source.dataset, source.path, size)
         return
@@ -299,13 +300,12 @@ def count_hint(source: Any) -> int | None:
             return None
         if source.fmt == "parquet" and source.dataset is not None:
             return int(source.dataset.count_rows())
-        files = _files(source.fs, source.inner)
-        if sum(f.size or 0 for f in files) > COUNT_BYTES:
+        if sum(f.size or 0 for f in source.files) > COUNT_BYTES:
             return None
         if source.dataset is not None:  # CSV
             return int(source.dataset.count_rows())
         total = 0
-        for file in files:
+        for file in source.files:
             with source.fs.open_input_stream(file.path) as raw:
                 total += sum(1 for _ in _examples(raw))
         return total

@@ -47,6 +47,24 @@ def test_every_form_gives_the_same_examples(tmp_path: Path) -> None:
     assert count_hint(str(tmp_path / "d.parquet")) == 25 and count_hint(ROWS) == 25
 
 
+def test_a_folder_reads_the_files_of_its_format_only(tmp_path: Path) -> None:
+    for kind in ("parquet", "jsonl"):
+        folder = tmp_path / kind
+        folder.mkdir()
+        for part in range(2):
+            rows = ROWS[part * 13 : part * 13 + 13]
+            if kind == "parquet":
+                pq.write_table(pa.Table.from_pylist(rows), folder / f"part-{part}.parquet")
+            else:
+                text = "".join(json.dumps(r) + "\n" for r in rows)
+                (folder / f"part-{part}.jsonl").write_text(text)
+        # what exports and people leave beside the data
+        (folder / "README.md").write_text("# examples for the nightly evaluation\n")
+        (folder / "_SUCCESS").write_text("")
+        assert _all(str(folder)) == ROWS, kind
+        assert count_hint(str(folder)) == 25, kind
+
+
 def test_text_datasets_are_counted_up_to_a_size(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
