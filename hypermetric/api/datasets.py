@@ -54,13 +54,15 @@ class Chunk:
     #: for JSONL, the line number of the first line (for parse errors)
     first_line: int = 0
     source: str = ""
+    #: for JSONL with blank lines between examples, each example's line number
+    line_numbers: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return self.data.num_rows if self.kind == "arrow" else len(self.data)
 
     def __reduce__(self) -> Any:
         if self.kind != "arrow":
-            return (Chunk, (self.kind, self.data, self.first_line, self.source))
+            return (Chunk, (self.kind, self.data, self.first_line, self.source, self.line_numbers))
         # A batch read from Parquet is a slice of its whole row group, and pickling a slice
         # copies every buffer it points into (megabytes for a few kilobytes of examples).
         # The IPC stream writes only the rows of the slice.
@@ -77,16 +79,17 @@ class Chunk:
             return list(self.data.to_pylist())
         out = []
         for offset, line in enumerate(self.data):
+            number = self.line_numbers[offset] if self.line_numbers else self.first_line + offset
             try:
                 row = json.loads(line)
             except ValueError as exc:
                 raise DatasetError(
-                    f"{self.source} line {self.first_line + offset} is not valid JSON ({exc}); "
+                    f"{self.source} line {number} is not valid JSON ({exc}); "
                     "fix the line or remove it"
                 ) from None
             if not isinstance(row, dict):
                 raise DatasetError(
-                    f"{self.source} line {self.first_line + offset} is a JSON "
+                    f"{self.source} line {number} is a JSON "
                     f"{type(row).__name__}, not an object; each line must be one example"
                 )
             out.append(row)
@@ -192,14 +195,20 @@ def _jsonl_chunks(source: OpenedPath, size: int) -> Iterator[Chunk]:
     for file in source.files:
         label = source.path if len(source.files) == 1 else file.path
         with source.fs.open_input_stream(file.path) as raw:
-            lines = _examples(raw)
-            number = 1
+            numbered = ((n, line) for n, line in enumerate(_iter_lines(raw), 1) if line.strip())
             while True:
-                block = list(itertools.islice(lines, size))
+                block = list(itertools.islice(numbered, size))
                 if not block:
                     break
-                yield Chunk("jsonl", block, first_line=number, source=label)
-                number += len(block)
+                first, last = block[0][0], block[-1][0]
+                gaps = last - first + 1 != len(block)  # blank lines between examples
+                yield Chunk(
+                    "jsonl",
+                    [line for _, line in block],
+                    first_line=first,
+                    source=label,
+                    line_numbers=tuple(n for n, _ in block) if gaps else None,
+                )
 
 
 def _iter_lines(stream: Any) -> Iterator[bytes]:

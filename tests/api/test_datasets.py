@@ -136,6 +136,11 @@ def test_missing_path_and_bad_files_are_one_clear_error(tmp_path: Path) -> None:
     chunk = next(iter_chunks(str(tmp_path / "bad.jsonl"), 10))
     with pytest.raises(DatasetError, match="line 2 is not valid JSON"):
         chunk.rows()
+    # blank lines are skipped but counted: the error names the line an editor shows
+    (tmp_path / "gaps.jsonl").write_text('{"a": 1}\n\n\n{"a": 2}\n[3]\n')
+    chunk = pickle.loads(pickle.dumps(next(iter_chunks(str(tmp_path / "gaps.jsonl"), 10))))
+    with pytest.raises(DatasetError, match=r"gaps\.jsonl line 5 is a JSON list, not an object"):
+        chunk.rows()
     (tmp_path / "bad.parquet").write_text("not parquet")
     with pytest.raises(DatasetError, match="cannot be parsed"):
         list(iter_chunks(str(tmp_path / "bad.parquet"), 10))
