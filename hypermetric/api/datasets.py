@@ -186,16 +186,17 @@ def open_path(path: str) -> OpenedPath:
     return OpenedPath(path, fs, tuple(files), fmt, dataset)
 
 
-def _examples(stream: Any) -> Iterator[bytes]:
-    """The example lines of a JSONL stream (blank lines are not examples)."""
-    return (line for line in _iter_lines(stream) if line.strip())
+def _examples(stream: Any) -> Iterator[tuple[int, bytes]]:
+    """The example lines of a JSONL stream with their line numbers (blank lines are not
+    examples, but count as lines)."""
+    return ((n, line) for n, line in enumerate(_iter_lines(stream), 1) if line.strip())
 
 
 def _jsonl_chunks(source: OpenedPath, size: int) -> Iterator[Chunk]:
     for file in source.files:
         label = source.path if len(source.files) == 1 else file.path
         with source.fs.open_input_stream(file.path) as raw:
-            numbered = ((n, line) for n, line in enumerate(_iter_lines(raw), 1) if line.strip())
+            numbered = _examples(raw)
             while True:
                 block = list(itertools.islice(numbered, size))
                 if not block:

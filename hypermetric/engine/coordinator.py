@@ -31,7 +31,7 @@ from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
-from hypermetric.engine.pool import Lent, live_nodes, pool, replacement, spread
+from hypermetric.engine.pool import Lent, live_nodes, pool, spread
 from hypermetric.errors import EngineError, HypermetricError, RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -69,6 +69,10 @@ class _Unit:
     unit_id: int
     chunk: Chunk
     payload: Any = None
+
+    def undriven(self) -> _Unit:
+        """The unit to drive again (its payload is gone with its driver or its node)."""
+        return _Unit(self.unit_id, self.chunk)
 
 
 @dataclass
@@ -277,10 +281,7 @@ class Coordinator:
 
     def _replace_driver(self, dead: _Driver) -> None:
         """A driver died: start another and drive every unit queued on it again."""
-        self._drivers[self._drivers.index(dead)] = _Driver(
-            pool.acquire("driver", [replacement(dead.lent.node)])[0]
-        )
-        pool.discard([dead.lent])
+        self._drivers[self._drivers.index(dead)] = _Driver(pool.replace("driver", dead.lent))
         units = list(dead.queued.values())
         if units:  # an actor runs its units in order: the first was running when it died
             first = units[0].unit_id
@@ -293,7 +294,7 @@ class Coordinator:
                 )
         for status in dead.queued:
             self._driving.pop(status, None)
-        self._again.extend(_Unit(unit.unit_id, unit.chunk) for unit in units)
+        self._again.extend(unit.undriven() for unit in units)
 
     def _error(self, exc: RayTaskError) -> Exception:
         cause = getattr(exc, "cause", None)
@@ -315,8 +316,7 @@ class Coordinator:
             if unit_id is None:
                 raise
             # the node holding a driven payload died before an evaluator read it
-            unit = slot.held.pop(unit_id)
-            self._again.append(_Unit(unit.unit_id, unit.chunk))
+            self._again.append(slot.held.pop(unit_id).undriven())
             return
         except RayTaskError as exc:
             raise self._error(exc) from None
@@ -351,8 +351,7 @@ class Coordinator:
     def _replace(self, dead: _Slot) -> None:
         """An evaluator died: start another and re-send every unit it held uncommitted."""
         index = self._slots.index(dead)
-        self._slots[index] = self._aim(pool.acquire("evaluator", [replacement(dead.lent.node)])[0])
-        pool.discard([dead.lent])
+        self._slots[index] = self._aim(pool.replace("evaluator", dead.lent))
         for ref, (slot, _unit) in list(self._evaluating.items()):
             if slot is dead:
                 del self._evaluating[ref]

@@ -70,16 +70,20 @@ def _number(value: Any) -> float:
     raise TypeError(type(value).__name__)
 
 
-_encode = json.JSONEncoder(default=repr, ensure_ascii=False).encode
-#: the C encoder behind ``_encode``, built once: encode() builds a new one on every call, which
-#: costs as much as encoding a call's inputs. Markers catch circular values (and are cleared
-#: after an error, which leaves them dirty).
+#: JSON text with repr() for what JSON cannot hold. With the C accelerator, its encoder is
+#: built once (JSONEncoder.encode builds a new one on every call, which costs as much as
+#: encoding a call's inputs); its markers catch circular values and are left dirty by an error.
 _markers: dict[int, Any] = {}
-_c_encode = (
-    c_make_encoder(_markers, repr, _string, None, ":", ",", False, False, True)
-    if c_make_encoder is not None
-    else None
-)
+_encode: Callable[[Any], str]
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(_markers, repr, _string, None, ":", ",", False, False, True)
+
+    def _encode_c(value: Any) -> str:
+        return "".join(_c_encoder(value, 0))
+
+    _encode = _encode_c
+else:  # pragma: no cover - CPython always has the accelerator
+    _encode = json.JSONEncoder(default=repr, ensure_ascii=False, separators=(",", ":")).encode
 
 
 def _json(value: Any) -> str | None:
@@ -89,8 +93,6 @@ def _json(value: Any) -> str | None:
     if type(value) is str:
         return _string(value)
     try:
-        if _c_encode is not None:
-            return "".join(_c_encode(value, 0))
         return _encode(value)
     except (TypeError, ValueError, RecursionError):
         _markers.clear()

@@ -102,6 +102,12 @@ class ActorPool:
         with self._lock:
             self._idle[kind].extend(actors)
 
+    def replace(self, kind: str, dead: Lent) -> Lent:
+        """A new actor of ``kind`` instead of ``dead`` (on its node if alive), which is killed."""
+        fresh = self.acquire(kind, [replacement(dead.node)])[0]
+        self.discard([dead])
+        return fresh
+
     def discard(self, actors: list[Lent]) -> None:
         """Kill actors that must not serve another run."""
         for lent in actors:
