@@ -10,6 +10,7 @@
     ├── CatalogError             the metadata DB refused or failed an operation
     │   ├── NotFoundError        no evaluation / run / version by that name or id
     │   └── ConflictError        a unique key was hit (a run for that date exists, ...)
+    │       └── SupersededError  a newer attempt holds the run: this one may not write
     ├── StorageError             a shard could not be written, moved or read
     ├── EngineError              the distributed engine failed (Ray could not start, ...)
     │   └── RunFailedError       a run ended failed (error budget, timeout, cancel)
@@ -38,6 +39,7 @@ __all__ = [
     "ScheduleError",
     "SchedulerError",
     "StorageError",
+    "SupersededError",
 ]
 
 
@@ -71,6 +73,15 @@ class NotFoundError(CatalogError):
 
 class ConflictError(CatalogError):
     """A unique key was hit: the thing already exists."""
+
+
+class SupersededError(ConflictError):
+    """This attempt of a run was superseded (taken over, queued again or reprocessed): the
+    metadata DB refuses its writes, and its process stops without writing anything more."""
+
+    def __init__(self, message: str, run_id: int | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class StorageError(HypermetricError):

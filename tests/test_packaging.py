@@ -34,7 +34,7 @@ def test_wheel_ships_migrations_and_upgrades_a_db(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("hypermetric-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "hypermetric/_migrations/env.py" in names
-    assert any(n.startswith("hypermetric/_migrations/versions/0002") for n in names)
+    assert any(n.startswith("hypermetric/_migrations/versions/0003") for n in names)
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     workdir = tmp_path / "elsewhere"
@@ -62,4 +62,4 @@ def test_wheel_ships_migrations_and_upgrades_a_db(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "metadata DB at 0002" in done.stdout
+    assert "metadata DB at 0003" in done.stdout

@@ -1,8 +1,11 @@
 """Backfill's catalog side: which intervals have runs, creating runs, and reprocessing one.
 
-Reprocessing keeps the run (one run per logical date) but starts it over: its shards
-leave the live datasets in a new dataset version (older versions still show them), its
-unit ledger is cleared and it is queued again at attempt 0.
+Reprocessing keeps the run (one run per logical date) but starts it over: its shards (and
+its retractions) leave the live datasets in a new dataset version (older versions still
+show them), its unit ledger is cleared and it is queued again. Its attempt number goes on
+from where it was (a new round of retries begins), so an attempt from before the reprocess
+that is still alive somewhere can never write into the run again (its fencing token is
+stale).
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import DatasetVersion, Evaluation, Run, Shard, UnitCommit
+from hypermetric.catalog.models import (
+    DatasetVersion,
+    Evaluation,
+    Retraction,
+    Run,
+    Shard,
+    UnitCommit,
+)
 from hypermetric.catalog.records import FINISHED_STATES, RunRecord
 from hypermetric.catalog.runs import create_run, get_run, run_record
 from hypermetric.errors import ConflictError, NotFoundError
@@ -90,7 +100,12 @@ def reprocess_run(
         live = session.scalars(
             select(Shard).where(Shard.run_id == run_id, Shard.removed_version_id.is_(None))
         ).all()
-        for dataset in sorted({s.dataset for s in live}):
+        retracted = session.scalars(
+            select(Retraction).where(
+                Retraction.run_id == run_id, Retraction.removed_version_id.is_(None)
+            )
+        ).all()
+        for dataset in sorted({s.dataset for s in live} | {r.dataset for r in retracted}):
             version = DatasetVersion(
                 dataset=dataset,
                 kind="retract",
@@ -103,6 +118,9 @@ def reprocess_run(
             for shard in live:
                 if shard.dataset == dataset:
                     shard.removed_version_id = version.id
+            for retraction in retracted:
+                if retraction.dataset == dataset:
+                    retraction.removed_version_id = version.id
         session.execute(delete(UnitCommit).where(UnitCommit.run_id == run_id))
         _reset(row, now, version_label=version_label, code_version=code_version, params=params)
         session.flush()
@@ -117,7 +135,8 @@ def _reset(
     code_version: str | None,
     params: dict[str, Any],
 ) -> None:
-    row.state, row.attempt, row.error, row.queued_at = "queued", 0, None, now
+    row.state, row.error, row.queued_at = "queued", None, now
+    row.attempt_base, row.redo_from = row.attempt, None
     row.started_at = row.ended_at = row.heartbeat_at = row.next_attempt_at = None
     row.owner = row.host = None
     row.pid = None

@@ -18,12 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import DatasetVersion, Evaluation, Run, Shard
+from hypermetric.catalog.models import DatasetVersion, Evaluation, Retraction, Run, Shard
 from hypermetric.catalog.records import RunRecord, ShardFile, ShardRecord
 from hypermetric.catalog.runs import run_record
 from hypermetric.catalog.shards import DATASETS, shard_record
@@ -38,6 +39,7 @@ __all__ = [
     "deletable_shards",
     "expirable_versions",
     "expire_versions",
+    "forget_retractions",
     "forget_shards",
     "prunable_runs",
 ]
@@ -163,10 +165,36 @@ def commit_rewrite(
             _add_files(session, dataset, version.id, change, now)
             versions[dataset] = version.id
         doomed = sorted(set(delete_runs))
+        _retire_retractions(session, doomed, versions, kind, message, now)
         for start in range(0, len(doomed), 500):
             session.execute(delete(Run).where(Run.id.in_(doomed[start : start + 500])))
         session.flush()
     return versions
+
+
+def _retire_retractions(
+    session: Session,
+    run_ids: Sequence[int],
+    versions: dict[str, int],
+    kind: str,
+    message: str | None,
+    now: datetime,
+) -> None:
+    """Deleted runs' retractions leave the datasets with their shards (in the same version)."""
+    for start in range(0, len(run_ids), 500):
+        stmt = select(Retraction).where(
+            Retraction.run_id.in_(run_ids[start : start + 500]),
+            Retraction.removed_version_id.is_(None),
+        )
+        for retraction in session.scalars(stmt):
+            if retraction.dataset not in versions:
+                version = DatasetVersion(
+                    dataset=retraction.dataset, kind=kind, created_at=now, message=message
+                )
+                session.add(version)
+                session.flush()
+                versions[retraction.dataset] = version.id
+            retraction.removed_version_id = versions[retraction.dataset]
 
 
 def _newest_version_id(session: Session) -> int:
@@ -201,17 +229,20 @@ def expire_versions(db: Database, before: datetime) -> list[int]:
         return ids
 
 
-def _unreferenced(expire_before: datetime | None = None, newest: int = 0) -> Select[Shard]:
+def _unreferenced(
+    expire_before: datetime | None = None, newest: int = 0, model: Any = Shard
+) -> Select[Any]:
+    """Removed shards (or retractions) that no readable version references."""
     readable = select(DatasetVersion.id).where(
         DatasetVersion.expired.is_(False),
-        DatasetVersion.id >= Shard.added_version_id,
-        DatasetVersion.id < Shard.removed_version_id,
+        DatasetVersion.id >= model.added_version_id,
+        DatasetVersion.id < model.removed_version_id,
     )
     if expire_before is not None:  # as if expire_versions(expire_before) had run
         readable = readable.where(
             or_(DatasetVersion.created_at >= expire_before, DatasetVersion.id >= newest)
         )
-    return select(Shard).where(Shard.removed_version_id.is_not(None), ~exists(readable))
+    return select(model).where(model.removed_version_id.is_not(None), ~exists(readable))
 
 
 def deletable_shards(db: Database, *, expire_before: datetime | None = None) -> list[ShardRecord]:
@@ -242,6 +273,18 @@ def forget_shards(db: Database, shard_ids: Sequence[int]) -> list[ShardRecord]:
             if rows:
                 session.execute(delete(Shard).where(Shard.id.in_([r.id for r in rows])))
     return forgotten
+
+
+def forget_retractions(db: Database) -> int:
+    """Delete the retractions no readable version needs any more; returns how many."""
+    with db.session() as session:
+        db.dialect.lock_snapshots(session)
+        ids = list(
+            session.scalars(_unreferenced(model=Retraction).with_only_columns(Retraction.id))
+        )
+        for start in range(0, len(ids), 500):
+            session.execute(delete(Retraction).where(Retraction.id.in_(ids[start : start + 500])))
+        return len(ids)
 
 
 def prunable_runs(db: Database, before: datetime) -> list[RunRecord]:

@@ -22,13 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from hypermetric.catalog.types import JSONType, UTCDateTime, utcnow
+from hypermetric.catalog.types import BigCount, JSONType, UTCDateTime, utcnow
 
 __all__ = [
     "Base",
     "DatasetVersion",
     "Evaluation",
+    "Retraction",
     "Run",
+    "RunAttempt",
     "SchedulerInstance",
     "Shard",
     "UnitCommit",
@@ -97,7 +99,15 @@ class Run(Base):
     code_version: Mapped[str | None] = mapped_column(String(64))
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     params: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    #: the number of the latest attempt, never reset: every write an attempt makes carries
+    #: it, and the DB refuses writes of any other attempt (fencing)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
+    #: attempts made before the current round (a new run, a retry by hand or a reprocess
+    #: starts a round): the retry budget counts ``attempt - attempt_base``
+    attempt_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: set by a retry: units committed by an attempt before this one drive their failed
+    #: examples again (None: committed units are done)
+    redo_from: Mapped[int | None] = mapped_column(Integer)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -110,12 +120,12 @@ class Run(Base):
     #: what the run reads and how it is cut into units: a resumed attempt must cut the same
     dataset: Mapped[str | None] = mapped_column(String(1000))
     unit_size: Mapped[int | None] = mapped_column(Integer)
-    examples_total: Mapped[int | None] = mapped_column(Integer)
+    examples_total: Mapped[int | None] = mapped_column(BigCount)
     units_total: Mapped[int | None] = mapped_column(Integer)
-    rows_count: Mapped[int] = mapped_column(Integer, default=0)
-    calls_count: Mapped[int] = mapped_column(Integer, default=0)
-    errors_count: Mapped[int] = mapped_column(Integer, default=0)
-    examples_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_count: Mapped[int] = mapped_column(BigCount, default=0)
+    calls_count: Mapped[int] = mapped_column(BigCount, default=0)
+    errors_count: Mapped[int] = mapped_column(BigCount, default=0)
+    examples_done: Mapped[int] = mapped_column(BigCount, default=0)
     shard_count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (
@@ -151,8 +161,8 @@ class Shard(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     dataset: Mapped[str] = mapped_column(String(32))
     path: Mapped[str] = mapped_column(String(1000), unique=True)
-    rows: Mapped[int] = mapped_column(Integer)
-    bytes: Mapped[int] = mapped_column(Integer)
+    rows: Mapped[int] = mapped_column(BigCount)
+    bytes: Mapped[int] = mapped_column(BigCount)
     stats: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     schema_fingerprint: Mapped[str] = mapped_column(String(64))
     added_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
@@ -166,7 +176,9 @@ class Shard(Base):
 
 
 class UnitCommit(Base):
-    """The unit ledger: which shards hold a run's work unit. A unit commits at most once."""
+    """The unit ledger: which shards hold a run's work unit. A unit commits at most once per
+    attempt: once when first driven, and once more by each retry that drives its failed
+    examples again (the row then holds the unit's totals after the retry)."""
 
     __tablename__ = "unit_commits"
 
@@ -182,6 +194,54 @@ class UnitCommit(Base):
     errors: Mapped[int] = mapped_column(Integer)
     failed_examples: Mapped[int] = mapped_column(Integer, default=0)
     committed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: the attempt that last committed rows of this unit
+    attempt: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    #: the unit's failed examples: ``[position, example id, score rows, call rows, error rows]``
+    #: each, what a retry drives again and retracts (None: none failed)
+    failed: Mapped[list[Any] | None] = mapped_column(JSONType)
+
+
+class Retraction(Base):
+    """A row-level delete: the rows of one example of a run written by attempts before
+    ``attempt`` leave ``dataset`` from version ``added_version_id`` on (a retry drove the
+    example again). Live between two versions, like a shard, so that reading an older
+    version still shows the retracted rows."""
+
+    __tablename__ = "retractions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(32))
+    #: the run id written in the rows (no foreign key: a pruned run's retractions stay as
+    #: long as a readable version shows its rows)
+    run_id: Mapped[int] = mapped_column(Integer)
+    example_id: Mapped[str] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer)
+    added_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    removed_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
+
+    __table_args__ = (
+        Index(None, "dataset", "removed_version_id", "added_version_id"),
+        Index(None, "run_id"),
+    )
+
+
+class RunAttempt(Base):
+    """One attempt of a run: how it began, where it ran, and how and why it ended."""
+
+    __tablename__ = "run_attempts"
+
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: start, resume, retry or takeover
+    kind: Mapped[str] = mapped_column(String(16))
+    #: running, success, failed, canceled, lost or superseded
+    state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(200))
+    pid: Mapped[int | None] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SchedulerInstance(Base):

@@ -9,7 +9,9 @@ from typing import Any
 __all__ = [
     "RUN_STATES",
     "RUN_TYPES",
+    "AttemptRecord",
     "EvaluationRecord",
+    "FailedExample",
     "RunRecord",
     "ShardFile",
     "ShardRecord",
@@ -67,6 +69,8 @@ class RunRecord:
     versions: dict[str, Any] | None
     params: dict[str, Any]
     attempt: int
+    attempt_base: int
+    redo_from: int | None
     queued_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -105,8 +109,21 @@ class ShardFile:
 
 
 @dataclass(frozen=True)
+class FailedExample:
+    """An example of a unit that had an error (a component call or an eval raised), with
+    the rows it wrote: what a retry drives again and retracts."""
+
+    position: int  # in its unit
+    example_id: str
+    rows: int
+    calls: int
+    errors: int
+
+
+@dataclass(frozen=True)
 class UnitSummary:
-    """What one committed work unit holds."""
+    """What one work unit holds: all of it, or, when a retry drove its failed examples
+    again, those examples only (``examples`` of them)."""
 
     unit_id: int
     examples: int
@@ -114,6 +131,24 @@ class UnitSummary:
     calls: int
     errors: int
     failed_examples: int = 0
+    failed: tuple[FailedExample, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One attempt of a run: how it began (start, resume, retry, takeover), where it ran,
+    and how and why it ended (None while it runs)."""
+
+    run_id: int
+    attempt: int
+    kind: str
+    state: str
+    reason: str | None
+    owner: str | None
+    host: str | None
+    pid: int | None
+    started_at: datetime
+    ended_at: datetime | None
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,20 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import Evaluation, Run
+from hypermetric.catalog.models import Evaluation, Run, RunAttempt
 from hypermetric.catalog.records import RUN_STATES, RUN_TYPES, RunRecord
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError, NotFoundError
 
 __all__ = [
+    "START_MODES",
     "cancel_run",
+    "check_startable",
+    "close_attempt",
     "count_runs",
     "create_run",
     "finish_run",
     "get_run",
-    "heartbeat",
     "list_runs",
     "make_run_key",
     "run_record",
@@ -158,57 +160,129 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
 
 
+#: how a process takes a run: ``resume`` a queued run (or one whose process died), ``force``
+#: it from a live-looking one, or ``retry`` a failed or canceled one
+START_MODES = ("resume", "force", "retry")
+
+
+def check_startable(row: Run, run_id: int, mode: str) -> None:
+    """ConflictError unless a run in ``row``'s state may be started in ``mode``."""
+    if mode == "retry":
+        if row.state not in ("failed", "canceled"):
+            raise ConflictError(
+                f"run {run_id} is {row.state}; only a failed or canceled run is retried"
+            )
+        return
+    if row.state in ("success", "canceled"):
+        raise ConflictError(f"run {run_id} is {row.state}; it cannot be started again")
+    if row.state == "failed":
+        raise ConflictError(
+            f"run {run_id} failed ({row.error or 'no reason given'}); "
+            f"`hypermetric runs retry {run_id}` runs its failed work again"
+        )
+
+
+def _kind(row: Run, mode: str) -> str:
+    if row.attempt == 0:
+        return "start"
+    if mode == "retry" or row.redo_from == row.attempt + 1:
+        return "retry"
+    return "takeover" if row.state == "running" else "resume"
+
+
+def close_attempt(
+    session: Session, run_id: int, attempt: int, state: str, now: datetime, reason: str | None
+) -> None:
+    """End the history row of an attempt still marked running (older runs have none)."""
+    session.execute(
+        update(RunAttempt)
+        .where(
+            RunAttempt.run_id == run_id,
+            RunAttempt.attempt == attempt,
+            RunAttempt.state == "running",
+        )
+        .values(state=state, reason=reason, ended_at=now)
+    )
+
+
 def start_run(
-    db: Database, run_id: int, *, owner: str, pid: int, host: str, examples_total: int | None = None
+    db: Database,
+    run_id: int,
+    *,
+    owner: str,
+    pid: int,
+    host: str,
+    examples_total: int | None = None,
+    mode: str = "resume",
 ) -> RunRecord:
-    """Move a run to running for a new attempt, owned by this process."""
+    """Move a run to running for a new attempt, owned by this process (see :data:`START_MODES`).
+
+    A ``retry`` starts a new round: the retry budget counts from it, and the units committed
+    before it drive their failed examples again. A running attempt taken over is marked
+    superseded: from now on the DB refuses its writes.
+    """
+    if mode not in START_MODES:
+        raise ValueError(f"mode must be one of {START_MODES}, not {mode!r}")
     now = utcnow()
     with db.session() as session:
         row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
         if row is None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
-        if row.state in ("success", "canceled"):
-            raise ConflictError(f"run {run_id} is {row.state}; it cannot be started again")
-        row.state = "running"
-        row.attempt = row.attempt + 1
+        check_startable(row, run_id, mode)
+        kind = _kind(row, mode)
+        if row.state == "running":
+            reason = f"taken over by attempt {row.attempt + 1}"
+            close_attempt(session, run_id, row.attempt, "superseded", now, reason)
+        if mode == "retry":
+            row.attempt_base, row.redo_from = row.attempt, row.attempt + 1
+        row.state, row.attempt, row.error = "running", row.attempt + 1, None
         row.started_at = row.started_at or now
         row.heartbeat_at = now
-        row.ended_at = None
-        row.next_attempt_at = None
-        row.error = None
+        row.ended_at = row.next_attempt_at = None
         row.owner, row.pid, row.host = owner, pid, host
         if examples_total is not None:
             row.examples_total = examples_total
+        session.add(
+            RunAttempt(
+                run_id=run_id,
+                attempt=row.attempt,
+                kind=kind,
+                state="running",
+                owner=owner,
+                host=host,
+                pid=pid,
+                started_at=now,
+            )
+        )
         session.flush()
         return get_run(db, run_id, session)
 
 
-def heartbeat(db: Database, run_id: int, **fields: Any) -> str:
-    """Refresh a run's heartbeat (and progress fields); returns the run's current state."""
-    with db.session() as session:
-        session.execute(update(Run).where(Run.id == run_id).values(heartbeat_at=utcnow(), **fields))
-        state = session.scalar(select(Run.state).where(Run.id == run_id))
-        if state is None:
-            raise NotFoundError(f"no run {run_id}")
-        return state
-
-
 def finish_run(db: Database, run_id: int, state: str, error: str | None = None) -> None:
-    """End a run in ``state`` (success, failed or canceled) with an optional reason."""
+    """End a run in ``state`` (success, failed or canceled) with an optional reason,
+    whichever attempt runs it (an attempt ends its own run with ``finish_attempt``)."""
     if state not in ("success", "failed", "canceled"):
         raise ValueError(f"a run ends success, failed or canceled, not {state!r}")
-    update_run(db, run_id, state=state, error=error, ended_at=utcnow())
+    now = utcnow()
+    with db.session() as session:
+        row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
+        if row is None:
+            raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
+        row.state, row.error, row.ended_at = state, error, now
+        close_attempt(session, run_id, row.attempt, state, now, error)
 
 
 def cancel_run(db: Database, run_id: int, reason: str = "canceled by user") -> RunRecord:
-    """Cancel a queued or running run; its driver stops at its next heartbeat."""
+    """Cancel a queued or running run; its attempt stops at its next write."""
     with db.session() as session:
         row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
         if row is None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
         if row.state not in ("queued", "running"):
             raise ConflictError(f"run {run_id} is {row.state}; only queued or running runs cancel")
-        row.state, row.error, row.ended_at = "canceled", reason, utcnow()
+        now = utcnow()
+        row.state, row.error, row.ended_at = "canceled", reason, now
+        close_attempt(session, run_id, row.attempt, "canceled", now, reason)
         session.flush()
         return get_run(db, run_id, session)
 

@@ -15,22 +15,24 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hypermetric.catalog.attempts import fence
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import DatasetVersion, Run, Shard, UnitCommit
+from hypermetric.catalog.ledger import LedgerSplit, record_units, split_units
+from hypermetric.catalog.models import DatasetVersion, Retraction, Run, Shard, UnitCommit
 from hypermetric.catalog.records import ShardFile, ShardRecord, UnitSummary, VersionRecord
 from hypermetric.catalog.types import utcnow
-from hypermetric.errors import ConflictError, NotFoundError
+from hypermetric.errors import ConflictError
 
 __all__ = [
     "DATASETS",
     "CommitResult",
-    "RunNotRunning",
     "UnitsAlreadyCommitted",
     "commit_units",
     "committed_unit_ids",
     "latest_version_id",
     "ledger_totals",
     "list_versions",
+    "live_retractions",
     "live_shards",
     "registered_paths",
     "shard_record",
@@ -38,14 +40,6 @@ __all__ = [
 ]
 
 DATASETS = ("scores", "calls")
-
-
-class RunNotRunning(ConflictError):
-    """The run ended (canceled, failed or done) before this commit: nothing was registered."""
-
-    def __init__(self, run_id: int, state: str) -> None:
-        self.state = state
-        super().__init__(f"run {run_id} is {state}; its shards are not registered")
 
 
 class UnitsAlreadyCommitted(ConflictError):
@@ -113,36 +107,37 @@ def commit_units(
     files: Sequence[ShardFile],
     units: Sequence[UnitSummary],
     *,
+    attempt: int,
     message: str | None = None,
 ) -> CommitResult:
-    """Register ``files`` holding ``units`` of a running run, in one transaction.
+    """Register ``files`` holding ``units`` of a run's ``attempt``, in one transaction.
 
-    Raises UnitsAlreadyCommitted (nothing registered) when any unit is in the ledger
-    already, and ConflictError when the run is no longer running (canceled, failed or done),
-    so a late evaluator of an ended run cannot add rows to it.
+    Fenced: raises SupersededError or RunNotRunning (nothing registered) unless the run is
+    running at ``attempt``, so a superseded attempt or a late evaluator of an ended run cannot
+    add rows to it. Raises UnitsAlreadyCommitted (nothing registered) when any unit is
+    committed already (see :mod:`hypermetric.catalog.ledger` for a retry's units).
     """
     unit_ids = [u.unit_id for u in units]
     if len(set(unit_ids)) != len(unit_ids):
         raise ValueError(f"run {run_id}: a flush lists a unit twice")
+    inserted = unit_ids
     try:
         with db.session() as session:
             db.dialect.lock_snapshots(session)
             run = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
-            if run is None:
-                raise NotFoundError(f"no run {run_id}")
-            if run.state != "running":
-                raise RunNotRunning(run_id, run.state)
-            done = _already(session, run_id, unit_ids)
-            if done:
-                raise UnitsAlreadyCommitted(run_id, done)
-            result = _register(session, run, files, units, message)
+            run = fence(run, run_id, attempt)
+            split = split_units(session, run, units)
+            inserted = [u.unit_id for u in split.new]
+            if split.done:
+                raise UnitsAlreadyCommitted(run_id, split.done)
+            result = _register(session, run, files, split, message)
             session.flush()
             return result
     except IntegrityError:
         # Another process committed one of these units between our check and our insert,
         # or (a bug, never a race) a file's path is registered already.
         with db.session() as session:
-            done = _already(session, run_id, unit_ids)
+            done = _already(session, run_id, inserted)
         if done:
             raise UnitsAlreadyCommitted(run_id, done) from None
         paths = ", ".join(f.path for f in files)
@@ -153,20 +148,24 @@ def _register(
     session: Session,
     run: Run,
     files: Sequence[ShardFile],
-    units: Sequence[UnitSummary],
+    split: LedgerSplit,
     message: str | None,
 ) -> CommitResult:
     now = utcnow()
-    versions: list[int] = []
+    versions: dict[str, int] = {}
     shard_ids: dict[str, int] = {}
-    for file in files:
-        if file.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {file.dataset!r}; expected one of {DATASETS}")
+    # a retry's commit retracts rows from both datasets, also one it adds no file to
+    changed = {f.dataset for f in files} | (set(DATASETS) if split.redo else set())
+    for dataset in sorted(changed):
+        if dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
         version = DatasetVersion(
-            dataset=file.dataset, kind="append", run_id=run.id, created_at=now, message=message
+            dataset=dataset, kind="append", run_id=run.id, created_at=now, message=message
         )
         session.add(version)
         session.flush()
+        versions[dataset] = version.id
+    for file in files:
         shard = Shard(
             run_id=run.id,
             dataset=file.dataset,
@@ -175,35 +174,16 @@ def _register(
             bytes=file.bytes,
             stats=file.stats or None,
             schema_fingerprint=file.schema_fingerprint,
-            added_version_id=version.id,
+            added_version_id=versions[file.dataset],
             created_at=now,
         )
         session.add(shard)
         session.flush()
-        versions.append(version.id)
         shard_ids[file.dataset] = shard.id
-    for unit in units:
-        session.add(
-            UnitCommit(
-                run_id=run.id,
-                unit_id=unit.unit_id,
-                scores_shard_id=shard_ids.get("scores"),
-                calls_shard_id=shard_ids.get("calls"),
-                examples=unit.examples,
-                rows=unit.rows,
-                calls=unit.calls,
-                errors=unit.errors,
-                failed_examples=unit.failed_examples,
-                committed_at=now,
-            )
-        )
-    run.rows_count += sum(u.rows for u in units)
-    run.calls_count += sum(u.calls for u in units)
-    run.errors_count += sum(u.errors for u in units)
-    run.examples_done += sum(u.examples for u in units)
+    record_units(session, run, split, shard_ids, versions, now)
     run.shard_count += len(files)
     run.heartbeat_at = now
-    return CommitResult(version_ids=tuple(versions), shard_ids=shard_ids)
+    return CommitResult(version_ids=tuple(versions.values()), shard_ids=shard_ids)
 
 
 def committed_unit_ids(db: Database, run_id: int) -> set[int]:
@@ -225,7 +205,8 @@ def ledger_totals(db: Database, run_id: int) -> UnitSummary:
                 func.coalesce(func.sum(UnitCommit.failed_examples), 0),
             ).where(UnitCommit.run_id == run_id)
         ).one()
-    return UnitSummary(*(int(v) for v in row))
+    units, examples, rows, calls, errors, failed = (int(v) for v in row)
+    return UnitSummary(units, examples, rows, calls, errors, failed)
 
 
 def latest_version_id(db: Database) -> int:
@@ -254,6 +235,38 @@ def live_shards(
         stmt = stmt.where(Shard.run_id.in_(list(run_ids)))
     with db.session() as session:
         return [shard_record(r) for r in session.scalars(stmt.order_by(Shard.id))]
+
+
+def live_retractions(
+    db: Database,
+    dataset: str,
+    *,
+    as_of: int | None = None,
+    run_ids: Sequence[int] | None = None,
+) -> list[tuple[int, str, int]]:
+    """``(run id, example id, attempt)`` of the retractions of ``dataset`` live at version
+    ``as_of`` (default: now): rows of that run and example written by an attempt before
+    ``attempt`` are not part of the dataset. One per example, the latest retraction's."""
+    stmt = select(Retraction.run_id, Retraction.example_id, func.max(Retraction.attempt)).where(
+        Retraction.dataset == dataset
+    )
+    if as_of is None:
+        stmt = stmt.where(Retraction.removed_version_id.is_(None))
+    else:
+        stmt = stmt.where(
+            Retraction.added_version_id <= as_of,
+            or_(Retraction.removed_version_id.is_(None), Retraction.removed_version_id > as_of),
+        )
+    stmt = stmt.group_by(Retraction.run_id, Retraction.example_id)
+    found: list[tuple[int, str, int]] = []
+    with db.session() as session:
+        if run_ids is None:
+            return [(r, e, a) for r, e, a in session.execute(stmt)]
+        wanted = sorted(set(run_ids))
+        for start in range(0, len(wanted), 500):
+            chunk = stmt.where(Retraction.run_id.in_(wanted[start : start + 500]))
+            found.extend((r, e, a) for r, e, a in session.execute(chunk))
+    return found
 
 
 def list_versions(db: Database, *, limit: int | None = None) -> list[VersionRecord]:

@@ -18,7 +18,7 @@ from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import to_record
 from hypermetric.catalog.models import Evaluation, Run
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
-from hypermetric.catalog.runs import run_record
+from hypermetric.catalog.runs import close_attempt, run_record
 from hypermetric.catalog.scheduling import active_condition, lock_run
 
 __all__ = [
@@ -104,6 +104,11 @@ def run_states(db: Database, run_ids: Sequence[int]) -> dict[int, str]:
     return states
 
 
+def _round(row: Run) -> int:
+    """Attempts made in the run's current round (what its retry budget counts)."""
+    return row.attempt - row.attempt_base
+
+
 def _requeue(row: Run, *, next_attempt_at: datetime | None, error: str | None) -> None:
     row.state, row.error, row.next_attempt_at = "queued", error, next_attempt_at
     row.owner = row.host = None
@@ -124,8 +129,9 @@ def recover_lost(
     """Deal with a run that showed no sign of life since ``seen_before``.
 
     A lost claim is released (the run is ready again); a lost running attempt is resumed
-    (queued again, keeping its committed units) while it has fewer than ``max_attempts``
-    attempts, else failed with the reason. With ``pid``, only if that process drives it.
+    (queued again, keeping its committed units) while its round has fewer than
+    ``max_attempts`` attempts, else failed with the reason; either way the lost attempt is
+    fenced (the run no longer runs at it). With ``pid``, only if that process drives it.
     Returns the new state, or None if the run was not lost after all (it moved on, or
     another scheduler holds it).
     """
@@ -142,7 +148,9 @@ def recover_lost(
             return "queued"
         if row.state != "running":
             return None
-        if row.attempt < max_attempts:
+        # the lost attempt is fenced from here: the run is no longer running at it
+        close_attempt(session, row.id, row.attempt, "lost", now, reason)
+        if _round(row) < max_attempts:
             _requeue(
                 row, next_attempt_at=None, error=f"attempt {row.attempt} lost: {reason}; resuming"
             )
@@ -163,6 +171,7 @@ def fail_timed_out(
         if row.started_at >= started_before:
             return False
         row.state, row.error, row.ended_at = "failed", reason, now
+        close_attempt(session, row.id, row.attempt, "failed", now, reason)
         return True
 
 
@@ -171,24 +180,26 @@ def requeue_for_retry(
 ) -> RunRecord | None:
     """Queue a failed run again if its definition allows another attempt; None otherwise.
 
-    The retry waits ``backoff(definition, attempt)`` seconds (``next_attempt_at``) and then
-    resumes from the run's committed units.
+    The retry waits ``backoff(definition, attempts so far)`` seconds (``next_attempt_at``),
+    then runs the failed work again: every unit never committed, and every example that had
+    an error (see :mod:`hypermetric.catalog.ledger`).
     """
     with db.session() as session:
         row = lock_run(db, session, run_id)
-        if row is None or row.state != "failed" or row.attempt < 1:
+        if row is None or row.state != "failed" or _round(row) < 1:
             return None
         ev = session.get(Evaluation, row.evaluation_id)
-        if ev is None or row.attempt >= ev.retries + 1:
+        if ev is None or _round(row) >= ev.retries + 1:
             return None
-        wait = backoff(to_record(ev), row.attempt)
+        wait = backoff(to_record(ev), _round(row))
         at = now + timedelta(seconds=wait)
         note = f"attempt {row.attempt} failed: {row.error or 'no reason given'}"
         _requeue(
             row,
             next_attempt_at=at,
-            error=f"{note}; retry {row.attempt}/{ev.retries} after {wait:g}s",
+            error=f"{note}; retry {_round(row)}/{ev.retries} after {wait:g}s",
         )
+        row.redo_from = row.attempt + 1
         session.flush()
         return run_record(row, ev.name)
 
@@ -205,8 +216,8 @@ def failed_since(db: Database, since: datetime, *, limit: int = 1000) -> list[in
         .where(
             Run.state == "failed",
             Run.ended_at >= since,
-            Run.attempt >= 1,
-            Run.attempt < Evaluation.retries + 1,
+            Run.attempt - Run.attempt_base >= 1,
+            Run.attempt - Run.attempt_base < Evaluation.retries + 1,
         )
         .order_by(Run.ended_at)
         .limit(limit)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime
+from sqlalchemy import JSON, BigInteger, DateTime, Integer
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["JSONType", "UTCDateTime", "utcnow"]
+__all__ = ["BigCount", "JSONType", "UTCDateTime", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -45,3 +45,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 JSONType: Any = JSON().with_variant(JSONB(), "postgresql")
+
+#: A count that may pass 2**31 (rows of a run, bytes of a compacted shard of LLM prompts):
+#: BIGINT on PostgreSQL; on SQLite every INTEGER is 64-bit already, and declaring it as such
+#: keeps SQLite tables from being rebuilt by a migration.
+BigCount: Any = BigInteger().with_variant(Integer(), "sqlite")

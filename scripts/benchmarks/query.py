@@ -85,7 +85,9 @@ def _commit_run(
     for unit, (lo, hi) in enumerate(itertools.pairwise(bounds)):
         files.append(store.write("scores", run.id, table.slice(lo, hi - lo), f"u{unit}"))
         units.append(UnitSummary(unit, int(hi - lo), int(hi - lo), 0, 0))
-    commit_units(db, run.id, files, units)  # one transaction per run, one version per shard
+    commit_units(
+        db, run.id, files, units, attempt=1
+    )  # one transaction per run, one version per shard
     finish_run(db, run.id, "success")
     return run.id
 

@@ -65,13 +65,14 @@ def test_same_run_key_is_refused(db: Database) -> None:
 def test_a_unit_cannot_be_committed_to_two_shards(db: Database) -> None:
     run_id = _running_run(db)
     units = [UnitSummary(unit_id=i, examples=5, rows=5, calls=5, errors=0) for i in (0, 1)]
-    commit_units(db, run_id, [_file("scores", 1), _file("calls", 1)], units)
+    commit_units(db, run_id, [_file("scores", 1), _file("calls", 1)], units, attempt=1)
     with pytest.raises(UnitsAlreadyCommitted) as info:
         commit_units(
             db,
             run_id,
             [_file("scores", 2)],
             [UnitSummary(1, 5, 5, 5, 0), UnitSummary(2, 5, 5, 5, 0)],
+            attempt=1,
         )
     assert info.value.unit_ids == {1}
     # nothing of the refused flush was registered
@@ -89,14 +90,16 @@ def test_commit_to_a_run_that_is_not_running_is_refused(db: Database) -> None:
     ev = upsert_evaluation(db, "qa")
     run = create_run(db, ev.id, run_type="manual", logical_date=DAY)
     with pytest.raises(ConflictError, match="queued"):
-        commit_units(db, run.id, [_file("scores", 1)], [UnitSummary(0, 1, 1, 1, 0)])
+        commit_units(db, run.id, [_file("scores", 1)], [UnitSummary(0, 1, 1, 1, 0)], attempt=0)
     assert live_shards(db, "scores") == []
 
 
 def test_versions_follow_commits_and_time_travel(db: Database) -> None:
     run_id = _running_run(db)
-    first = commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(0, 1, 10, 1, 0)])
-    second = commit_units(db, run_id, [_file("scores", 2)], [UnitSummary(1, 1, 10, 1, 0)])
+    first = commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(0, 1, 10, 1, 0)], attempt=1)
+    second = commit_units(
+        db, run_id, [_file("scores", 2)], [UnitSummary(1, 1, 10, 1, 0)], attempt=1
+    )
     assert first.version_ids[0] < second.version_ids[0]
     assert len(live_shards(db, "scores", as_of=first.version_ids[0])) == 1
     assert len(live_shards(db, "scores")) == 2
@@ -123,8 +126,8 @@ def test_unknown_things_are_not_found(db: Database) -> None:
 
 def test_registering_a_path_twice_says_so(db: Database) -> None:
     run_id = _running_run(db)
-    commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(0, 1, 1, 1, 0)])
+    commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(0, 1, 1, 1, 0)], attempt=1)
     with pytest.raises(ConflictError, match="shard path is registered already") as info:
-        commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(1, 1, 1, 1, 0)])
+        commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(1, 1, 1, 1, 0)], attempt=1)
     assert not isinstance(info.value, UnitsAlreadyCommitted)
     assert committed_unit_ids(db, run_id) == {0}

@@ -15,7 +15,7 @@ import pytest
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.records import ShardFile, UnitSummary
-from hypermetric.catalog.runs import create_run, finish_run, start_run
+from hypermetric.catalog.runs import create_run, finish_run, get_run, start_run
 from hypermetric.catalog.shards import commit_units
 from hypermetric.config import Settings
 from hypermetric.storage.files import ShardStore, store_for
@@ -49,6 +49,7 @@ def scores_table(
             "metric": pa.array([metric] * n, pa.string()),
             "value": value_array,
             "error": pa.array(errors if errors is not None else [None] * n, pa.string()),
+            "run_attempt": pa.array([1] * n, pa.int32()),
             "created_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
         },
         schema=SCORES_SCHEMA,
@@ -70,6 +71,7 @@ def calls_table(run_id: int, example_ids: Sequence[str], *, evaluation: str = "q
             "output": pa.array(['"a"'] * n, pa.string()),
             "latency_ms": pa.array([1.5] * n, pa.float64()),
             "error": pa.array([None] * n, pa.string()),
+            "run_attempt": pa.array([1] * n, pa.int32()),
             "created_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
         },
         schema=CALLS_SCHEMA,
@@ -119,7 +121,8 @@ class Runs:
         errors = rows - scores["error"].null_count if has_errors else 0
         calls = tables["calls"].num_rows if "calls" in tables else 0
         unit = UnitSummary(unit_id=unit_id, examples=rows, rows=rows, calls=calls, errors=errors)
-        commit_units(self.db, run_id, files, [unit])
+        attempt = get_run(self.db, run_id).attempt
+        commit_units(self.db, run_id, files, [unit], attempt=attempt)
         return files
 
     def finish(self, run_id: int, state: str = "success") -> None:

@@ -98,12 +98,12 @@ def test_unregistered_and_twice_committed_files_never_show(
     again = store.write("scores", run_id, scores_table(run_id, ids(10), [1.0] * 10), "u0")
     unit = UnitSummary(unit_id=0, examples=10, rows=10, calls=0, errors=0)
     with pytest.raises(UnitsAlreadyCommitted):
-        commit_units(db, run_id, [again], [unit])
+        commit_units(db, run_id, [again], [unit], attempt=1)
     # the same file registered a second time under a new unit id: the path is unique
     first = runs.store.write("scores", run_id, scores_table(run_id, ids(5, "b"), [1.0] * 5), "u1")
-    commit_units(db, run_id, [first], [dataclasses.replace(unit, unit_id=1, rows=5)])
+    commit_units(db, run_id, [first], [dataclasses.replace(unit, unit_id=1, rows=5)], attempt=1)
     with pytest.raises(ConflictError):
-        commit_units(db, run_id, [first], [dataclasses.replace(unit, unit_id=2, rows=5)])
+        commit_units(db, run_id, [first], [dataclasses.replace(unit, unit_id=2, rows=5)], attempt=1)
     runs.finish(run_id)
     assert sum(1 for f in store.files() if f.path.endswith(".parquet")) == 4
     rows = sql("SELECT example_id FROM scores ORDER BY 1").fetchall()

@@ -61,12 +61,14 @@ def test_reprocess_failed_reruns_only_failed_intervals(
         finish(db, run_id, state)
     result = backfill(db, "nightly", "2026-10-01", "2026-10-04", reprocess="failed", clock=clock)
     assert result.run_ids == (ids[1], ids[3])
-    states = {r.id: (r.state, r.attempt) for r in list_runs(db, limit=None)}
+    # a reprocessed run keeps counting its attempts (an attempt from before can never write
+    # again), and its retry budget starts over
+    states = {r.id: (r.state, r.attempt, r.attempt_base) for r in list_runs(db, limit=None)}
     assert states == {
-        ids[0]: ("success", 1),
-        ids[1]: ("queued", 0),
-        ids[2]: ("success", 1),
-        ids[3]: ("queued", 0),
+        ids[0]: ("success", 1, 0),
+        ids[1]: ("queued", 1, 1),
+        ids[2]: ("success", 1, 0),
+        ids[3]: ("queued", 1, 1),
     }
     everything = backfill(db, "nightly", "2026-10-01", "2026-10-04", reprocess="all", clock=clock)
     assert everything.run_ids == (ids[0], ids[2])  # the queued ones are left alone
@@ -81,12 +83,14 @@ def test_reprocessing_retracts_the_old_scores(
         ShardFile(dataset=d, path=f"/s/{d}.parquet", rows=4, bytes=9, schema_fingerprint="f")
         for d in ("scores", "calls")
     ]
-    commit_units(db, run_id, files, [UnitSummary(0, examples=2, rows=4, calls=2, errors=0)])
+    commit_units(
+        db, run_id, files, [UnitSummary(0, examples=2, rows=4, calls=2, errors=0)], attempt=1
+    )
     finish_run(db, run_id, "success")
     assert len(live_shards(db, "scores", run_ids=[run_id])) == 1
     backfill(db, "nightly", "2026-10-01", "2026-10-01", reprocess="all", clock=clock)
     run = get_run(db, run_id)
-    assert (run.state, run.attempt, run.rows_count, run.shard_count) == ("queued", 0, 0, 0)
+    assert (run.state, run.attempt, run.rows_count, run.shard_count) == ("queued", 1, 0, 0)
     assert live_shards(db, "scores", run_ids=[run_id]) == []
     assert committed_unit_ids(db, run_id) == set()
     before = live_shards(db, "scores", as_of=2, run_ids=[run_id])
