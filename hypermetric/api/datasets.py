@@ -7,11 +7,10 @@ returns one of these. It is read lazily, a chunk at a time, never whole.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,6 @@ __all__ = [
     "OpenedPath",
     "check_path",
     "count_hint",
-    "example_ids",
     "iter_chunks",
     "open_path",
     "resolve_source",
@@ -47,7 +45,12 @@ _FORMATS = {
 
 @dataclass(frozen=True)
 class Chunk:
-    """The raw examples of one work unit, decoded in the worker that runs them."""
+    """The raw examples of one work unit, decoded in the worker that runs them.
+
+    ``ids`` are the examples' final ids (see :mod:`hypermetric.api.identity`), set by the
+    process that cuts the dataset; ``positions``, for a retry that drives some examples of a
+    unit again, their positions in the unit.
+    """
 
     kind: str  # "rows" | "arrow" | "jsonl"
     data: Any
@@ -56,20 +59,64 @@ class Chunk:
     source: str = ""
     #: for JSONL with blank lines between examples, each example's line number
     line_numbers: tuple[int, ...] | None = None
+    ids: list[str] | None = None
+    positions: tuple[int, ...] | None = None
 
     def __len__(self) -> int:
         return self.data.num_rows if self.kind == "arrow" else len(self.data)
 
     def __reduce__(self) -> Any:
         if self.kind != "arrow":
-            return (Chunk, (self.kind, self.data, self.first_line, self.source, self.line_numbers))
+            return (
+                Chunk,
+                (
+                    self.kind,
+                    self.data,
+                    self.first_line,
+                    self.source,
+                    self.line_numbers,
+                    self.ids,
+                    self.positions,
+                ),
+            )
         # A batch read from Parquet is a slice of its whole row group, and pickling a slice
         # copies every buffer it points into (megabytes for a few kilobytes of examples).
         # The IPC stream writes only the rows of the slice.
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, self.data.schema) as writer:
             writer.write_batch(self.data)
-        return (_arrow_chunk, (sink.getvalue(), self.first_line, self.source))
+        return (_arrow_chunk, (sink.getvalue(), self.source, self.ids, self.positions))
+
+    def with_ids(self, ids: list[str]) -> Chunk:
+        """This chunk carrying its examples' ids."""
+        return replace(self, ids=ids)
+
+    def subset(self, positions: tuple[int, ...]) -> Chunk:
+        """The examples at ``positions`` (in this chunk) only, with their ids and positions."""
+        ids = [self.ids[p] for p in positions] if self.ids is not None else None
+        if self.kind == "arrow":
+            data: Any = self.data.take(pa.array(positions, pa.int64()))
+        else:
+            data = [self.data[p] for p in positions]
+        numbers = None
+        if self.kind == "jsonl":
+            numbers = tuple(self._line(p) for p in positions)
+        return Chunk(self.kind, data, 0, self.source, numbers, ids, positions)
+
+    def locator(self) -> Chunk:
+        """What :meth:`location` needs, without the examples."""
+        return Chunk(self.kind, [], self.first_line, self.source, self.line_numbers)
+
+    def _line(self, offset: int) -> int:
+        return self.line_numbers[offset] if self.line_numbers else self.first_line + offset
+
+    def location(self, offset: int, position: int | None = None) -> str:
+        """Where the example at ``offset`` is, for messages: a file and line for JSONL,
+        else its row number in the dataset (``position``, counted from 0 as Python does)."""
+        if self.kind == "jsonl":
+            return f"{self.source} line {self._line(offset)}"
+        row = offset if position is None else position
+        return f"row {row} of {self.source or 'the dataset'}"
 
     def rows(self) -> list[dict[str, Any]]:
         """The examples as dicts."""
@@ -79,25 +126,26 @@ class Chunk:
             return list(self.data.to_pylist())
         out = []
         for offset, line in enumerate(self.data):
-            number = self.line_numbers[offset] if self.line_numbers else self.first_line + offset
             try:
                 row = json.loads(line)
             except ValueError as exc:
                 raise DatasetError(
-                    f"{self.source} line {number} is not valid JSON ({exc}); "
-                    "fix the line or remove it"
+                    f"{self.location(offset)} is not valid JSON ({exc}); fix the line or remove it"
                 ) from None
             if not isinstance(row, dict):
                 raise DatasetError(
-                    f"{self.source} line {number} is a JSON "
+                    f"{self.location(offset)} is a JSON "
                     f"{type(row).__name__}, not an object; each line must be one example"
                 )
             out.append(row)
         return out
 
 
-def _arrow_chunk(data: pa.Buffer, first_line: int, source: str) -> Chunk:
-    return Chunk("arrow", pa.ipc.open_stream(data).read_next_batch(), first_line, source)
+def _arrow_chunk(
+    data: pa.Buffer, source: str, ids: list[str] | None, positions: tuple[int, ...] | None
+) -> Chunk:
+    batch = pa.ipc.open_stream(data).read_next_batch()
+    return Chunk("arrow", batch, 0, source, None, ids, positions)
 
 
 def resolve_source(source: Any, context: RunContext) -> Any:
@@ -263,7 +311,7 @@ def check_path(path: str) -> OpenedPath:
 def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
     """Stream ``source`` (already resolved) in chunks of at most ``size`` examples."""
     if isinstance(source, pa.Table):
-        yield from _arrow_chunks(source, "table", size)
+        yield from _arrow_chunks(source, "the table", size)
         return
     if isinstance(source, (str, Path)):
         source = open_path(str(source))
@@ -288,7 +336,7 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
                 raise DatasetError(
                     f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}"
                 )
-        yield Chunk("rows", [dict(r) for r in block], source="iterable")
+        yield Chunk("rows", [dict(r) for r in block], source="the dataset")
 
 
 #: JSONL and CSV datasets up to this size are counted before a run (one extra read); a
@@ -321,27 +369,3 @@ def count_hint(source: Any) -> int | None:
         return total
     except (DatasetError, OSError, pa.ArrowException):
         return None
-
-
-def _content_id(row: Mapping[str, Any]) -> str:
-    text = json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-
-
-def example_ids(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Each example's id: its ``id`` field, else a stable hash of its content.
-
-    Identical examples in one chunk get ``~2``, ``~3``... so no two rows share an id there.
-    """
-    out: list[str] = []
-    seen: dict[str, int] = {}
-    for row in rows:
-        value = row.get("id")
-        if value is not None:
-            out.append(str(value))
-            continue
-        ident = _content_id(row)
-        count = seen.get(ident, 0) + 1
-        seen[ident] = count
-        out.append(ident if count == 1 else f"{ident}~{count}")
-    return out

@@ -17,7 +17,6 @@ from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import (
     check_path,
     count_hint,
-    example_ids,
     iter_chunks,
     resolve_source,
 )
@@ -118,15 +117,6 @@ def test_an_infinite_source_is_read_lazily() -> None:
     endless = ({"i": i} for i in itertools.count())
     first = next(iter_chunks(endless, 100))
     assert len(first) == 100
-
-
-def test_ids_are_the_id_field_or_a_stable_content_hash() -> None:
-    assert example_ids([{"id": 7, "x": 1}]) == ["7"]
-    a = example_ids([{"q": "x", "a": 1}])[0]
-    assert a == example_ids([{"a": 1, "q": "x"}])[0]  # key order does not matter
-    assert a != example_ids([{"q": "y", "a": 1}])[0]
-    twins = example_ids([{"q": "x"}, {"q": "x"}])
-    assert twins[0] != twins[1] and twins[1].endswith("~2")
 
 
 def test_missing_path_and_bad_files_are_one_clear_error(tmp_path: Path) -> None:

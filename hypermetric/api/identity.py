@@ -1,0 +1,280 @@
+"""Example identity: each example of a dataset gets one id, whatever cuts the dataset up.
+
+An example's id is its ``id`` field, as text; without one, a content hash: the first 16 hex
+digits of BLAKE2b over its canonical JSON (sorted keys, no spaces, non-JSON values as
+``str``), so the same example lines up across runs. Examples with identical contents get
+``~2``, ``~3``... by their order in the **whole dataset**: the ids of a dataset never depend
+on the unit size, the worker count or the cluster. Two examples with the same explicit id
+are refused, naming the id and both places.
+
+The ids are assigned in the process that cuts the dataset into units, in order:
+
+* :func:`survey` reads a dataset that can be read again (a list, a pyarrow Table, files)
+  once before the run drives anything, keeping only the ids, as an Arrow string array (about
+  20 bytes an example, never the examples). Duplicates are found by one sort, so a
+  duplicate explicit id is refused before anything is committed. It also counts the examples.
+* :class:`IdStream` assigns them while a one-shot iterator (a generator) is read: it keeps
+  the ids seen so far in sets, and a duplicate explicit id fails the run when it is read.
+
+Both give the same ids for the same examples in the same order.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii as _ascii
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hypermetric.api.datasets import Chunk, iter_chunks
+from hypermetric.errors import DatasetError
+
+__all__ = ["IdStream", "Survey", "assign_all", "chunk_ids", "content_id", "survey"]
+
+_markers: dict[int, Any] = {}
+# the encoder json.dumps(row, sort_keys=True, default=str, separators=(",", ":")) builds on
+# every call, built once: the same text (ids must never change), in half the time
+_canonical = (
+    c_make_encoder(_markers, str, _ascii, None, ":", ",", True, False, True)
+    if c_make_encoder is not None
+    else None
+)
+
+
+def _canonical_json(row: Mapping[str, Any]) -> str:
+    if _canonical is not None:
+        try:
+            return "".join(_canonical(row, 0))
+        except (ValueError, TypeError, RecursionError):
+            _markers.clear()  # left dirty by the error; json.dumps says what it was
+    import json
+
+    return json.dumps(row, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def content_id(row: Mapping[str, Any]) -> str:
+    """The content hash of an example without an ``id`` field."""
+    text = _canonical_json(row)
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+#: Arrow types whose cast to text is what ``str`` of the Python value gives
+_TEXT_LIKE = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
+
+
+def _arrow_ids(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array] | None:
+    """The ids of a batch whose ``id`` column is all there and text or integers."""
+    if "id" not in batch.schema.names:
+        return None
+    column = batch.column("id")
+    if column.null_count or not any(test(column.type) for test in _TEXT_LIKE):
+        return None
+    return pc.cast(column, pa.string()), pa.repeat(pa.scalar(True), len(column))
+
+
+def chunk_ids(chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> tuple[pa.Array, pa.Array]:
+    """The base ids of a chunk's examples (before suffixes) and which are explicit.
+
+    ``rows``: the chunk's examples as dicts, if the caller has them already.
+    """
+    if rows is None and chunk.kind == "arrow":
+        found = _arrow_ids(chunk.data)
+        if found is not None:
+            return found
+    ids: list[str] = []
+    explicit: list[bool] = []
+    for offset, row in enumerate(chunk.rows() if rows is None else rows):
+        value = row.get("id")
+        if value is None:
+            try:
+                ids.append(content_id(row))
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise DatasetError(
+                    f"{chunk.location(offset)} cannot be hashed for its id ({exc}); "
+                    "give it an `id` field"
+                ) from None
+            explicit.append(False)
+        else:
+            ids.append(str(value))
+            explicit.append(True)
+    return pa.array(ids, pa.string()), pa.array(explicit, pa.bool_())
+
+
+@dataclass(frozen=True)
+class Survey:
+    """A dataset read once for its ids: how many examples, and each one's final id."""
+
+    count: int
+    ids: pa.Array
+
+
+def _duplicate(value: str, first: str, second: str) -> DatasetError:
+    return DatasetError(
+        f"duplicate example id {value!r}: {first} and {second} both have it; "
+        "give every example its own id (or drop the field to use content hashes)"
+    )
+
+
+class _Places:
+    """Where an example of a survey is, for messages (one entry per chunk, not example)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.chunks: list[Chunk] = []
+
+    def add(self, start: int, chunk: Chunk) -> None:
+        # only what a message needs: a JSONL chunk's lines, not its data
+        self.starts.append(start)
+        self.chunks.append(chunk.locator())
+
+    def __call__(self, position: int) -> str:
+        i = bisect.bisect_right(self.starts, position) - 1
+        return self.chunks[i].location(position - self.starts[i], position)
+
+
+def _rename(ids: pa.Array, explicit: pa.Array, where: Callable[[int], str]) -> pa.Array:
+    """``ids`` with ``~k`` on the k-th occurrence of a content id; DatasetError for an
+    explicit id given twice (or equal to another example's content id)."""
+    n = len(ids)
+    if n < 2:
+        return ids
+    order = pc.array_sort_indices(ids)  # a stable sort: equal ids keep dataset order
+    ordered = ids.take(order)
+    same = pc.equal(ordered.slice(1), ordered.slice(0, n - 1)).to_numpy(zero_copy_only=False)
+    hits = np.flatnonzero(same)
+    if hits.size == 0:
+        return ids
+    positions = order.to_numpy()
+    flags = explicit.to_numpy(zero_copy_only=False)
+    renamed: dict[int, str] = {}
+    group: list[int] = []
+    for i in hits.tolist():
+        if group and group[-1] != positions[i]:
+            _suffix(group, ids, flags, where, renamed)
+            group = []
+        if not group:
+            group.append(int(positions[i]))
+        group.append(int(positions[i + 1]))
+    _suffix(group, ids, flags, where, renamed)
+    mask = np.zeros(n, dtype=bool)
+    keys = sorted(renamed)
+    mask[keys] = True
+    out = pc.replace_with_mask(ids, pa.array(mask), pa.array([renamed[k] for k in keys]))
+    if pc.count_distinct(out).as_py() != n:  # a suffixed id equals another example's id
+        clash = next(v for v in renamed.values() if pc.sum(pc.equal(out, v)).as_py() > 1)
+        raise DatasetError(
+            f"example id {clash!r} is both given and made for a repeated example; "
+            "give the repeated examples ids of their own"
+        )
+    return out
+
+
+def _suffix(
+    group: list[int],
+    ids: pa.Array,
+    flags: np.ndarray,
+    where: Callable[[int], str],
+    renamed: dict[int, str],
+) -> None:
+    group.sort()
+    given = [p for p in group if flags[p]]
+    value = ids[group[0]].as_py()
+    if len(given) > 1:
+        raise _duplicate(value, where(given[0]), where(given[1]))
+    if given:
+        other = next(p for p in group if not flags[p])
+        raise DatasetError(
+            f"example id {value!r} of {where(given[0])} equals the content id of "
+            f"{where(other)}; give that example an id of its own"
+        )
+    for k, position in enumerate(group[1:], start=2):
+        renamed[position] = f"{value}~{k}"
+
+
+def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None = None) -> Survey:
+    """Read ``source`` (a list, a pyarrow Table or an opened path) for its ids and count.
+
+    ``on_chunk`` is called with the examples read so far, after each chunk (a long survey
+    keeps its run's heartbeat with it).
+    """
+    places = _Places()
+    id_parts: list[pa.Array] = []
+    flag_parts: list[pa.Array] = []
+    count = 0
+    for chunk in iter_chunks(source, size):
+        ids, explicit = chunk_ids(chunk)
+        places.add(count, chunk)
+        id_parts.append(ids)
+        flag_parts.append(explicit)
+        count += len(ids)
+        if on_chunk is not None:
+            on_chunk(count)
+    if not id_parts:
+        return Survey(0, pa.array([], pa.string()))
+    ids = pa.concat_arrays(id_parts)
+    return Survey(count, _rename(ids, pa.concat_arrays(flag_parts), places))
+
+
+class IdStream:
+    """Ids assigned while a one-shot iterator is read, chunk after chunk in dataset order."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._given: dict[str, str] = {}  # explicit id -> where it was
+        self._made: dict[str, int] = {}  # content id -> occurrences so far
+        self._suffixed: set[str] = set()
+
+    def assign(self, chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> list[str]:
+        """The final ids of the next chunk's examples."""
+        ids, explicit = chunk_ids(chunk, rows)
+        out: list[str] = []
+        for offset, (value, given) in enumerate(
+            zip(ids.to_pylist(), explicit.to_pylist(), strict=True)
+        ):
+            where = chunk.location(offset, self.count + offset)
+            out.append(self._given_id(value, where) if given else self._made_id(value, where))
+        self.count += len(out)
+        return out
+
+    def _given_id(self, value: str, where: str) -> str:
+        if value in self._given:
+            raise _duplicate(value, self._given[value], where)
+        if value in self._made or value in self._suffixed:
+            raise DatasetError(
+                f"example id {value!r} of {where} equals an id made for an earlier example "
+                "without one; give that example an id of its own"
+            )
+        self._given[value] = where
+        return value
+
+    def _made_id(self, value: str, where: str) -> str:
+        if value in self._given:
+            raise DatasetError(
+                f"the content id {value!r} of {where} equals the id of "
+                f"{self._given[value]}; give that example an id of its own"
+            )
+        seen = self._made.get(value, 0) + 1
+        self._made[value] = seen
+        if seen == 1:
+            return value
+        made = f"{value}~{seen}"
+        if made in self._given:
+            raise DatasetError(
+                f"example id {made!r} is both given and made for a repeated example; "
+                "give the repeated examples ids of their own"
+            )
+        self._suffixed.add(made)
+        return made
+
+
+def assign_all(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The ids of a whole in-memory dataset (for tests and tools)."""
+    ids: list[str] = survey(list(rows)).ids.to_pylist()
+    return ids

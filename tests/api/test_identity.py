@@ -1,0 +1,98 @@
+"""Example identity: the id field or a content hash, suffixes by order in the whole dataset,
+never by how the dataset is cut; duplicate explicit ids refused with both places."""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hypermetric.api.datasets import iter_chunks, open_path
+from hypermetric.api.identity import IdStream, content_id, survey
+from hypermetric.errors import DatasetError
+
+# repeated contents, no ids: 50 distinct examples, each four times, interleaved
+TWINS = [{"question": f"q{i % 50}", "answer": str(i % 50)} for i in range(200)]
+
+
+def _streamed(rows: list[dict], size: int) -> list[str]:
+    stream = IdStream()
+    return [i for chunk in iter_chunks(iter(rows), size) for i in stream.assign(chunk)]
+
+
+def test_content_ids_are_the_ones_earlier_releases_stored() -> None:
+    # an id must never change: history is compared by it
+    assert content_id({"q": "x", "a": 1}) == "46beccd1ff24c65b"
+    assert content_id({"a": 1, "q": "x"}) == "46beccd1ff24c65b"  # key order does not matter
+    assert content_id({"question": "capital of France", "gold": "Paris"}) == "8ac238e3b00577a7"
+    assert content_id({"q": "é", "when": datetime.date(2026, 1, 2)}) == "a60f20ef8f74c848"
+    assert survey([{"id": 7, "x": 1}, {"id": "x"}]).ids.to_pylist() == ["7", "x"]
+
+
+def test_repeated_contents_get_suffixes_by_their_order_in_the_whole_dataset() -> None:
+    ids = survey(TWINS).ids.to_pylist()
+    assert len(set(ids)) == 200
+    first = content_id(TWINS[0])
+    assert [ids[i] for i in (0, 50, 100, 150)] == [first, f"{first}~2", f"{first}~3", f"{first}~4"]
+    # however the dataset is cut, and whether it is a list or an iterator read once
+    for size in (1, 7, 64, 2000):
+        assert survey(TWINS, size).ids.to_pylist() == ids
+        assert _streamed(TWINS, size) == ids
+
+
+def test_every_form_of_a_dataset_gives_the_same_ids(tmp_path: Path) -> None:
+    rows = [{"id": i if i % 3 else None, "q": f"q{i % 4}"} for i in range(30)]
+    expected = survey(rows).ids.to_pylist()
+    assert expected[1] == "1" and expected[0] == content_id(rows[0])
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=7)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert survey(table, 8).ids.to_pylist() == expected
+    assert survey(open_path(str(tmp_path / "d.parquet")), 5).ids.to_pylist() == expected
+    assert survey(open_path(str(tmp_path / "d.jsonl")), 9).ids.to_pylist() == expected
+    # an integer id column is read as text without a Python loop, with the same text
+    ints = pa.table({"id": list(range(5)), "q": ["a"] * 5})
+    assert survey(ints).ids.to_pylist() == ["0", "1", "2", "3", "4"]
+    # other types are written as Python writes them (Arrow would write 1.0 as "1")
+    floats = [{"id": 1.0}, {"id": 2.5}]
+    assert survey(pa.Table.from_pylist(floats)).ids.to_pylist() == ["1.0", "2.5"]
+    assert survey(floats).ids.to_pylist() == ["1.0", "2.5"]
+
+
+def test_duplicate_explicit_ids_are_refused_naming_both_places(tmp_path: Path) -> None:
+    rows = [{"id": i, "q": "x"} for i in range(10)] + [{"id": "3", "q": "y"}]
+    with pytest.raises(DatasetError, match=r"id '3': row 3 of the dataset and row 10 of the"):
+        survey(rows)
+    with pytest.raises(DatasetError, match=r"id '3': row 3 of the dataset and row 10 of the"):
+        _streamed(rows, 4)
+    path = tmp_path / "qa.jsonl"
+    path.write_text(
+        "".join(json.dumps(r) + "\n" + ("\n" if i == 5 else "") for i, r in enumerate(rows))
+    )
+    with pytest.raises(DatasetError, match=r"qa\.jsonl line 4 and .*qa\.jsonl line 12 both"):
+        survey(open_path(str(path)), 3)
+    table = pa.Table.from_pylist(rows[:10] + [{"id": 3, "q": "y"}])
+    with pytest.raises(DatasetError, match=r"id '3': row 3 of the table and row 10"):
+        survey(table, 4)
+
+
+def test_an_explicit_id_equal_to_a_content_id_is_refused() -> None:
+    made = content_id({"q": "x"})
+    with pytest.raises(DatasetError, match="equals the content id"):
+        survey([{"q": "x"}, {"id": made}])
+    with pytest.raises(DatasetError, match="equals an id made"):
+        _streamed([{"q": "x"}, {"id": made}], 1)
+    with pytest.raises(DatasetError, match="both given and made"):
+        survey([{"q": "x"}, {"q": "x"}, {"id": f"{made}~2"}])
+
+
+def test_the_bookkeeping_is_a_few_dozen_bytes_an_example() -> None:
+    rows = ({"question": f"q{i % 1000}", "context": "x" * 500} for i in range(100_000))
+    found = survey(list(itertools.islice(rows, 100_000)))
+    assert found.count == 100_000
+    assert found.ids.nbytes < 32 * found.count  # ids only, never the examples
