@@ -13,7 +13,7 @@ from hypermetric import errors, metrics
 from hypermetric.api.component import Component, component
 from hypermetric.api.context import RunContext
 from hypermetric.api.evals import Eval, bind, eval
-from hypermetric.api.runtime import Runtime, resume, runtime
+from hypermetric.api.runtime import Runtime, resume, retry, runtime
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import HypermetricError
 
@@ -35,6 +35,7 @@ __all__ = [
     "history",
     "metrics",
     "resume",
+    "retry",
     "runtime",
     "sql",
 ]

@@ -26,6 +26,7 @@ EXPECTED = {
     "history",
     "metrics",
     "resume",
+    "retry",
     "runtime",
     "sql",
 }

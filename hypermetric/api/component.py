@@ -18,7 +18,12 @@ from hypermetric.api.context import CallRecorder, current_recorder
 from hypermetric.api.evals import Eval, as_eval
 from hypermetric.errors import DefinitionError
 
-__all__ = ["Component", "component", "describe_error", "resolve_import"]
+__all__ = ["CAUGHT", "Component", "component", "describe_error", "resolve_import"]
+
+#: What a call of user code may raise and still be one error row: any exception, and an
+#: exit or interrupt raised by the code itself (in a worker process it would otherwise end
+#: the process, and its unit would be driven or scored again, and again).
+CAUGHT: tuple[type[BaseException], ...] = (Exception, SystemExit, KeyboardInterrupt)
 
 
 def describe_error(exc: BaseException) -> str:
@@ -119,7 +124,7 @@ class Component:
         start = time.perf_counter()
         try:
             output = self.fn(*args, **kwargs)
-        except Exception as exc:
+        except CAUGHT as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
             recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise
@@ -134,7 +139,7 @@ class Component:
         start = time.perf_counter()
         try:
             output = await self.fn(*args, **kwargs)
-        except Exception as exc:
+        except CAUGHT as exc:
             elapsed = (time.perf_counter() - start) * 1000.0
             recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise

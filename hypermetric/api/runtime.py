@@ -23,7 +23,7 @@ from hypermetric.errors import DefinitionError, ScheduleError
 if TYPE_CHECKING:
     from hypermetric.query.result import RunResult
 
-__all__ = ["Runtime", "ScheduleSpec", "resume", "runtime"]
+__all__ = ["Runtime", "ScheduleSpec", "resume", "retry", "runtime"]
 
 
 def _aware(value: datetime | date | str | None, tz: ZoneInfo, what: str) -> datetime | None:
@@ -223,6 +223,35 @@ def resume(
         record = resume_run(
             run_id, ray_address=ray_address, dataset=dataset, force=force, progress=on_progress
         )
+    return RunResult(record.id)
+
+
+def retry(
+    run_id: int,
+    *,
+    queue: bool = False,
+    ray_address: str | None = None,
+    dataset: Any = None,
+    progress: bool = False,
+) -> RunResult:
+    """Run a failed (or canceled) run's failed work again, as a new attempt.
+
+    Every example that had an error (a component call or an eval raised) is driven again,
+    and its old rows leave the current dataset (reading an earlier version still shows
+    them); every unit never committed runs; the other examples keep their scores. With
+    ``queue`` the retry is queued for a scheduler instead of run here. ``dataset`` is needed
+    only for runs that read an in-memory dataset. Raises RunFailedError if it fails again.
+    """
+    from hypermetric.catalog.attempts import queue_retry
+    from hypermetric.catalog.db import database
+    from hypermetric.engine.progress import progress_display
+    from hypermetric.engine.runner import retry_run
+    from hypermetric.query.result import RunResult
+
+    if queue:
+        return RunResult(queue_retry(database(), run_id).id)
+    with progress_display(progress, f"run {run_id}") as on_progress:
+        record = retry_run(run_id, ray_address=ray_address, dataset=dataset, progress=on_progress)
     return RunResult(record.id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from hypermetric.catalog.attempts import list_attempts
 from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RUN_STATES, RUN_TYPES
 from hypermetric.catalog.runs import get_run, list_runs
@@ -14,7 +15,7 @@ __all__ = ["register", "runs_group"]
 
 @click.group("runs")
 def runs_group() -> None:
-    """List, inspect, resume and cancel runs."""
+    """List, inspect, resume, retry and cancel runs."""
 
 
 @runs_group.command("list")
@@ -63,6 +64,7 @@ def show_cmd(run_id: int) -> None:
         ("code version", run.code_version or ""),
         ("params", run.params),
         ("attempt", run.attempt),
+        ("retry round from", run.attempt_base + 1 if run.attempt_base else ""),
         ("queued", fmt_time(run.queued_at)),
         ("started", fmt_time(run.started_at)),
         ("ended", fmt_time(run.ended_at)),
@@ -79,6 +81,21 @@ def show_cmd(run_id: int) -> None:
         ("error", run.error or ""),
     ]
     print_table(f"run {run.id}", ["field", "value"], fields)
+    attempts = [
+        (
+            a.attempt,
+            a.kind,
+            a.state,
+            fmt_time(a.started_at),
+            fmt_time(a.ended_at),
+            f"{a.host or ''}:{a.pid or ''}",
+            a.reason or "",
+        )
+        for a in list_attempts(database(), run_id)
+    ]
+    if attempts:
+        columns = ["attempt", "began as", "ended", "started", "ended at", "where", "why"]
+        print_table("attempts", columns, attempts)
 
 
 @runs_group.command("resume")
@@ -90,7 +107,9 @@ def resume_cmd(run_id: int, ray_address: str | None, force: bool, progress: bool
     """Continue (or start) RUN_ID: only the work units not committed yet run again.
 
     This is also how the scheduler starts a queued run. A run driven by a live process
-    (its pid alive on this host, or a fresh heartbeat from another host) is refused.
+    (its pid alive on this host, or a fresh heartbeat from another host) is refused; with
+    --force this process takes it over as a new attempt, and the other one's writes are
+    refused from then on. A failed run is retried with `runs retry`.
     """
     from hypermetric.cli.run import drive_and_report
     from hypermetric.engine.runner import resume_run
@@ -101,6 +120,36 @@ def resume_cmd(run_id: int, ray_address: str | None, force: bool, progress: bool
         lambda on_progress: resume_run(
             run_id, ray_address=ray_address, force=force, progress=on_progress
         ),
+    )
+
+
+@runs_group.command("retry")
+@click.argument("run_id", type=int)
+@click.option(
+    "--queue", is_flag=True, help="Queue the retry for the scheduler; do not run it here."
+)
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def retry_cmd(run_id: int, queue: bool, ray_address: str | None, progress: bool) -> None:
+    """Run the failed work of RUN_ID (failed or canceled) again, as a new attempt.
+
+    Every example that had an error (a component call or an eval raised) is driven again
+    and its old rows leave the current dataset (--as-of an earlier version still shows
+    them); every unit never committed runs; the other examples keep their scores.
+    """
+    if queue:
+        from hypermetric.catalog.attempts import queue_retry
+
+        run = queue_retry(database(), run_id)
+        click.echo(f"run {run.id} queued for a retry; a running `hypermetric scheduler` starts it")
+        return
+    from hypermetric.cli.run import drive_and_report
+    from hypermetric.engine.runner import retry_run
+
+    drive_and_report(
+        f"run {run_id}",
+        progress,
+        lambda on_progress: retry_run(run_id, ray_address=ray_address, progress=on_progress),
     )
 
 

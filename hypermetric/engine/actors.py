@@ -59,6 +59,7 @@ class EvaluatorActor:
         self,
         *,
         run_id: int,
+        attempt: int,
         evaluation: str,
         version: str | None,
         runtime: Runtime,
@@ -76,6 +77,7 @@ class EvaluatorActor:
                 runtime=runtime,
                 store=store_for(settings),
                 thresholds=thresholds,
+                attempt=attempt,
             )
         except Exception as exc:
             self.failure = exc  # raised by the run's first call, which reports it

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from hypermetric.catalog.attempts import RunNotRunning
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.records import UnitSummary
 from hypermetric.catalog.shards import UnitsAlreadyCommitted, commit_units
 from hypermetric.engine.evaluator import Flush
+from hypermetric.errors import SupersededError
 from hypermetric.storage.files import ShardStore
 
 __all__ = ["commit_flush"]
@@ -21,17 +23,23 @@ __all__ = ["commit_flush"]
 _MAX_TRIES = 5
 
 
-def commit_flush(db: Database, store: ShardStore, run_id: int, flush: Flush) -> list[UnitSummary]:
-    """Commit ``flush``; returns the units this call committed (maybe fewer than it held)."""
+def commit_flush(
+    db: Database, store: ShardStore, run_id: int, attempt: int, flush: Flush
+) -> list[UnitSummary]:
+    """Commit ``flush`` for ``attempt``; returns the units this call committed (maybe fewer
+    than it held). A fenced attempt's flush (SupersededError, RunNotRunning) is deleted."""
     for _ in range(_MAX_TRIES):
         if not flush.units:
             _delete(store, flush)
             return []
         try:
-            commit_units(db, run_id, flush.files, flush.units)
+            commit_units(db, run_id, flush.files, flush.units, attempt=attempt)
             return list(flush.units)
         except UnitsAlreadyCommitted as dup:
             flush = _without(store, run_id, flush, dup.unit_ids)
+        except (SupersededError, RunNotRunning):
+            _delete(store, flush)  # never registered: nothing reads it
+            raise
     raise UnitsAlreadyCommitted(run_id, [u.unit_id for u in flush.units])
 
 

@@ -11,6 +11,7 @@ of the source instead of piling up rows.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections import deque
@@ -22,16 +23,18 @@ import ray
 from ray.exceptions import ActorUnschedulableError, ObjectLostError, RayActorError, RayTaskError
 
 from hypermetric.api.context import RunContext
-from hypermetric.api.datasets import Chunk, iter_chunks
+from hypermetric.api.datasets import Chunk
+from hypermetric.api.identity import Survey
 from hypermetric.api.runtime import Runtime
+from hypermetric.catalog.attempts import RunNotRunning, heartbeat, update_attempt
 from hypermetric.catalog.db import Database
+from hypermetric.catalog.ledger import UnitPlan
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import heartbeat, update_run
-from hypermetric.catalog.shards import RunNotRunning
 from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
+from hypermetric.engine.units import UnitReader
 from hypermetric.errors import EngineError, HypermetricError, RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -93,7 +96,13 @@ class _Slot:
 
 
 class Coordinator:
-    """Drives one attempt of one run to the point where every unit is committed."""
+    """Drives one attempt of one run to the point where every unit is committed.
+
+    ``plan`` says which units are done and which drive their failed examples again (a
+    retry); ``survey`` holds the ids of a dataset read once before the run (None for a
+    one-shot iterator, whose ids are assigned here as it is read). Every write carries the
+    run's attempt: once it is superseded, the next write raises SupersededError.
+    """
 
     def __init__(
         self,
@@ -105,13 +114,16 @@ class Coordinator:
         context: RunContext,
         settings: Settings,
         source: Any,
-        committed: set[int],
+        plan: UnitPlan,
+        survey: Survey | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         timeout: float | None = None,
     ) -> None:
         self.db, self.store, self.run, self.runtime = db, store, run, runtime
         self.context, self.settings, self.source = context, settings, source
-        self.committed = set(committed)
+        self.attempt = run.attempt
+        self.plan, self.survey = plan, survey
+        self.committed = set(plan.done)
         self.on_progress = on_progress
         self.deadline = time.monotonic() + timeout if timeout else None
         self.nodes = live_nodes()
@@ -126,7 +138,10 @@ class Coordinator:
             rows=settings.flush_rows, bytes=settings.flush_bytes, seconds=settings.flush_seconds
         )
         self.progress = Progress(
-            examples_done=run.examples_done, scores=run.rows_count, errors=run.errors_count
+            examples_done=run.examples_done,
+            examples_total=run.examples_total,
+            scores=run.rows_count,
+            errors=run.errors_count,
         )
         self.units_seen = 0
         self._runtime_ref = ray.put(runtime)
@@ -145,7 +160,7 @@ class Coordinator:
         before the first unit commits and kept on the run row, which resume reads."""
         configured = self.run.unit_size or self.settings.unit_size
         total = self.run.examples_total
-        if self.committed or not total:
+        if self.plan.committed or not total:
             return configured
         units = _UNITS_PER_ACTOR * max(self.n_workers, self.n_evaluators)
         return min(configured, math.ceil(total / units))
@@ -155,7 +170,7 @@ class Coordinator:
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
         if self.unit_size != self.run.unit_size:
-            update_run(self.db, self.run.id, unit_size=self.unit_size)
+            update_attempt(self.db, self.run.id, self.attempt, unit_size=self.unit_size)
         chunks = self._chunks()
         drivers = pool.acquire("driver", spread(self.nodes, self.n_workers))
         self._drivers = [_Driver(lent) for lent in drivers]
@@ -186,10 +201,11 @@ class Coordinator:
                 pool.discard(drivers + evaluators)
 
     def _chunks(self) -> Iterator[tuple[int, Chunk]]:
-        for unit_id, chunk in enumerate(iter_chunks(self.source, self.unit_size)):
-            self.units_seen = unit_id + 1
-            if unit_id not in self.committed:
-                yield unit_id, chunk
+        reader = UnitReader(self.run.id, self.source, self.unit_size, self.plan, self.survey)
+        for unit_id, chunk in reader:
+            self.units_seen = reader.units_seen
+            yield unit_id, chunk
+        self.units_seen = reader.units_seen
 
     def _idle(self) -> bool:
         return not (
@@ -200,6 +216,7 @@ class Coordinator:
         # no wait: the actor runs begin() before any unit sent after it
         lent.actor.begin.remote(
             run_id=self.run.id,
+            attempt=self.attempt,
             evaluation=self.run.evaluation,
             version=self.run.version_label,
             runtime=self._runtime_ref,
@@ -276,6 +293,9 @@ class Coordinator:
             self._replace_driver(driver)
             return
         except RayTaskError as exc:
+            # its payload holds the same error: read it, or Ray reports it unhandled later
+            with contextlib.suppress(RayTaskError):
+                ray.get(driver.queued[status].payload)
             raise self._error(exc) from None
         self._ready.append(driver.queued.pop(status))
 
@@ -332,15 +352,14 @@ class Coordinator:
 
     def _commit(self, slot: _Slot, flush: Flush) -> None:
         try:
-            units = commit_flush(self.db, self.store, self.run.id, flush)
+            units = commit_flush(self.db, self.store, self.run.id, self.attempt, flush)
         except RunNotRunning as exc:
-            for file in flush.files:
-                self.store.delete(file.path)
             message = f"run {self.run.id} was {exc.state} while running"
             raise RunFailedError(message, self.run.id) from None
         for unit in units:
+            redone = unit.unit_id in self.plan.redo
             self.committed.add(unit.unit_id)
-            self.progress.examples_done += unit.examples
+            self.progress.examples_done += 0 if redone else unit.examples
             self.progress.scores += unit.rows
             self.progress.errors += unit.errors
             self.progress.units_done += 1
@@ -380,9 +399,11 @@ class Coordinator:
                 self._flushing[slot.lent.actor.tick.remote()] = (slot, False)
         if now - self._last_beat >= self.settings.heartbeat_seconds:
             self._last_beat = now
-            state = heartbeat(self.db, self.run.id)
-            if state != "running":
-                raise RunFailedError(f"run {self.run.id} was {state} while running", self.run.id)
+            try:
+                heartbeat(self.db, self.run.id, self.attempt)
+            except RunNotRunning as exc:
+                message = f"run {self.run.id} was {exc.state} while running"
+                raise RunFailedError(message, self.run.id) from None
             self._report()
         if self.deadline is not None and now > self.deadline:
             raise RunFailedError(f"run {self.run.id} timed out", self.run.id)

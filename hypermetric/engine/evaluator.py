@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,9 +23,9 @@ import numpy as np
 import pyarrow as pa
 
 from hypermetric.api.binding import Plan
-from hypermetric.api.component import describe_error
+from hypermetric.api.component import CAUGHT, describe_error
 from hypermetric.api.runtime import Runtime
-from hypermetric.catalog.records import ShardFile, UnitSummary
+from hypermetric.catalog.records import FailedExample, ShardFile, UnitSummary
 from hypermetric.engine.worker import UnitPayload, load_payload
 from hypermetric.errors import BindingError
 from hypermetric.storage.files import ShardStore
@@ -149,9 +150,11 @@ class EvaluatorCore:
         runtime: Runtime,
         store: ShardStore,
         thresholds: Thresholds,
+        attempt: int = 1,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.run_id, self.evaluation, self.version = run_id, evaluation, version
+        self.attempt = attempt
         self.runtime = runtime
         self.store = store
         self.thresholds = thresholds
@@ -195,12 +198,40 @@ class EvaluatorCore:
             rows=n_scores,
             calls=n_calls,
             errors=errors,
-            failed_examples=failed,
+            failed_examples=len(failed),
+            failed=self._failed(payload, failed, s0),
         )
         self.units.append(unit)
         self.ranges[payload.unit_id] = (s0, s0 + n_scores, c0, c0 + n_calls)
         flush = self.flush() if self._due() else None
         return UnitDone(unit=unit, flush=flush)
+
+    def _failed(self, p: Any, failed: set[int], s0: int) -> tuple[FailedExample, ...]:
+        """The unit's failed examples with the rows each wrote: what a retry drives again
+        and retracts. Rows are counted for failed examples only (ids are unique in a unit),
+        so a unit without errors costs nothing here."""
+        if not failed:
+            return ()
+        ids = {p.example_ids[i]: i for i in failed}
+        rows: Counter[int] = Counter()
+        errors: Counter[int] = Counter()
+        s = self.scores.data
+        for example_id, error in zip(s["example_id"][s0:], s["error"][s0:], strict=True):
+            i = ids.get(example_id)
+            if i is not None:
+                rows[i] += 1
+                errors[i] += error is not None
+        calls = Counter(i for i in p.call_example if i in failed)
+        return tuple(
+            FailedExample(
+                position=p.positions[i] if p.positions else i,
+                example_id=p.example_ids[i],
+                rows=rows[i],
+                calls=calls[i],
+                errors=errors[i],
+            )
+            for i in sorted(failed)
+        )
 
     def _due(self) -> bool:
         t = self.thresholds
@@ -217,7 +248,12 @@ class EvaluatorCore:
         """Write the buffer as shards (one per dataset) and empty it; None if it is empty."""
         if not self.units:
             return None
-        constants = {"run_id": self.run_id, "evaluation": self.evaluation, "version": self.version}
+        constants = {
+            "run_id": self.run_id,
+            "evaluation": self.evaluation,
+            "version": self.version,
+            "run_attempt": self.attempt,
+        }
         ids = [u.unit_id for u in self.units]
         label = f"u{min(ids):07d}-{max(ids):07d}"
         files = []
@@ -231,7 +267,7 @@ class EvaluatorCore:
         self._reset()
         return flush
 
-    def _score(self, p: Any) -> tuple[int, int]:
+    def _score(self, p: Any) -> tuple[int, set[int]]:
         """Append a unit's call rows, then its score rows component by component."""
         ids, examples = p.example_ids, p.examples
         positions, outputs, inputs, call_errors = (
@@ -288,7 +324,7 @@ class EvaluatorCore:
                             checked = True
                         try:
                             result = fn(**kwargs)
-                        except Exception as exc:
+                        except CAUGHT as exc:
                             rows = [(metric, None, describe_error(exc))]
                         else:
                             if type(result) is float and result == result:  # the common case
@@ -311,7 +347,7 @@ class EvaluatorCore:
                             errors += 1
                             failed.add(positions[i])
         self.bytes += 64 * (len(s["metric"]) - before) + 96 * len(call_ids)
-        return errors, len(failed)
+        return errors, failed
 
 
 def _rows(name: str, result: Any) -> list[tuple[str, float | None, str | None]]:

@@ -2,13 +2,17 @@
 
 ``run_runtime`` is what ``Runtime.run()`` calls; ``resume_run`` continues a run whose
 driver died (or starts a queued one: the scheduler launches ``hypermetric runs resume``),
-re-running only the units the ledger does not hold.
+re-running only the units the ledger does not hold; ``retry_run`` runs a failed run's
+failed work again. Each is a new attempt of the run, whose every write is fenced by its
+attempt number (:mod:`hypermetric.catalog.attempts`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -18,13 +22,21 @@ import pyarrow as pa
 
 from hypermetric.api.component import resolve_import
 from hypermetric.api.context import RunContext
-from hypermetric.api.datasets import check_path, count_hint, resolve_source
+from hypermetric.api.datasets import OpenedPath, check_path, resolve_source
+from hypermetric.api.identity import Survey, survey
 from hypermetric.api.runtime import Runtime
+from hypermetric.catalog.attempts import (
+    RunNotRunning,
+    finish_attempt,
+    heartbeat,
+    update_attempt,
+)
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.evaluations import get_evaluation, upsert_evaluation
+from hypermetric.catalog.ledger import plan_units
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import create_run, finish_run, get_run, start_run, update_run
-from hypermetric.catalog.shards import committed_unit_ids, ledger_totals
+from hypermetric.catalog.runs import create_run, get_run, start_run
+from hypermetric.catalog.shards import ledger_totals
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
 from hypermetric.engine.cluster import connect
@@ -35,10 +47,11 @@ from hypermetric.errors import (
     DefinitionError,
     HypermetricError,
     RunFailedError,
+    SupersededError,
 )
 from hypermetric.storage.files import store_for
 
-__all__ = ["load_runtime", "resume_run", "run_runtime"]
+__all__ = ["load_runtime", "resume_run", "retry_run", "run_runtime"]
 
 ProgressFn = Callable[[Progress], None]
 _RUNTIME_DATASET = "runtime"
@@ -139,18 +152,56 @@ def resume_run(
     progress: ProgressFn | None = None,
     force: bool = False,
 ) -> RunRecord:
-    """Continue (or start) run ``run_id``: only uncommitted units run again.
+    """Continue (or start) run ``run_id`` as a new attempt: only uncommitted units run again.
 
     Refused while another live process drives the run (its pid alive on this host, or a
-    fresh heartbeat from another host), unless ``force``.
+    fresh heartbeat from another host), unless ``force``: then this attempt takes the run
+    over, and the other one's writes are refused from now on. A failed run is retried with
+    :func:`retry_run`.
     """
     settings = get_settings()
     db = database(settings)
     run = get_run(db, run_id)
     if run.state in ("success", "canceled"):
         raise ConflictError(f"run {run_id} is {run.state}; there is nothing to resume")
+    if run.state == "failed":
+        raise ConflictError(
+            f"run {run_id} failed ({run.error or 'no reason given'}); "
+            f"`hypermetric runs retry {run_id}` runs its failed work again"
+        )
     if run.state == "running" and not force:
         _refuse_if_alive(run, settings)
+    runtime, source = _rerun(db, run, dataset)
+    mode = "force" if run.state == "running" else "resume"
+    return _attempt(db, settings, run, runtime, source, ray_address, progress, mode)
+
+
+def retry_run(
+    run_id: int,
+    *,
+    ray_address: str | None = None,
+    dataset: Any = None,
+    progress: ProgressFn | None = None,
+) -> RunRecord:
+    """Run a failed (or canceled) run's failed work again, now, as a new attempt.
+
+    Every example that had an error (a component call or an eval raised) is driven again
+    and its old rows are retracted; every unit never committed runs; the other examples
+    keep their scores. RunFailedError if the retry fails too.
+    """
+    settings = get_settings()
+    db = database(settings)
+    run = get_run(db, run_id)
+    if run.state not in ("failed", "canceled"):
+        raise ConflictError(
+            f"run {run_id} is {run.state}; only a failed or canceled run is retried"
+        )
+    runtime, source = _rerun(db, run, dataset)
+    return _attempt(db, settings, run, runtime, source, ray_address, progress, "retry")
+
+
+def _rerun(db: Database, run: RunRecord, dataset: Any) -> tuple[Runtime, Any]:
+    """The runtime and dataset of a stored run, imported again."""
     evaluation = get_evaluation(db, run.evaluation_id)
     if not evaluation.import_path:
         raise DefinitionError(
@@ -158,8 +209,7 @@ def resume_run(
             "`hypermetric evals register MODULE:NAME` (runtimes defined in __main__ cannot resume)"
         )
     runtime = load_runtime(evaluation.import_path)
-    source = _source_for(run, runtime, dataset)
-    return _attempt(db, settings, run, runtime, source, ray_address, progress)
+    return runtime, _source_for(run, runtime, dataset)
 
 
 def _source_for(run: RunRecord, runtime: Runtime, dataset: Any) -> Any:
@@ -220,6 +270,7 @@ def _attempt(
     source: Any,
     ray_address: str | None,
     on_progress: ProgressFn | None,
+    mode: str = "resume",
 ) -> RunRecord:
     context = _context(run)
     resolved = resolve_source(source, context)
@@ -229,9 +280,13 @@ def _attempt(
         owner=f"{socket.gethostname()}:{os.getpid()}",
         pid=os.getpid(),
         host=socket.gethostname(),
-        examples_total=count_hint(resolved),
+        mode=mode,
     )
     try:
+        survey = _survey(db, settings, run, resolved)
+        if survey is not None and survey.count != run.examples_total:
+            update_attempt(db, run.id, run.attempt, examples_total=survey.count)
+            run = get_run(db, run.id)
         connect(ray_address)
         units = Coordinator(
             db=db,
@@ -241,44 +296,63 @@ def _attempt(
             context=context,
             settings=settings,
             source=resolved,
-            committed=committed_unit_ids(db, run.id),
+            plan=plan_units(db, run.id),
+            survey=survey,
             on_progress=on_progress,
             timeout=runtime.schedule.timeout,
         ).execute()
+    except SupersededError:
+        raise  # the run belongs to another attempt now: write nothing more
     except BaseException as exc:
-        _fail(db, run.id, exc)
+        _fail(db, run, exc)
         raise
     return _finish(db, run, runtime, units)
 
 
-def _fail(db: Database, run_id: int, exc: BaseException) -> None:
-    current = get_run(db, run_id)
-    if current.state != "running":
-        return  # canceled (or ended) by someone else: keep their word
+def _survey(db: Database, settings: Settings, run: RunRecord, source: Any) -> Survey | None:
+    """The ids and count of a dataset that can be read again, read once now (a one-shot
+    iterator gets its ids as the run reads it); the run's heartbeat goes on meanwhile."""
+    if not isinstance(source, (list, tuple, pa.Table, OpenedPath)):
+        return None
+    last = time.monotonic()
+
+    def beat(_count: int) -> None:
+        nonlocal last
+        if time.monotonic() - last >= settings.heartbeat_seconds:
+            last = time.monotonic()
+            heartbeat(db, run.id, run.attempt)
+
+    return survey(source, on_chunk=beat)
+
+
+def _fail(db: Database, run: RunRecord, exc: BaseException) -> None:
     if isinstance(exc, HypermetricError):
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     elif isinstance(exc, KeyboardInterrupt):
         reason = "interrupted"
     else:
         reason = f"{type(exc).__name__}: {exc}"
-    finish_run(db, run_id, "failed", reason)
+    # canceled, failed or taken over by someone else meanwhile: keep their word
+    with contextlib.suppress(RunNotRunning, SupersededError):
+        finish_attempt(db, run.id, run.attempt, "failed", reason)
 
 
 def _finish(db: Database, run: RunRecord, runtime: Runtime, units: int) -> RunRecord:
     totals = ledger_totals(db, run.id)
-    update_run(db, run.id, units_total=units, examples_total=totals.examples)
+    update_attempt(db, run.id, run.attempt, units_total=units, examples_total=totals.examples)
     if totals.unit_id != units:
         reason = f"only {totals.unit_id} of {units} units were committed"
-        finish_run(db, run.id, "failed", reason)
+        finish_attempt(db, run.id, run.attempt, "failed", reason)
         raise RunFailedError(f"run {run.id} failed: {reason}", run.id)
     rate = totals.failed_examples / totals.examples if totals.examples else 0.0
     if rate > runtime.max_error_rate:
         reason = (
             f"{totals.failed_examples} of {totals.examples} examples had errors "
             f"({rate:.1%}), above max_error_rate {runtime.max_error_rate:.1%}; "
-            "the error column of scores and calls says why"
+            f"the error column of scores and calls says why; `hypermetric runs retry "
+            f"{run.id}` runs them again"
         )
-        finish_run(db, run.id, "failed", reason)
+        finish_attempt(db, run.id, run.attempt, "failed", reason)
         raise RunFailedError(f"run {run.id} failed: {reason}", run.id)
-    finish_run(db, run.id, "success")
+    finish_attempt(db, run.id, run.attempt, "success")
     return get_run(db, run.id)

@@ -26,7 +26,7 @@ import duckdb
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.reading import METADATA_TABLES, metadata_table, readable_version
 from hypermetric.catalog.records import ShardRecord
-from hypermetric.catalog.shards import DATASETS, live_shards
+from hypermetric.catalog.shards import DATASETS, live_retractions, live_shards
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
 from hypermetric.query.sources import attach_dataset, attach_metadata, quote_literal
@@ -100,7 +100,8 @@ def open_connection(
         for dataset in DATASETS:
             if views is None or dataset in views:
                 shards = _shards(db, dataset, as_of, run_ids)
-                paths.extend(attach_dataset(con, store, dataset, shards))
+                retracted = live_retractions(db, dataset, as_of=as_of, run_ids=run_ids)
+                paths.extend(attach_dataset(con, store, dataset, shards, retracted))
         for name in METADATA_TABLES:
             if views is None or name in views:
                 attach_metadata(con, metadata_table(db, name))

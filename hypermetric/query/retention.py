@@ -11,6 +11,7 @@ In this order:
 3. **Delete unreferenced shards**: removed shards that no unexpired version references
    (see :mod:`hypermetric.catalog.maintenance`): their registry rows first, then their
    files, so a crash in between leaves orphans, never a registered shard without a file.
+   Retractions no unexpired version references are deleted too.
 4. **Delete orphans**: files under the store's dataset folders and ``_tmp/`` that the
    registry does not know and that are older than ``grace`` (default one hour, so a
    shard written but not yet committed is never taken).
@@ -32,6 +33,7 @@ from hypermetric.catalog.maintenance import (
     deletable_shards,
     expirable_versions,
     expire_versions,
+    forget_retractions,
     forget_shards,
     prunable_runs,
 )
@@ -131,6 +133,7 @@ def clean(
     if runs:
         _prune(db, runs)
     forgotten = forget_shards(db, [s.id for s in deletable_shards(db)])
+    forget_retractions(db)
     for shard in forgotten:
         store.delete(shard.path)
     orphans = orphan_files(store, registered_paths(db), cutoff)

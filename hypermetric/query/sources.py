@@ -2,7 +2,9 @@
 
 ``scores`` and ``calls`` are the union of the shards the registry lists as live at the
 version asked for — never a directory listing, so an unregistered or half-written file is
-never read. How a dataset is read is chosen in one place, :func:`attach_dataset`:
+never read — less the rows of the retractions live at that version (a retry's superseded
+rows: an anti-join on run, example and attempt, made only when there are any). How a
+dataset is read is chosen in one place, :func:`attach_dataset`:
 
 - a local store: DuckDB reads the Parquet files itself, one ``read_parquet([...])`` scan
   over the registered paths. When every shard has the dataset's canonical schema (the
@@ -110,6 +112,7 @@ def _select_list(columns: list[tuple[str, pa.DataType | None]]) -> str:
 def _local_view(
     con: duckdb.DuckDBPyConnection,
     store: ShardStore,
+    name: str,
     dataset: str,
     shards: Sequence[ShardRecord],
 ) -> list[str]:
@@ -125,7 +128,7 @@ def _local_view(
         schemas = [pq.read_schema(p, filesystem=store.fs) for p in samples.values()]
         select_list = _select_list(_columns(dataset, schemas))
         source = f"SELECT {select_list} FROM read_parquet({files}, union_by_name=true)"
-    con.execute(f"CREATE VIEW {quote_ident(dataset)} AS {source}")
+    con.execute(f"CREATE VIEW {quote_ident(name)} AS {source}")
     return paths
 
 
@@ -170,9 +173,42 @@ def attach_dataset(
     store: ShardStore,
     dataset: str,
     shards: Sequence[ShardRecord],
+    retractions: Sequence[tuple[int, str, int]] = (),
 ) -> list[str]:
-    """Create the view ``dataset`` over ``shards``; returns the file paths DuckDB must read."""
+    """Create the view ``dataset`` over ``shards`` without the rows ``retractions`` take
+    out; returns the file paths DuckDB must read."""
+    name = f"_hm_{dataset}_shards" if retractions else dataset
     if shards and store.is_local:
-        return _local_view(con, store, dataset, shards)
-    con.register(dataset, _remote_dataset(store, dataset, shards))
-    return []
+        paths = _local_view(con, store, name, dataset, shards)
+    else:
+        con.register(name, _remote_dataset(store, dataset, shards))
+        paths = []
+    if retractions:
+        _retract(con, dataset, name, retractions)
+    return paths
+
+
+def _retract(
+    con: duckdb.DuckDBPyConnection,
+    dataset: str,
+    rows: str,
+    retractions: Sequence[tuple[int, str, int]],
+) -> None:
+    """The view ``dataset``: the rows of view ``rows`` but those of a retried example written
+    by an attempt before its retry (rows written before attempts were recorded count as 0)."""
+    run_ids, example_ids, attempts = zip(*retractions, strict=True)
+    table = pa.table(
+        {
+            "run_id": pa.array(run_ids, pa.int64()),
+            "example_id": pa.array(example_ids, pa.string()),
+            "attempt": pa.array(attempts, pa.int32()),
+        }
+    )
+    retracted = f"_hm_{dataset}_retracted"
+    con.register(retracted, table)
+    con.execute(
+        f"CREATE VIEW {quote_ident(dataset)} AS SELECT * FROM {quote_ident(rows)} AS s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {quote_ident(retracted)} AS r "
+        "WHERE r.run_id = s.run_id AND r.example_id = s.example_id "
+        "AND coalesce(s.run_attempt, 0) < r.attempt)"
+    )

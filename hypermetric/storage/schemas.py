@@ -10,6 +10,9 @@ __all__ = ["CALLS_SCHEMA", "SCHEMAS", "SCORES_SCHEMA", "fingerprint"]
 
 _TS = pa.timestamp("us", tz="UTC")
 
+#: ``run_attempt`` is the attempt of the run that wrote a row: a retry's retractions take
+#: the rows of earlier attempts of its examples out of the dataset
+
 #: one row per (run, example, component call, eval[.key])
 SCORES_SCHEMA = pa.schema(
     [
@@ -22,6 +25,7 @@ SCORES_SCHEMA = pa.schema(
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("error", pa.string()),
+        ("run_attempt", pa.int32()),
         ("created_at", _TS),
     ]
 )
@@ -39,6 +43,7 @@ CALLS_SCHEMA = pa.schema(
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
         ("error", pa.string()),
+        ("run_attempt", pa.int32()),
         ("created_at", _TS),
     ]
 )

@@ -176,3 +176,27 @@ def strict_mixed(example: dict) -> str:
 @hm.runtime(name="engine-endless", dataset=None)
 def endless(example: dict) -> str:
     return answer(example["question"], example["id"])
+
+
+@hm.component(evals=[echo_id, exact])
+def flaky_answer(question: str, id: int, marker: str) -> str:
+    """A model API that is down for a third of the examples until ``marker`` exists."""
+    if id % 3 == 0 and not Path(marker).exists():
+        raise ConnectionError("the model API is unavailable")
+    return f"{question}:{id}"
+
+
+def flaky_rows(context: hm.RunContext) -> list[dict[str, Any]]:
+    n = int(context.params.get("n", 300))
+    return rows(n, marker=str(context.params["marker"]))
+
+
+@hm.runtime(name="engine-flaky", dataset=flaky_rows, max_error_rate=0.1)
+def flaky(example: dict) -> str:
+    return flaky_answer(example["question"], example["id"], example["marker"])
+
+
+@hm.runtime(name="engine-twins", dataset=None)
+def twins(example: dict) -> str:
+    """Scored on examples without ids, many of them identical."""
+    return answer(example["question"], int(example["question"][1:]))

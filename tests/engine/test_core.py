@@ -179,8 +179,8 @@ def test_a_unit_evaluated_twice_is_committed_once(settings: Settings, db: Databa
         second.evaluate(p)
     flush_a, flush_b = first.flush(), second.flush()
     assert flush_a and flush_b
-    assert [u.unit_id for u in commit_flush(db, store, run_id, flush_a)] == [0, 1]
-    assert [u.unit_id for u in commit_flush(db, store, run_id, flush_b)] == [2]
+    assert [u.unit_id for u in commit_flush(db, store, run_id, 1, flush_a)] == [0, 1]
+    assert [u.unit_id for u in commit_flush(db, store, run_id, 1, flush_b)] == [2]
     assert committed_unit_ids(db, run_id) == {0, 1, 2}
     shards = live_shards(db, "scores", run_ids=[run_id])
     ids = [r["example_id"] for s in shards for r in store.read(s.path).to_pylist()]
@@ -189,7 +189,7 @@ def test_a_unit_evaluated_twice_is_committed_once(settings: Settings, db: Databa
     third.evaluate(payloads[2])
     late = third.flush()
     assert late is not None
-    assert commit_flush(db, store, run_id, late) == []  # everything in it is committed
+    assert commit_flush(db, store, run_id, 1, late) == []  # everything in it is committed
     # rewritten and dropped files are gone: what is on disk is exactly what is registered
     registered = {s.path for d in ("scores", "calls") for s in live_shards(db, d)}
     assert {f.path for f in store.files()} == registered

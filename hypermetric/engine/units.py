@@ -1,0 +1,75 @@
+"""The units an attempt drives, cut from its dataset in order, each carrying its ids.
+
+The dataset is cut into units of the run's unit size, always the same way (a resumed or
+retried attempt cuts the units the first one did). Each unit carries its examples' ids:
+sliced from the survey of a dataset read once before the run, or assigned here, in
+dataset order, for a one-shot iterator (:mod:`hypermetric.api.identity`). A unit the plan
+says is done is read but not sent; a unit a retry drives again sends its failed examples
+only, checked to be the examples that failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from hypermetric.api.datasets import Chunk, iter_chunks
+from hypermetric.api.identity import IdStream, Survey
+from hypermetric.catalog.ledger import UnitPlan
+from hypermetric.catalog.records import FailedExample
+from hypermetric.errors import DatasetError
+
+__all__ = ["UnitReader"]
+
+
+class UnitReader:
+    """Iterate ``(unit id, chunk)`` over the units of ``source`` an attempt drives."""
+
+    def __init__(
+        self, run_id: int, source: Any, size: int, plan: UnitPlan, survey: Survey | None
+    ) -> None:
+        self.run_id, self.source, self.size = run_id, source, size
+        self.plan, self.survey = plan, survey
+        #: units read so far (done ones included): the dataset's unit count once exhausted
+        self.units_seen = 0
+
+    def __iter__(self) -> Iterator[tuple[int, Chunk]]:
+        stream = IdStream() if self.survey is None else None
+        offset = 0
+        for unit_id, chunk in enumerate(iter_chunks(self.source, self.size)):
+            self.units_seen = unit_id + 1
+            if stream is not None:
+                ids = stream.assign(chunk)
+            else:
+                assert self.survey is not None
+                ids = self.survey.ids.slice(offset, len(chunk)).to_pylist()
+            offset += len(chunk)
+            if len(ids) != len(chunk):
+                raise DatasetError(
+                    f"run {self.run_id}: the dataset changed while the run read it; "
+                    "give the run data that stays put until it ends"
+                )
+            if unit_id in self.plan.done:
+                continue
+            chunk = chunk.with_ids(ids)
+            failed = self.plan.redo.get(unit_id)
+            yield unit_id, chunk if failed is None else self._redo(unit_id, chunk, failed)
+        if self.survey is not None and offset != self.survey.count:
+            raise DatasetError(
+                f"run {self.run_id}: the dataset changed while the run read it "
+                f"({self.survey.count} examples before, {offset} now); "
+                "give the run data that stays put until it ends"
+            )
+
+    def _redo(self, unit_id: int, chunk: Chunk, failed: tuple[FailedExample, ...]) -> Chunk:
+        """The failed examples of a committed unit, checked to be the same examples."""
+        ids = chunk.ids or []
+        for example in failed:
+            now = ids[example.position] if example.position < len(ids) else None
+            if now != example.example_id:
+                raise DatasetError(
+                    f"run {self.run_id}: the dataset changed since unit {unit_id} was "
+                    f"committed: {chunk.location(example.position)} had id "
+                    f"{example.example_id!r}, now {now!r}; a retry needs the same data"
+                )
+        return chunk.subset(tuple(f.position for f in failed))
