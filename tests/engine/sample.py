@@ -176,3 +176,35 @@ def strict_mixed(example: dict) -> str:
 @hm.runtime(name="engine-endless", dataset=None)
 def endless(example: dict) -> str:
     return answer(example["question"], example["id"])
+
+
+def picky(output: str, id: int) -> float:
+    """Raises an ordinary exception on every third example."""
+    if id % 3 == 0:
+        raise ValueError(f"cannot score example {id}\nand a second line")
+    return 1.0
+
+
+@hm.component(evals=[echo_id, picky, exact])
+def careful(question: str, id: int) -> str:
+    return f"{question}:{id}"
+
+
+@hm.runtime(name="engine-raising-eval", dataset=rows(30), max_error_rate=1.0)
+def raising_eval(example: dict) -> str:
+    return careful(example["question"], example["id"])
+
+
+def length(output: str) -> float:
+    return float(len(output))
+
+
+@hm.component(evals=[length])
+def echo_text(text: str) -> str:
+    return text
+
+
+@hm.runtime(name="engine-sized", dataset=None)
+def sized(example: dict) -> str:
+    """Calls whose inputs and outputs are as large as the example's ``text``."""
+    return echo_text(example["text"])
