@@ -128,6 +128,7 @@ class Coordinator:
         self.progress = Progress(
             examples_done=run.examples_done, scores=run.rows_count, errors=run.errors_count
         )
+        self.progress.examples_total = run.examples_total
         self.units_seen = 0
         self._runtime_ref = ray.put(runtime)
         self._drivers: list[_Driver] = []
