@@ -244,6 +244,8 @@ def test_classes_make_an_eval_with_params_like_a_factory() -> None:
         assert dict(ev.params) == {}
         copy = pickle.loads(cloudpickle.dumps(fixed))
         assert copy({"cat": 0.5, "bird": 0.5}, "bird") == fixed({"cat": 0.5, "bird": 0.5}, "bird")
+    copy = pickle.loads(cloudpickle.dumps(brier_score))  # as a Ray worker receives it
+    assert copy(classes=["a", "b"])({"a": 1.0}, "b") == 1.0 and copy({"a": 1.0}, "b") == 2.0
     bound = bind(brier_score(classes=["no", "yes"]), label="gold")
     assert dict(bound.params) == {"classes": ("no", "yes")} and bound.mapping == {"label": "gold"}
 
