@@ -171,6 +171,7 @@ class Coordinator:
         """Run every uncommitted unit; returns the number of units in the dataset."""
         if self.unit_size != self.run.unit_size:
             update_attempt(self.db, self.run.id, self.attempt, unit_size=self.unit_size)
+        self._report()  # the total shows from the start, not from the first commit
         chunks = self._chunks()
         drivers = pool.acquire("driver", spread(self.nodes, self.n_workers))
         self._drivers = [_Driver(lent) for lent in drivers]

@@ -287,8 +287,7 @@ class EvaluatorCore:
         c["output"].extend(output_json)
         c["latency_ms"].extend(p.call_latency)
         c["error"].extend(call_errors)
-        self.bytes += sum(map(len, filter(None, inputs_json)))
-        self.bytes += sum(map(len, filter(None, output_json)))
+        self.bytes += _utf8_bytes(inputs_json) + _utf8_bytes(output_json)
         failed = {positions[i] for i, e in enumerate(call_errors) if e is not None}
         by_component: dict[str, list[int]] = {}
         for i, name in enumerate(p.call_component):
@@ -348,6 +347,15 @@ class EvaluatorCore:
                             failed.add(positions[i])
         self.bytes += 64 * (len(s["metric"]) - before) + 96 * len(call_ids)
         return errors, failed
+
+
+def _utf8_bytes(texts: list[str | None]) -> int:
+    """The UTF-8 size of ``texts`` (what they take in memory and in the file), counted
+    without encoding them when they are all ASCII, the common case."""
+    present = list(filter(None, texts))
+    if all(map(str.isascii, present)):
+        return sum(map(len, present))
+    return sum(len(t.encode()) for t in present)
 
 
 def _rows(name: str, result: Any) -> list[tuple[str, float | None, str | None]]:

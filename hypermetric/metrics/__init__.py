@@ -15,7 +15,8 @@ Retrieval (``hypermetric.metrics.retrieval``), ``(output, relevant)``, higher is
     precision_at_k(k), recall_at_k(k), hit_rate_at_k(k), ndcg_at_k(k), mrr,
     average_precision
 Classification (``hypermetric.metrics.classification``), ``(output, label)``:
-    accuracy (higher is better), brier_score, log_loss (lower is better)
+    accuracy (higher is better), brier_score, log_loss (lower is better); each also
+    ``(classes=[...])`` -> the same eval over a fixed class set, ``params={"classes": ...}``
 """
 
 from __future__ import annotations

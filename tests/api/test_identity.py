@@ -76,7 +76,7 @@ def test_duplicate_explicit_ids_are_refused_naming_both_places(tmp_path: Path) -
     )
     with pytest.raises(DatasetError, match=r"qa\.jsonl line 4 and .*qa\.jsonl line 12 both"):
         survey(open_path(str(path)), 3)
-    table = pa.Table.from_pylist(rows[:10] + [{"id": 3, "q": "y"}])
+    table = pa.Table.from_pylist([*rows[:10], {"id": 3, "q": "y"}])
     with pytest.raises(DatasetError, match=r"id '3': row 3 of the table and row 10"):
         survey(table, 4)
 

@@ -8,6 +8,8 @@ import os
 import random
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -123,29 +125,47 @@ def odd_outputs(example: dict) -> Any:
     return {(1, 2): "tuple key"}
 
 
-_in_flight = 0
-_peak = 0
+#: examples in flight and the most seen at once, per run, in this worker process: a warm
+#: driver actor serves many runs, so a process-wide peak would show an earlier run's
+_in_flight: dict[int | None, int] = {}
+_peak: dict[int | None, int] = {}
 
 
 @hm.component(evals=[echo_id])
 async def slow_answer(question: str, id: int) -> str:
-    global _in_flight, _peak
-    _in_flight += 1
-    _peak = max(_peak, _in_flight)
     await asyncio.sleep(random.uniform(0.001, 0.02))
-    _in_flight -= 1
     return f"{question}:{id}"
 
 
+@contextmanager
+def _counted(run_id: int | None) -> Iterator[None]:
+    """Count an example in flight for its run while the block runs."""
+    _in_flight[run_id] = _in_flight.get(run_id, 0) + 1
+    _peak[run_id] = max(_peak.get(run_id, 0), _in_flight[run_id])
+    try:
+        yield
+    finally:
+        _in_flight[run_id] -= 1
+
+
 def peak(output: str) -> float:
-    """The most examples seen in flight at once in the worker that ran this one."""
+    """The most examples of this run in flight at once in the worker that ran this one."""
     return float(output)
 
 
 @hm.runtime(name="engine-async", dataset=rows(400), concurrency=16, evals=[peak])
-async def concurrent(example: dict) -> str:
-    await slow_answer(example["question"], example["id"])
-    return str(_peak)
+async def concurrent(example: dict, context: hm.RunContext) -> str:
+    with _counted(context.run_id):
+        await slow_answer(example["question"], example["id"])
+    return str(_peak[context.run_id])
+
+
+@hm.runtime(name="engine-async-pairs", dataset=rows(100), concurrency=2, evals=[peak])
+async def concurrent_pairs(example: dict, context: hm.RunContext) -> str:
+    """Two examples at once over the whole cluster: one per worker of two."""
+    with _counted(context.run_id):
+        await slow_answer(example["question"], example["id"])
+    return str(_peak[context.run_id])
 
 
 @hm.runtime(name="engine-slow", dataset=rows(3000))
@@ -200,3 +220,35 @@ def flaky(example: dict) -> str:
 def twins(example: dict) -> str:
     """Scored on examples without ids, many of them identical."""
     return answer(example["question"], int(example["question"][1:]))
+
+
+def picky(output: str, id: int) -> float:
+    """Raises an ordinary exception on every third example."""
+    if id % 3 == 0:
+        raise ValueError(f"cannot score example {id}\nand a second line")
+    return 1.0
+
+
+@hm.component(evals=[echo_id, picky, exact])
+def careful(question: str, id: int) -> str:
+    return f"{question}:{id}"
+
+
+@hm.runtime(name="engine-raising-eval", dataset=rows(30), max_error_rate=1.0)
+def raising_eval(example: dict) -> str:
+    return careful(example["question"], example["id"])
+
+
+def length(output: str) -> float:
+    return float(len(output))
+
+
+@hm.component(evals=[length])
+def echo_text(text: str) -> str:
+    return text
+
+
+@hm.runtime(name="engine-sized", dataset=None)
+def sized(example: dict) -> str:
+    """Calls whose inputs and outputs are as large as the example's ``text``."""
+    return echo_text(example["text"])

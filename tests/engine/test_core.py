@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,8 +35,13 @@ def _ctx() -> RunContext:
     return RunContext(evaluation="t", logical_date=utcnow())
 
 
-def _core(store: ShardStore, runtime: object = sample.basic, **limits: float) -> EvaluatorCore:
-    clock = iter(range(1_000_000))
+def _core(
+    store: ShardStore,
+    runtime: object = sample.basic,
+    clock: Callable[[], float] | None = None,
+    **limits: float,
+) -> EvaluatorCore:
+    ticks = iter(range(1_000_000))
     return EvaluatorCore(
         run_id=1,
         evaluation="t",
@@ -43,8 +49,18 @@ def _core(store: ShardStore, runtime: object = sample.basic, **limits: float) ->
         runtime=runtime,  # type: ignore[arg-type]
         store=store,
         thresholds=Thresholds(**limits),  # type: ignore[arg-type]
-        clock=lambda: float(next(clock)),
+        clock=clock or (lambda: float(next(ticks))),
     )
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 def _payloads(runtime: object, rows: list[dict], size: int) -> list[bytes]:
@@ -99,15 +115,102 @@ def test_scores_line_up_with_their_examples_and_flush_at_the_row_threshold(tmp_p
     assert core.flush() is None  # nothing left: the last unit flushed with its pair
 
 
-def test_final_flush_keeps_the_tail_and_age_threshold_flushes(tmp_path: Path) -> None:
-    store = _local(tmp_path)
-    core = _core(store, rows=10_000, seconds=3)
+def test_final_flush_keeps_the_tail(tmp_path: Path) -> None:
+    core = _core(_local(tmp_path), clock=Clock(), rows=10_000, seconds=3)
     first = core.evaluate(_payloads(sample.basic, sample.rows(3), 3)[0])
     assert first.flush is None and core.buffered_units == [0]
-    assert core.flush_if_old() is None or True  # the injected clock moves one step a call
-    tail = core.flush_if_old() or core.flush()
+    assert core.flush_if_old() is None  # the clock stands still: never old
+    tail = core.flush()
     assert tail is not None and tail.units[0].examples == 3
+    assert core.buffered_units == [] and core.flush() is None
+
+
+def test_the_age_threshold_flushes_at_its_seconds_and_not_before(tmp_path: Path) -> None:
+    clock = Clock()
+    core = _core(_local(tmp_path), clock=clock, rows=10_000, seconds=30)
+    units = iter(_payloads(sample.basic, sample.rows(40), 5))
+    assert core.evaluate(next(units)).flush is None  # t = 0: the buffer's oldest unit
+    clock.now = 20.0
+    assert core.evaluate(next(units)).flush is None
+    clock.now = 29.999
+    assert core.flush_if_old() is None and core.buffered_units == [0, 1]
+    clock.now = 30.0  # the age counts from the oldest buffered unit, not the newest
+    aged = core.flush_if_old()
+    assert aged is not None and [u.unit_id for u in aged.units] == [0, 1]
+    assert core.flush_if_old() is None  # nothing buffered: nothing to flush however late
+    # the next buffer's age starts with its own first unit
+    clock.now = 100.0
+    assert core.evaluate(next(units)).flush is None
+    clock.now = 129.0
+    assert core.flush_if_old() is None
+    clock.now = 131.0  # a unit arriving after the age flushes with the buffer at once
+    late = core.evaluate(next(units)).flush
+    assert late is not None and [u.unit_id for u in late.units] == [2, 3]
     assert core.buffered_units == []
+
+
+def _text(size: int, unit_id: int) -> bytes:
+    """A one-example unit whose two calls carry ``size`` characters each way."""
+    chunk = next(iter_chunks([{"id": unit_id, "text": "x" * size}], 1))
+    return drive_unit(sample.sized, chunk, unit_id, _ctx())
+
+
+def _json_bytes(core: EvaluatorCore) -> int:
+    """What the buffered calls' inputs and outputs take as JSON text."""
+    columns = (core.calls.data["inputs"], core.calls.data["output"])
+    return sum(len(text.encode()) for column in columns for text in column if text)
+
+
+def test_the_bytes_threshold_flushes_a_unit_whose_calls_pass_it(tmp_path: Path) -> None:
+    limit = 100_000
+    core = _core(_local(tmp_path), clock=Clock(), rows=10_000, bytes=limit, seconds=1e9)
+    # each unit: one call of echo_text and one of the runtime, ~3 x 10,000 bytes of JSON
+    done = [core.evaluate(_text(10_000, unit)) for unit in range(3)]
+    assert [d.flush for d in done] == [None] * 3
+    assert 0.85 * limit < _json_bytes(core) < limit  # close below: still buffered
+    crossing = core.evaluate(_text(10_000, 3)).flush
+    assert crossing is not None and [u.unit_id for u in crossing.units] == [0, 1, 2, 3]
+    # after a flush the count starts again: a small unit stays, one past the limit flushes
+    assert core.evaluate(_text(100, 4)).flush is None
+    big = core.evaluate(_text(40_000, 5)).flush
+    assert big is not None and [u.unit_id for u in big.units] == [4, 5]
+
+
+def test_the_bytes_threshold_counts_utf8_bytes(tmp_path: Path) -> None:
+    core = _core(_local(tmp_path), clock=Clock(), rows=10_000, bytes=60_000, seconds=1e9)
+    # 10,000 CJK characters are 30,000 bytes in UTF-8 (and in the Parquet file): ~90 kB
+    chunk = next(iter_chunks([{"id": 0, "text": "東" * 10_000}], 1))
+    done = core.evaluate(drive_unit(sample.sized, chunk, 0, _ctx()))
+    assert done.flush is not None
+
+
+def test_an_eval_that_raises_is_an_error_row_and_the_batch_stays_whole(tmp_path: Path) -> None:
+    store = _local(tmp_path)
+    core = _core(store, runtime=sample.raising_eval)
+    (payload,) = _payloads(sample.raising_eval, sample.rows(12), 12)
+    done = core.evaluate(payload)
+    # ids 0, 3, 6, 9 raise in `picky`: one error row each, the examples count as failed
+    assert (done.unit.rows, done.unit.errors, done.unit.failed_examples) == (36, 4, 4)
+    flush = core.flush()
+    assert flush is not None
+    rows = store.read(next(f for f in flush.files if f.dataset == "scores").path).to_pylist()
+    by_metric: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        by_metric.setdefault(r["metric"], {})[r["example_id"]] = r
+    failed = {str(i) for i in (0, 3, 6, 9)}
+    for example_id, row in by_metric["picky"].items():
+        if example_id in failed:
+            assert row["value"] is None
+            assert row["error"] == f"ValueError: cannot score example {example_id}"
+        else:
+            assert (row["value"], row["error"]) == (1.0, None)
+    # the evals before and after the one that raised scored every example
+    for metric in ("echo_id", "exact"):
+        assert len(by_metric[metric]) == 12
+        scored = by_metric[metric].values()
+        assert all(r["error"] is None and r["value"] is not None for r in scored)
+    calls = store.read(next(f for f in flush.files if f.dataset == "calls").path)
+    assert calls.num_rows == 24 and set(calls["error"].to_pylist()) == {None}
 
 
 def test_mixed_eval_outputs_do_not_poison_the_batch(tmp_path: Path) -> None:

@@ -53,13 +53,18 @@ def test_no_lost_tail_below_the_flush_threshold(engine_settings: Settings) -> No
 
 
 def test_async_components_overlap_up_to_concurrency(engine_settings: Settings) -> None:
+    reset_settings(replace(engine_settings, workers=2))
     run = run_runtime(sample.concurrent)
     table = assert_exactly_once(run.id, 800)
-    peaks = values_of(table, "peak")
-    # concurrency 16 over 2 workers: up to 8 examples in flight in each worker process
+    peaks = values_of(table, "peak")  # measured per run in each worker process
+    # concurrency 16 over 2 workers: up to 8 examples of the run in flight in each one
     assert 1 < max(peaks) <= 8
     echo = values_of(table, "echo_id")
     assert set(echo) == {0.0}
+    # the same warm workers, concurrency 2: one example at a time each, whatever the
+    # previous run reached in those processes
+    pairs = run_runtime(sample.concurrent_pairs)
+    assert set(values_of(assert_exactly_once(pairs.id, 200), "peak")) == {1.0}
 
 
 @pytest.mark.parametrize("form", ["list", "jsonl"])

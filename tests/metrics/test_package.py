@@ -15,7 +15,7 @@ from hypermetric.api.evals import Eval, as_eval, bind
 MODULES = ["text", "retrieval", "classification", "_text_utils"]
 # metric code runs per example in evaluator processes: pure Python, nothing heavy to import
 ALLOWED_IMPORTS = {"__future__", "collections", "hypermetric", "math", "numbers", "operator"}
-ALLOWED_IMPORTS |= {"re", "string", "sys", "typing"}
+ALLOWED_IMPORTS |= {"dataclasses", "inspect", "re", "string", "sys", "types", "typing"}
 
 # every public eval, with its direction and an example call that must give a score
 EXPECTED: dict[str, tuple[bool, tuple[object, ...], float]] = {

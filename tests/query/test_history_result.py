@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -11,7 +9,7 @@ from scipy import stats
 
 from hypermetric.catalog.db import Database
 from hypermetric.errors import NotFoundError
-from hypermetric.query.history import RunStat, expected_interval, history
+from hypermetric.query.history import history
 from hypermetric.query.render import table_text
 from hypermetric.query.result import RunResult, render_summary
 from tests.query.conftest import Runs, calls_table, ids, scores_table
@@ -108,16 +106,3 @@ def test_history_marks_the_night_that_moved(runs: Runs, db: Database) -> None:
     assert one_back[9].shift == "" and one_back[9].baseline_runs == 1
     with pytest.raises(NotFoundError):
         history("nope")
-
-
-def test_the_expected_interval_by_hand() -> None:
-    previous = [RunStat(100, 0.5, 0.04), RunStat(100, 0.7, 0.04)]
-    now = RunStat(100, 0.6, 0.04)
-    low, high = expected_interval(previous, now)
-    se_now2, se_prev2 = 0.04 / 100, 0.04 / 200
-    tau2 = np.var([0.5, 0.7], ddof=1) - 0.04 / 100
-    half = stats.norm.ppf(0.975) * math.sqrt(se_now2 + se_prev2 + tau2 * 1.5)
-    assert (low, high) == (pytest.approx(0.6 - half), pytest.approx(0.6 + half))
-    # one previous run: a two-sample test of the two means
-    low, high = expected_interval(previous[:1], now)
-    assert high - 0.5 == pytest.approx(stats.norm.ppf(0.975) * math.sqrt(2 * 0.04 / 100))
