@@ -183,10 +183,12 @@ def check_startable(row: Run, run_id: int, mode: str) -> None:
 
 
 def _kind(row: Run, mode: str) -> str:
-    if row.attempt == 0:
-        return "start"
+    """How the next attempt begins: the first of a run or of a reprocess (start), a retry,
+    a takeover of a live-looking attempt, or a resume of a lost or queued one."""
     if mode == "retry" or row.redo_from == row.attempt + 1:
         return "retry"
+    if row.attempt == row.attempt_base:
+        return "start"
     return "takeover" if row.state == "running" else "resume"
 
 

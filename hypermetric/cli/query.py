@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from hypermetric.cli.render import console, fmt_time
+from hypermetric.errors import QueryError
 
 if TYPE_CHECKING:
     from hypermetric.query.compare import Comparison, ExampleChange
@@ -87,14 +88,15 @@ def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
         table.add_row(
             m.component or "",
             m.metric,
-            "↑" if m.higher_is_better else "↓",
+            {True: "↑", False: "↓", None: "?"}[m.higher_is_better],
             str(m.n),
             fmt_num(m.mean_a),
             fmt_num(m.mean_b),
             fmt_num(m.delta, signed=True),
             fmt_interval(m.ci_low, m.ci_high),
             fmt_p(m.p_value),
-            *(str(v) for v in (m.improved, m.regressed, m.unchanged, m.only_a, m.only_b)),
+            *("?" if v is None else str(v) for v in (m.improved, m.regressed)),
+            *(str(v) for v in (m.unchanged, m.only_a, m.only_b)),
             str(m.errored),
             verdict,
         )
@@ -102,6 +104,8 @@ def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
         f"paired by example; CI: paired bootstrap ({comparison.resamples} resamples, "
         f"seed {comparison.seed}); p: paired t-test"
     )
+    if comparison.unknown_direction():
+        table.caption += "; ?: neither run records the metric's direction"
     return table
 
 
@@ -182,6 +186,7 @@ def compare_cmd(
         elif show == "improvements":
             out.print(_examples_table("examples that got better, best first", result.improvements))
     if fail_threshold is not None:
+        _refuse_unknown_directions(result)
         failing = result.failing(fail_threshold)
         for m in failing:
             click.echo(
@@ -191,6 +196,18 @@ def compare_cmd(
             )
         if failing:
             ctx.exit(1)
+
+
+def _refuse_unknown_directions(result: Comparison) -> None:
+    """A gate never guesses which way is worse."""
+    unknown = result.unknown_direction()
+    if unknown:
+        names = ", ".join(f"{m.component}/{m.metric}" for m in unknown)
+        raise QueryError(
+            f"cannot gate on {names}: neither run {result.run_a.id} nor run "
+            f"{result.run_b.id} records its direction; run the evaluation again (runs record "
+            "the direction of every eval that ran), or leave it out with --metric"
+        )
 
 
 @click.command("history")
@@ -223,11 +240,13 @@ def history_cmd(name: str, metric: str | None, window: int, last: int | None) ->
     for point in points:
         series.setdefault((point.component, point.metric), []).append(point)
     for (component, metric_name), rows in series.items():
-        table = Table(title=f"{name} · {component or '-'} · {metric_name}")
+        up = rows[-1].higher_is_better
+        arrow = {True: "↑ higher is better", False: "↓ lower is better", None: "direction unknown"}
+        title = f"{name} · {component or '-'} · {metric_name} ({arrow[up]})"
+        table = Table(title=title)
         for col in ("logical date (UTC)", "run", "version", "n", "mean", "95% CI", "expected", ""):
             table.add_column(col, justify="right" if col in ("n", "mean") else "left")
         for p in rows[-last:] if last else rows:
-            mark = {"up": "[green]▲ up[/green]", "down": "[red]▼ down[/red]"}.get(p.shift, "")
             table.add_row(
                 fmt_time(p.logical_date),
                 str(p.run_id),
@@ -236,9 +255,20 @@ def history_cmd(name: str, metric: str | None, window: int, last: int | None) ->
                 fmt_num(p.mean),
                 fmt_interval(p.ci_low, p.ci_high),
                 fmt_interval(p.expected_low, p.expected_high),
-                mark,
+                _shift_mark(p.shift, up),
             )
         out.print(table)
+
+
+def _shift_mark(shift: str, up: bool | None) -> str:
+    """▲/▼ for a move, green when it is an improvement, red when a regression."""
+    if not shift:
+        return ""
+    text = "▲ up" if shift == "up" else "▼ down"
+    if up is None:
+        return text
+    good = (shift == "up") == up
+    return f"[green]{text}[/green]" if good else f"[red]{text}[/red]"
 
 
 def register(root: click.Group) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from hypermetric.errors import EngineError
 __all__ = ["connect", "start_local_head", "stop_local_head"]
 
 _lock = threading.Lock()
+_TOKEN_NOTE = "ray._private.authentication.authentication_token_setup"
 
 
 def _extra_paths() -> list[str]:
@@ -70,6 +72,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             if address:
                 ray.init(address=address, **options)
             else:
+                # a cluster this process owns says at every start that it made itself a token
+                logging.getLogger(_TOKEN_NOTE).setLevel(logging.ERROR)
                 ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **options)
         except Exception as exc:
             where = address or "a local cluster"

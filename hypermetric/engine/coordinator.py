@@ -26,6 +26,7 @@ from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import Chunk
 from hypermetric.api.identity import Survey
 from hypermetric.api.runtime import Runtime
+from hypermetric.api.versions import merge_lineage
 from hypermetric.catalog.attempts import RunNotRunning, heartbeat, update_attempt
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.ledger import UnitPlan
@@ -123,6 +124,7 @@ class Coordinator:
         self.context, self.settings, self.source = context, settings, source
         self.attempt = run.attempt
         self.plan, self.survey = plan, survey
+        self.versions = run.versions
         self.committed = set(plan.done)
         self.on_progress = on_progress
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -342,6 +344,8 @@ class Coordinator:
         except RayTaskError as exc:
             raise self._error(exc) from None
         if isinstance(result, UnitDone):
+            if result.lineage:
+                self._record_lineage(result.lineage)
             if result.flush is not None:
                 self._commit(slot, result.flush)
         elif result is not None:
@@ -367,6 +371,15 @@ class Coordinator:
         for unit in flush.units:
             slot.held.pop(unit.unit_id, None)
         self._report()
+
+    def _record_lineage(self, observed: dict[str, Any]) -> None:
+        """Merge components found running into the run's versions (at once: a resumed
+        attempt keeps what an earlier one saw)."""
+        merged = merge_lineage(self.versions, observed)
+        if merged != self.versions:
+            self.versions = merged
+            code = merged["code_version"]
+            update_attempt(self.db, self.run.id, self.attempt, versions=merged, code_version=code)
 
     def _replace(self, dead: _Slot) -> None:
         """An evaluator died: start another and re-send every unit it held uncommitted."""

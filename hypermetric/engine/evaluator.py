@@ -25,6 +25,7 @@ import pyarrow as pa
 from hypermetric.api.binding import Plan
 from hypermetric.api.component import CAUGHT, describe_error
 from hypermetric.api.runtime import Runtime
+from hypermetric.api.versions import component_lineage
 from hypermetric.catalog.records import FailedExample, ShardFile, UnitSummary
 from hypermetric.engine.worker import UnitPayload, load_payload
 from hypermetric.errors import BindingError
@@ -55,10 +56,12 @@ class Flush:
 
 @dataclass(frozen=True)
 class UnitDone:
-    """The small descriptor an evaluation returns to the coordinator."""
+    """The small descriptor an evaluation returns to the coordinator; ``lineage`` holds the
+    components this evaluator scored for the first time (name -> hash, evals)."""
 
     unit: UnitSummary
     flush: Flush | None
+    lineage: dict[str, Any] | None = None
 
 
 def _number(value: Any) -> float:
@@ -180,9 +183,11 @@ class EvaluatorCore:
         """Score one unit's calls into the buffer; flush if a threshold is reached."""
         if not isinstance(payload, UnitPayload):
             payload = load_payload(payload)
+        lineage: dict[str, Any] = {}
         for name, comp in payload.components.items():
             if name not in self.plans:
                 self.plans[name] = comp.plans
+                lineage[name] = component_lineage(comp)
         if self.started is None:
             self.started = self.clock()
         s0, c0 = len(self.scores), len(self.calls)
@@ -204,7 +209,7 @@ class EvaluatorCore:
         self.units.append(unit)
         self.ranges[payload.unit_id] = (s0, s0 + n_scores, c0, c0 + n_calls)
         flush = self.flush() if self._due() else None
-        return UnitDone(unit=unit, flush=flush)
+        return UnitDone(unit=unit, flush=flush, lineage=lineage or None)
 
     def _failed(self, p: Any, failed: set[int], s0: int) -> tuple[FailedExample, ...]:
         """The unit's failed examples with the rows each wrote: what a retry drives again

@@ -13,10 +13,14 @@ each (component, metric), over the pairs where both values are present:
   direction, and of rows present in one run only (``only_a``, ``only_b``) or errored in
   either (``errored``: present in both, value NULL in at least one).
 
-Direction: an eval may declare ``higher_is_better: false`` in a run's ``versions`` JSON
-(``versions["evals"][EVAL]["higher_is_better"]``). A metric resolves by its exact name,
-else by the eval name before its last ``.`` (dict-returning evals write ``EVAL.key``);
-run B's declaration wins over run A's, and without one a metric is higher-is-better. For a
+Direction: every eval that ran is recorded in its run's ``versions`` JSON with its
+direction (``versions["evals"][EVAL]["higher_is_better"]``; a plain function is
+higher-is-better, ``@hm.eval(higher_is_better=False)`` says otherwise). A metric resolves by
+its exact name, else by the eval name before its last ``.`` (dict-returning evals write
+``EVAL.key``); run B's record wins over run A's. A metric neither run records (runs kept
+before directions were recorded, rows from elsewhere) has an **unknown** direction: its
+delta and interval are shown, but it is never called improved or regressed, and
+:meth:`Comparison.unknown_direction` lists it so that a gate can refuse to guess. For a
 lower-is-better metric "regressed" means the value went up.
 """
 
@@ -58,7 +62,8 @@ class MetricDelta:
 
     component: str | None
     metric: str
-    higher_is_better: bool
+    #: None when neither run records the metric's direction
+    higher_is_better: bool | None
     n: int
     mean_a: float | None
     mean_b: float | None
@@ -66,8 +71,9 @@ class MetricDelta:
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
-    improved: int
-    regressed: int
+    #: None for a metric of unknown direction (better and worse are undefined there)
+    improved: int | None
+    regressed: int | None
     unchanged: int
     errored: int
     only_a: int
@@ -76,9 +82,10 @@ class MetricDelta:
     def regressed_beyond(self, threshold: float = 0.0) -> bool:
         """True when the delta's CI lies wholly on the bad side of ``threshold``.
 
-        Higher-is-better: ``ci_high < -threshold``; lower-is-better: ``ci_low > threshold``.
+        Higher-is-better: ``ci_high < -threshold``; lower-is-better: ``ci_low > threshold``;
+        never for a metric of unknown direction.
         """
-        if self.ci_low is None or self.ci_high is None:
+        if self.ci_low is None or self.ci_high is None or self.higher_is_better is None:
             return False
         if self.higher_is_better:
             return self.ci_high < -threshold
@@ -86,7 +93,7 @@ class MetricDelta:
 
     def improved_beyond(self, threshold: float = 0.0) -> bool:
         """True when the delta's CI lies wholly on the good side of ``threshold``."""
-        if self.ci_low is None or self.ci_high is None:
+        if self.ci_low is None or self.ci_high is None or self.higher_is_better is None:
             return False
         if self.higher_is_better:
             return self.ci_low > threshold
@@ -127,6 +134,10 @@ class Comparison:
         """The metrics whose delta CI lies wholly beyond ``threshold`` on the bad side."""
         return [m for m in self.metrics if m.regressed_beyond(threshold)]
 
+    def unknown_direction(self) -> list[MetricDelta]:
+        """The metrics whose direction neither run records (no gate can judge them)."""
+        return [m for m in self.metrics if m.higher_is_better is None]
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the comparison."""
         return {
@@ -151,8 +162,9 @@ def resolve_run(spec: int | str, settings: Settings | None = None) -> RunRecord:
     return latest_run_with_version(db, evaluation, version)
 
 
-def higher_is_better(metric: str, *runs: RunRecord) -> bool:
-    """The direction of ``metric`` as the first of ``runs`` that declares it says (default up)."""
+def higher_is_better(metric: str, *runs: RunRecord) -> bool | None:
+    """The direction of ``metric`` as the first of ``runs`` that records it says; None when
+    none does."""
     candidates = [metric]
     if "." in metric:
         candidates.append(metric.rpartition(".")[0])
@@ -162,7 +174,7 @@ def higher_is_better(metric: str, *runs: RunRecord) -> bool:
             declared = evals.get(name)
             if isinstance(declared, dict) and "higher_is_better" in declared:
                 return bool(declared["higher_is_better"])
-    return True
+    return None
 
 
 def _pairs_sql(a: int, b: int, metric: str | None) -> str:
@@ -206,11 +218,11 @@ ORDER BY component NULLS LAST, metric NULLS LAST
 
 
 def _metric_delta(
-    key: tuple[Any, ...], va: np.ndarray, vb: np.ndarray, up: bool, resamples: int, seed: int
+    key: tuple[Any, ...], va: np.ndarray, vb: np.ndarray, up: bool | None, resamples: int, seed: int
 ) -> MetricDelta:
     component, metric, n, errored, only_a, only_b = key
     d = vb - va
-    gain = d if up else -d
+    gain = None if up is None else d if up else -d
     boot = paired_bootstrap(
         d, resamples=resamples, seed=[seed, zlib.crc32(f"{component}\x00{metric}".encode())]
     )
@@ -227,8 +239,8 @@ def _metric_delta(
         ci_low=boot.low if boot else None,
         ci_high=boot.high if boot else None,
         p_value=paired_t_pvalue(mean, sd, int(n)) if mean is not None else None,
-        improved=int((gain > TOLERANCE).sum()),
-        regressed=int((gain < -TOLERANCE).sum()),
+        improved=None if gain is None else int((gain > TOLERANCE).sum()),
+        regressed=None if gain is None else int((gain < -TOLERANCE).sum()),
         unchanged=int((np.abs(d) <= TOLERANCE).sum()),
         errored=int(errored),
         only_a=int(only_a),
@@ -237,17 +249,21 @@ def _metric_delta(
 
 
 def _changes(
-    con: duckdb.DuckDBPyConnection, lower: list[str], limit: int, worst: bool
+    con: duckdb.DuckDBPyConnection, lower: list[str], unknown: list[str], limit: int, worst: bool
 ) -> tuple[ExampleChange, ...]:
     if limit <= 0:
         return ()
     names = ", ".join(quote_literal(m) for m in lower) or "NULL"
+    # a metric of unknown direction has no better or worse: its rows are left out
+    skipped = ", ".join(quote_literal(m) for m in unknown)
+    keep = f"AND metric NOT IN ({skipped})" if unknown else ""
     sign = f"CASE WHEN metric IN ({names}) THEN -1.0 ELSE 1.0 END"
     cmp, order = ("<", "ASC") if worst else (">", "DESC")
     rows = con.sql(
         f"""SELECT component, metric, example_id, call_index, va, vb, vb - va AS delta,
                (vb - va) * {sign} AS gain
         FROM pairs WHERE in_a AND in_b AND va IS NOT NULL AND vb IS NOT NULL
+          {keep}
           AND (vb - va) * {sign} {cmp} {-TOLERANCE if worst else TOLERANCE}
         ORDER BY gain {order}, component, metric, example_id, call_index LIMIT {int(limit)}"""
     ).fetchall()
@@ -294,9 +310,10 @@ def compare(
     try:
         con.execute(_pairs_sql(run_a.id, run_b.id, metric))
         metrics = _metrics(con, run_a, run_b, resamples, seed)
-        lower = sorted({m.metric for m in metrics if not m.higher_is_better})
-        worst = _changes(con, lower, examples, worst=True)
-        best = _changes(con, lower, examples, worst=False)
+        lower = sorted({m.metric for m in metrics if m.higher_is_better is False})
+        unknown = sorted({m.metric for m in metrics if m.higher_is_better is None})
+        worst = _changes(con, lower, unknown, examples, worst=True)
+        best = _changes(con, lower, unknown, examples, worst=False)
     except duckdb.Error as exc:
         raise query_error(exc) from None
     finally:

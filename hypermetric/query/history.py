@@ -36,6 +36,7 @@ from hypermetric.catalog.evaluations import get_evaluation
 from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings, get_settings
+from hypermetric.query.compare import higher_is_better
 from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.sources import quote_literal
 from hypermetric.query.stats import mean_interval
@@ -66,6 +67,8 @@ class HistoryPoint:
     expected_high: float | None
     baseline_runs: int
     shift: str
+    #: the metric's direction as the newest run that records it says (None: unknown)
+    higher_is_better: bool | None = None
 
     @property
     def shifted(self) -> bool:
@@ -135,6 +138,7 @@ def _points(
     stats: dict[int, RunStat],
     window: int,
 ) -> Iterator[HistoryPoint]:
+    up = higher_is_better(key[1], *reversed(runs))
     previous: list[RunStat] = []
     for run in runs:
         stat = stats.get(run.id)
@@ -161,6 +165,7 @@ def _points(
             expected_high=high,
             baseline_runs=len(previous[-window:]),
             shift=shift,
+            higher_is_better=up,
         )
         previous.append(stat)
 

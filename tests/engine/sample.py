@@ -252,3 +252,10 @@ def echo_text(text: str) -> str:
 def sized(example: dict) -> str:
     """Calls whose inputs and outputs are as large as the example's ``text``."""
     return echo_text(example["text"])
+
+
+@hm.runtime(name="engine-nightly", dataset=rows(3000), schedule="0 2 * * *", timezone="UTC")
+def nightly_slow(example: dict) -> str:
+    """A scheduled evaluation slow enough to be stopped in the middle (like ``slow``)."""
+    time.sleep(0.004)
+    return answer(example["question"], example["id"])

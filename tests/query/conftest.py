@@ -15,7 +15,7 @@ import pytest
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.records import ShardFile, UnitSummary
-from hypermetric.catalog.runs import create_run, finish_run, get_run, start_run
+from hypermetric.catalog.runs import create_run, finish_run, get_run, start_run, update_run
 from hypermetric.catalog.shards import commit_units
 from hypermetric.config import Settings
 from hypermetric.storage.files import ShardStore, store_for
@@ -141,9 +141,16 @@ class Runs:
         with_calls: bool = False,
         state: str = "success",
     ) -> int:
-        """A whole run: ``build(run_id) -> scores table`` split into ``shards`` commits."""
+        """A whole run: ``build(run_id) -> scores table`` split into ``shards`` commits.
+
+        Without ``versions``, the run records every eval it has scores of as
+        higher-is-better, as a run of plain function evals does."""
         run_id = self.start(evaluation, version=version, versions=versions)
         table = build(run_id) if build is not None else pa.concat_tables(tables or [])
+        if versions is None:
+            evals = {m.split(".")[0] for m in table["metric"].to_pylist()} if table.num_rows else ()
+            recorded = {"evals": {name: {"higher_is_better": True} for name in evals}}
+            update_run(self.db, run_id, versions=recorded)
         bounds = np.linspace(0, table.num_rows, shards + 1).astype(int)
         for unit, (lo, hi) in enumerate(itertools.pairwise(bounds)):
             part = table.slice(lo, hi - lo)

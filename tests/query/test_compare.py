@@ -141,13 +141,31 @@ def test_lower_is_better_and_dict_evals(runs: Runs) -> None:
     worse = runs.run(build=build(base + 0.05), versions=versions)
     result = compare(first, worse, examples=5)
     brier, rouge = result.metrics
-    assert (brier.metric, brier.higher_is_better, rouge.higher_is_better) == ("brier", False, True)
-    assert brier.regressed == 200 and rouge.improved == 200
+    assert (brier.metric, brier.higher_is_better, rouge.higher_is_better) == ("brier", False, None)
+    assert brier.regressed == 200 and (rouge.improved, rouge.regressed) == (None, None)
     assert [m.metric for m in result.failing()] == ["brier"]
-    assert {c.metric for c in result.regressions} == {"brier"}
+    assert [m.metric for m in result.unknown_direction()] == ["rouge.f"]
+    assert {c.metric for c in result.regressions} == {"brier"}  # rouge: no better or worse
     assert all(c.gain < 0 for c in result.regressions)
     assert higher_is_better("brier.sub", result.run_a) is False
-    assert higher_is_better("brier") is True  # no run declares it
+    assert higher_is_better("brier") is None  # no run records it
+
+
+def test_a_gate_refuses_a_metric_of_unknown_direction(runs: Runs) -> None:
+    names = ids(100)
+    build = lambda v: lambda rid: scores_table(rid, names, np.full(100, v), metric="cost")  # noqa: E731
+    first = runs.run(build=build(1.0), versions={"evals": {}})
+    second = runs.run(build=build(0.5), versions={"evals": {}})
+    runner = CliRunner()
+    shown = runner.invoke(cli, ["compare", str(first), str(second)])
+    assert shown.exit_code == 0 and "?: neither run records" in shown.output
+    gate = runner.invoke(cli, ["compare", str(first), str(second), "--fail-on-regression"])
+    assert gate.exit_code == 1
+    assert gate.output.splitlines()[-1].startswith(
+        f"error: cannot gate on generate/cost: neither run {first} nor run {second} records "
+        "its direction"
+    )
+    assert "regression:" not in gate.output
 
 
 def test_runs_by_evaluation_and_version(runs: Runs, db: Database) -> None:
