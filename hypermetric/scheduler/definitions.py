@@ -180,7 +180,7 @@ def store_definition(
 
     A new definition starts at its first interval (see :meth:`Timetable.first_interval`);
     an edit of its schedule, timezone, catchup or dates continues from the end of the last
-    interval its runs cover, so no time is covered twice or skipped.
+    interval its runs cover, never before it.
     """
     now = (clock or SystemClock()).now()
     values = dict(fields)
