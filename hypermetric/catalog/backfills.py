@@ -18,6 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from hypermetric.catalog.db import Database
+from hypermetric.catalog.evaluations import covered_intervals, lock_evaluation
 from hypermetric.catalog.models import (
     DatasetVersion,
     Evaluation,
@@ -61,9 +62,14 @@ def create_backfill_run(
     params: dict[str, Any],
     unit_size: int | None = None,
 ) -> RunRecord | None:
-    """Queue a backfill run for one interval; None if the interval got a run meanwhile."""
+    """Queue a backfill run for one interval; None if the interval got a run meanwhile, or
+    a scheduled or backfill run covers any part of it (checked under the definition's lock,
+    as the scheduler checks)."""
     try:
         with db.session() as session:
+            lock_evaluation(db, session, evaluation_id)
+            if covered_intervals(session, evaluation_id, *data_interval):
+                return None
             return create_run(
                 db,
                 evaluation_id,

@@ -1,24 +1,46 @@
-"""Evaluation definitions: create, update, read."""
+"""Evaluation definitions: create, update, read; and the intervals their runs cover.
+
+**Coverage.** The data intervals of a definition's scheduled and backfill runs never
+overlap: the scheduler and backfill each check, holding the definition's row lock, that a
+new run's interval overlaps none of them. A manual run has a data interval too, but it
+does not cover the schedule: the scheduled run of that interval is still created.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
+from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import Evaluation
+from hypermetric.catalog.models import Evaluation, Run
 from hypermetric.catalog.records import EvaluationRecord
 from hypermetric.errors import NotFoundError
 
 __all__ = [
+    "COVERING_RUN_TYPES",
     "EDITABLE_FIELDS",
+    "CoveredInterval",
+    "Reschedule",
+    "check_fields",
+    "covered_between",
+    "covered_intervals",
     "get_evaluation",
     "list_evaluations",
+    "lock_evaluation",
     "set_paused",
+    "store_evaluation",
     "to_record",
     "upsert_evaluation",
 ]
+
+#: the run types whose data intervals cover a definition's schedule
+COVERING_RUN_TYPES = ("scheduled", "backfill")
+_TICK = timedelta(microseconds=1)
 
 EDITABLE_FIELDS = frozenset(
     {
@@ -72,15 +94,24 @@ def to_record(row: Evaluation) -> EvaluationRecord:
     )
 
 
-def upsert_evaluation(db: Database, name: str, **fields: Any) -> EvaluationRecord:
-    """Create the evaluation ``name`` or update the given fields of the existing one."""
+def check_fields(fields: Mapping[str, Any]) -> None:
+    """TypeError if ``fields`` names something that is not an editable evaluation field."""
     unknown = set(fields) - EDITABLE_FIELDS
     if unknown:
         raise TypeError(f"unknown evaluation fields {sorted(unknown)}")
+
+
+def lock_evaluation(db: Database, session: Session, name: str | int) -> Evaluation | None:
+    """The row of evaluation ``name`` (or id), locked for this transaction; None if absent."""
+    column = Evaluation.id if isinstance(name, int) else Evaluation.name
+    return session.scalar(db.dialect.for_update(select(Evaluation).where(column == name)))
+
+
+def upsert_evaluation(db: Database, name: str, **fields: Any) -> EvaluationRecord:
+    """Create the evaluation ``name`` or update the given fields of the existing one."""
+    check_fields(fields)
     with db.session() as session:
-        row = session.scalar(
-            db.dialect.for_update(select(Evaluation).where(Evaluation.name == name))
-        )
+        row = lock_evaluation(db, session, name)
         if row is None:
             row = Evaluation(name=name, params={})
             session.add(row)
@@ -112,3 +143,99 @@ def set_paused(db: Database, name: str, paused: bool) -> EvaluationRecord:
     """Pause or unpause an evaluation's schedule."""
     get_evaluation(db, name)
     return upsert_evaluation(db, name, paused=paused)
+
+
+# -- coverage ---------------------------------------------------------------------------
+
+
+#: given the stored definition (None if new) and the end of the last interval its runs
+#: cover (None if none), the fields that move its schedule (the scheduler's cron maths)
+Reschedule = Callable[[EvaluationRecord | None, datetime | None], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class CoveredInterval:
+    """The data interval ``[start, end)`` of a scheduled or backfill run."""
+
+    run_id: int
+    start: datetime
+    end: datetime
+
+    def overlaps(self, start: datetime, end: datetime) -> bool:
+        """Whether ``[start, end)`` shares any instant with this interval."""
+        return self.start < end and start < self.end
+
+
+def _covering(evaluation_id: int) -> Select[int, datetime, datetime | None]:
+    return select(Run.id, Run.logical_date, Run.data_interval_end).where(
+        Run.evaluation_id == evaluation_id, Run.run_type.in_(COVERING_RUN_TYPES)
+    )
+
+
+def _covered(row: Row[int, datetime, datetime | None]) -> CoveredInterval:
+    # a scheduled or backfill run's logical date is its interval's start; a run stored
+    # without an interval covers its logical date alone
+    return CoveredInterval(row[0], row[1], row[2] or row[1] + _TICK)
+
+
+def covered_intervals(
+    session: Session, evaluation_id: int, start: datetime, end: datetime
+) -> list[CoveredInterval]:
+    """The covered intervals of an evaluation that overlap ``[start, end)``, in order.
+
+    Two lookups on the unique ``(evaluation_id, logical_date)`` index: the runs starting
+    inside, and the last one starting before. Covered intervals never overlap each other,
+    so no earlier one can reach further than that last one.
+    """
+    before = session.execute(
+        _covering(evaluation_id)
+        .where(Run.logical_date < start)
+        .order_by(Run.logical_date.desc())
+        .limit(1)
+    ).first()
+    inside = session.execute(
+        _covering(evaluation_id)
+        .where(Run.logical_date >= start, Run.logical_date < end)
+        .order_by(Run.logical_date)
+    )
+    found = [_covered(r) for r in ([before] if before is not None else []) + list(inside)]
+    return [c for c in found if c.overlaps(start, end)]
+
+
+def covered_between(
+    db: Database, evaluation_id: int, start: datetime, end: datetime
+) -> list[CoveredInterval]:
+    """:func:`covered_intervals` in a transaction of its own."""
+    with db.session() as session:
+        return covered_intervals(session, evaluation_id, start, end)
+
+
+def _last_covered_end(session: Session, evaluation_id: int) -> datetime | None:
+    last = session.execute(
+        _covering(evaluation_id).order_by(Run.logical_date.desc()).limit(1)
+    ).first()
+    return None if last is None else _covered(last).end
+
+
+def store_evaluation(
+    db: Database, name: str, fields: Mapping[str, Any], reschedule: Reschedule
+) -> tuple[EvaluationRecord, bool]:
+    """Create or update evaluation ``name`` and move its schedule, in one transaction.
+
+    The definition's row is locked while ``reschedule`` reads the end of the last covered
+    interval, so no scheduler pass or backfill creates a run in between. Returns the
+    stored record and whether it is new.
+    """
+    check_fields(fields)
+    with db.session() as session:
+        row = lock_evaluation(db, session, name)
+        before = None if row is None else to_record(row)
+        moved = reschedule(before, None if row is None else _last_covered_end(session, row.id))
+        check_fields(moved)
+        if row is None:
+            row = Evaluation(name=name, params={})
+            session.add(row)
+        for key, value in {**fields, **moved}.items():
+            setattr(row, key, value)
+        session.flush()
+        return to_record(row), before is None

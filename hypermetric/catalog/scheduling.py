@@ -5,10 +5,14 @@ Every query here is bounded and index-backed, so a scheduler pass costs the same
 thousand runs of history or a million:
 
 * due definitions: ``evaluations(paused, next_due_at)``, ``LIMIT``;
-* "does this interval have a run": the unique ``runs(evaluation_id, logical_date)``;
+* "does this interval overlap a run's": the unique ``runs(evaluation_id, logical_date)``,
+  read over the planned span and one step back (see :func:`covered_intervals`);
 * claims and supervision read the queued and running runs only, through
   ``runs(state, evaluation_id)`` and ``runs(evaluation_id, state, run_type)``;
 * watched runs are read by primary key.
+
+No two scheduled or backfill runs of a definition cover the same time (the coverage rule
+of :mod:`hypermetric.catalog.evaluations`): run creation checks it under the row lock.
 
 A *claimed* run is a queued run whose ``owner`` names the scheduler launching it (its
 ``heartbeat_at`` is the claim's); the run process's ``start_run`` makes it running.
@@ -26,7 +30,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.evaluations import to_record
+from hypermetric.catalog.evaluations import covered_intervals, to_record
 from hypermetric.catalog.models import Evaluation, Run
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
 from hypermetric.catalog.runs import create_run, run_record
@@ -92,9 +96,10 @@ def create_due_runs(
 ) -> list[RunRecord]:
     """Create the runs of due definitions, advancing each in the same transaction.
 
-    Due rows are locked ``FOR UPDATE SKIP LOCKED`` in a stable order; an interval that has
-    a run already is skipped (checked first, with the unique key as the backstop), so a
-    crash at any point neither loses nor doubles an interval.
+    Due rows are locked ``FOR UPDATE SKIP LOCKED`` in a stable order; an interval that
+    overlaps a scheduled or backfill run's interval is skipped (checked first, with the
+    unique key as the backstop), so a crash at any point neither loses nor doubles an
+    interval, and no two runs of a definition cover the same time.
     """
     stmt = (
         select(Evaluation)
@@ -123,18 +128,8 @@ def _create_planned(
         log.error("evaluation %r stops being scheduled: %s; register it again", row.name, exc)
         row.next_due_at = None
         return []
-    dates = [p.logical_date for p in plan.runs]
-    existing = set(
-        session.scalars(
-            select(Run.logical_date).where(Run.evaluation_id == row.id, Run.logical_date.in_(dates))
-        )
-        if dates
-        else ()
-    )
     created = []
-    for planned in plan.runs:
-        if planned.logical_date in existing:
-            continue
+    for planned in _uncovered(session, row, plan.runs):
         try:
             with session.begin_nested():
                 created.append(
@@ -152,9 +147,35 @@ def _create_planned(
                     )
                 )
         except IntegrityError:
-            continue  # a backfill created this interval's run a moment ago: it has its run
+            continue  # a manual run holds this logical date: the unique key says no
     row.next_logical_date, row.next_due_at = plan.next_logical_date, plan.next_due_at
     return created
+
+
+def _uncovered(
+    session: Session, row: Evaluation, planned: tuple[PlannedRun, ...]
+) -> list[PlannedRun]:
+    """The planned runs whose intervals no scheduled or backfill run covers any part of.
+
+    The definition's row is locked, so the check and the inserts are one decision.
+    """
+    if not planned:
+        return []
+    span = (planned[0].data_interval[0], planned[-1].data_interval[1])
+    covered = covered_intervals(session, row.id, *span)
+    kept = []
+    for run in planned:
+        start, end = run.data_interval
+        clash = next((c for c in covered if c.overlaps(start, end)), None)
+        if clash is None:
+            kept.append(run)
+            continue
+        log.warning(
+            "evaluation %r: no run for %s .. %s: run %d covers %s .. %s",
+            row.name, start.isoformat(), end.isoformat(),
+            clash.run_id, clash.start.isoformat(), clash.end.isoformat(),
+        )  # fmt: skip
+    return kept
 
 
 def next_due_times(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -49,9 +50,10 @@ def _next_text(ev: EvaluationRecord) -> str:
         return "no schedule: `hypermetric evals trigger` queues a run"
     if ev.next_due_at is None:
         return "none: the schedule has ended"
-    return (
-        f"due {fmt_time(ev.next_due_at)} UTC for the interval starting "
-        f"{fmt_time(ev.next_logical_date)}" + (" (paused)" if ev.paused else "")
+    # a new or unpaused definition's latest complete interval is due already
+    due = "now" if ev.next_due_at <= datetime.now(UTC) else f"{fmt_time(ev.next_due_at)} UTC"
+    return f"due {due} for the interval starting {fmt_time(ev.next_logical_date)}" + (
+        " (paused)" if ev.paused else ""
     )
 
 

@@ -2,7 +2,9 @@
 
 An interval without a run gets a ``backfill`` run. One with a run is left alone unless
 asked: ``reprocess="failed"`` starts failed (and canceled) runs over, ``"all"`` every
-finished run; a queued or running run is never touched. Running the same backfill twice
+finished run; a queued or running run is never touched. An interval that overlaps another
+scheduled or backfill run's interval (the schedule was edited since) is skipped, with that
+run in the reason: no two runs cover the same time. Running the same backfill twice
 creates nothing the second time. Only complete intervals (due by now) are backfilled.
 The runs are executed by the scheduler like any other.
 """
@@ -22,7 +24,7 @@ from hypermetric.catalog.backfills import (
     runs_at,
 )
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.evaluations import CoveredInterval, covered_between, get_evaluation
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
 from hypermetric.config import get_settings
 from hypermetric.errors import ConflictError, DefinitionError, ScheduleError
@@ -130,13 +132,23 @@ def _intervals(
     return found
 
 
-def _decide(interval: Interval, run: RunRecord | None, reprocess: str) -> BackfillAction:
+def _decide(
+    interval: Interval, run: RunRecord | None, covered: list[CoveredInterval], reprocess: str
+) -> BackfillAction:
     window = (interval.logical_date, interval.end)
-    if run is None:
-        return BackfillAction(interval.logical_date, window, "create", "no run yet")
-    reason = f"{run.state} (run {run.id})"
-    action = "reprocess" if run.state in _REDO[reprocess] else "skip"
-    return BackfillAction(interval.logical_date, window, action, reason, run.id)
+    if run is not None and run.data_interval_end in (None, interval.end):  # its own run
+        reason = f"{run.state} (run {run.id})"
+        action = "reprocess" if run.state in _REDO[reprocess] else "skip"
+        return BackfillAction(interval.logical_date, window, action, reason, run.id)
+    clash = next((c for c in covered if c.overlaps(*window)), None)
+    if clash is not None:
+        span = f"{clash.start:%Y-%m-%d %H:%M} .. {clash.end:%Y-%m-%d %H:%M} UTC"
+        reason = f"overlaps run {clash.run_id} ({span})"
+        return BackfillAction(interval.logical_date, window, "skip", reason, clash.run_id)
+    if run is not None:  # a manual run that started at this very instant
+        reason = f"{run.run_type} run {run.id} has this logical date"
+        return BackfillAction(interval.logical_date, window, "skip", reason, run.id)
+    return BackfillAction(interval.logical_date, window, "create", "no run yet")
 
 
 def plan_backfill(
@@ -165,7 +177,12 @@ def plan_backfill(
         )
     intervals = _intervals(ev, first, last, (clock or SystemClock()).now())
     existing = runs_at(db, ev.id, [i.logical_date for i in intervals])
-    actions = tuple(_decide(i, existing.get(i.logical_date), reprocess) for i in intervals)
+    covered = (
+        covered_between(db, ev.id, intervals[0].logical_date, intervals[-1].end)
+        if intervals
+        else []
+    )
+    actions = tuple(_decide(i, existing.get(i.logical_date), covered, reprocess) for i in intervals)
     return BackfillPlan(ev.name, first, last, reprocess, actions)
 
 

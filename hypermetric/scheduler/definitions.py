@@ -16,15 +16,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
-
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.evaluations import get_evaluation, set_paused, upsert_evaluation
-from hypermetric.catalog.models import Run
+from hypermetric.catalog.evaluations import get_evaluation, set_paused, store_evaluation
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
 from hypermetric.catalog.runs import create_run
 from hypermetric.catalog.scheduling import DuePlan, PlannedRun
-from hypermetric.errors import DefinitionError, HypermetricError, NotFoundError, ScheduleError
+from hypermetric.errors import DefinitionError, HypermetricError, ScheduleError
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.triggers import CronSchedule, Interval, Timetable, parse_zone
 
@@ -140,28 +137,34 @@ def _fields(path: str, runtime: Runtime) -> dict[str, Any]:
     }
 
 
-def _last_scheduled(db: Database, evaluation_id: int) -> datetime | None:
-    with db.session() as session:
-        return session.scalar(
-            select(func.max(Run.logical_date)).where(
-                Run.evaluation_id == evaluation_id, Run.run_type == "scheduled"
-            )
-        )
+def _cursor(interval: Interval | None) -> dict[str, datetime | None]:
+    """The fields that say where a definition's schedule goes next."""
+    if interval is None:
+        return {"next_logical_date": None, "next_due_at": None}
+    return {"next_logical_date": interval.logical_date, "next_due_at": interval.due_at}
 
 
-def _next_interval(
-    db: Database, fields: Mapping[str, Any], existing: EvaluationRecord | None, now: datetime
-) -> Interval | None:
+def _reschedule(
+    fields: Mapping[str, Any],
+    before: EvaluationRecord | None,
+    last_end: datetime | None,
+    now: datetime,
+) -> dict[str, datetime | None]:
+    """Where the schedule of ``fields`` starts, given the stored definition ``before``.
+
+    Kept as it was unless the schedule, timezone, catchup or dates changed (or it had no
+    next due time); else it continues from ``last_end``, the end of the last interval a
+    scheduled or backfill run covers (see :meth:`Timetable.first_interval`).
+    """
+    # no next due time: the schedule ended, or the scheduler gave up on it (register again)
+    unchanged = before is not None and before.next_due_at is not None
+    if unchanged and all(getattr(before, k) == fields.get(k) for k in _SCHEDULE_FIELDS):
+        return {}
     if not fields.get("schedule"):
-        return None
+        return _cursor(None)
     schedule = CronSchedule.parse(fields["schedule"], fields.get("timezone") or "UTC")
     table = Timetable(schedule, fields.get("start_date"), fields.get("end_date"))
-    first = table.first_interval(now, bool(fields.get("catchup")))
-    last = _last_scheduled(db, existing.id) if existing else None
-    if last is not None and first is not None and first.logical_date <= last:
-        following = schedule.next_after(last)
-        return None if following is None else table.interval_at(following)
-    return first
+    return _cursor(table.first_interval(now, bool(fields.get("catchup")), after=last_end))
 
 
 def register(db: Database, import_path: str, *, clock: Clock | None = None) -> Registration:
@@ -175,23 +178,17 @@ def store_definition(
 ) -> Registration:
     """Store (or update) definition ``name`` from evaluation ``fields``, validated first.
 
-    Its next interval is (re)computed when the schedule, timezone, catchup or dates
-    changed: never before the last scheduled run, so no interval is created twice.
+    A new definition starts at its first interval (see :meth:`Timetable.first_interval`);
+    an edit of its schedule, timezone, catchup or dates continues from the end of the last
+    interval its runs cover, never before it.
     """
     now = (clock or SystemClock()).now()
     values = dict(fields)
     _validate(values)
-    try:
-        existing: EvaluationRecord | None = get_evaluation(db, name)
-    except NotFoundError:
-        existing = None
-    moved = existing is None or existing.next_logical_date is None
-    moved = moved or any(getattr(existing, k) != values.get(k) for k in _SCHEDULE_FIELDS)
-    if moved:
-        nxt = _next_interval(db, values, existing, now)
-        values["next_logical_date"] = nxt.logical_date if nxt else None
-        values["next_due_at"] = nxt.due_at if nxt else None
-    return Registration(upsert_evaluation(db, name, **values), existing is None)
+    record, created = store_evaluation(
+        db, name, values, lambda before, last_end: _reschedule(values, before, last_end, now)
+    )
+    return Registration(record, created)
 
 
 def plan_due(ev: EvaluationRecord, now: datetime, *, max_runs: int = 100) -> DuePlan:
@@ -204,9 +201,7 @@ def plan_due(ev: EvaluationRecord, now: datetime, *, max_runs: int = 100) -> Due
     if table is not None and ev.next_logical_date is not None:
         current = table.interval_at(ev.next_logical_date)
     if table is not None and current is not None and not ev.catchup:
-        latest = table.latest_complete(now)
-        if latest is not None and latest.logical_date > current.logical_date:
-            current = latest
+        current = table.skip_to_latest(current, now)
     runs: list[PlannedRun] = []
     while table is not None and current is not None and current.due_at <= now:
         if len(runs) >= max_runs:
@@ -223,9 +218,20 @@ def pause(db: Database, name: str) -> EvaluationRecord:
     return set_paused(db, name, True)
 
 
-def unpause(db: Database, name: str) -> EvaluationRecord:
-    """Resume ``name``'s schedule: missed intervals follow its catchup setting."""
-    return set_paused(db, name, False)
+def unpause(db: Database, name: str, *, clock: Clock | None = None) -> EvaluationRecord:
+    """Resume ``name``'s schedule: with catchup every interval missed while it was paused
+    is created, without it the latest complete one; either at the next pass."""
+    now = (clock or SystemClock()).now()
+
+    def skip_missed(ev: EvaluationRecord | None, _last_end: datetime | None) -> dict[str, Any]:
+        # without catchup the next pass skips them anyway; moving the cursor now shows it
+        table = None if ev is None or ev.catchup or ev.next_due_at is None else timetable_for(ev)
+        if table is None or ev is None or ev.next_logical_date is None:
+            return {}
+        current = table.interval_at(ev.next_logical_date)
+        return {} if current is None else _cursor(table.skip_to_latest(current, now))
+
+    return store_evaluation(db, get_evaluation(db, name).name, {"paused": False}, skip_missed)[0]
 
 
 def trigger(

@@ -3,6 +3,8 @@
 A schedule's fire times cut time into intervals: the interval whose **logical date** is a
 fire time ``f`` covers ``[f, next fire)`` and is **due** at its end, when its run is
 created (Airflow's convention: the run for a night evaluates the interval that just ended).
+One interval may start between fire times: after an edit moved them, the next interval
+starts where the last one created ended and runs to the first new fire time.
 
 **The DST rule.** Cron fields match the *wall-clock* time of the definition's timezone.
 
@@ -189,7 +191,11 @@ class CronSchedule:
 
 @dataclass(frozen=True)
 class Interval:
-    """One scheduled interval: ``[logical_date, end)``, due at ``end``."""
+    """One scheduled interval: ``[logical_date, end)``, due at ``end``.
+
+    ``end`` is a fire time; ``logical_date`` is one too, except for the interval that
+    continues from the last one after an edit moved the fire times.
+    """
 
     logical_date: datetime
     end: datetime
@@ -222,19 +228,43 @@ class Timetable:
     def _first_at_or_after(self, instant: datetime) -> datetime | None:
         return self.schedule.next_after(instant - _TICK)
 
-    def first_interval(self, now: datetime, catchup: bool) -> Interval | None:
-        """Where a new (or rescheduled) definition starts.
+    def _earliest(self) -> datetime | None:
+        """The first fire time at or after the start date (None without a start date)."""
+        return None if self.start_date is None else self._first_at_or_after(self.start_date)
 
-        With catchup and a start date, the first interval on or after the start date;
-        otherwise the interval containing ``now`` (never one before the start date).
+    def first_interval(
+        self, now: datetime, catchup: bool, *, after: datetime | None = None
+    ) -> Interval | None:
+        """Where a definition's schedule (re)starts at ``now``; None if it has ended.
+
+        ``after`` is the end of the last interval the definition's runs cover. The next
+        interval starts there (or at the start date, if later), never before, and ends at
+        the schedule's next fire time: after an edit that moved the fire times it is the
+        short interval up to the first new one, so no time is covered twice or skipped.
+        Without ``after``: with catchup and a start date, the first interval on or after
+        the start date; otherwise the latest complete interval (due at once), or the first
+        on or after the start date if that is later. Without catchup, the latest complete
+        interval wins over any earlier one.
         """
-        if self.start_date is not None and (catchup or self.start_date > now):
-            logical = self._first_at_or_after(self.start_date)
-        else:
-            logical = self.schedule.last_at_or_before(now)
-            if logical is None or (self.start_date is not None and logical < self.start_date):
-                logical = self.schedule.next_after(now)
-        return None if logical is None else self.interval_at(logical)
+        earliest = self._earliest()
+        if after is not None:
+            first = self.interval_at(after if earliest is None else max(after, earliest))
+            return first if catchup or first is None else self.skip_to_latest(first, now)
+        if catchup and earliest is not None:
+            return self.interval_at(earliest)
+        latest = self.latest_complete(now)
+        if latest is not None:
+            return latest
+        # nothing complete yet: the start date is ahead, or the schedule fired at most once
+        start = earliest or self.schedule.last_at_or_before(now) or self.schedule.next_after(now)
+        return None if start is None else self.interval_at(start)
+
+    def skip_to_latest(self, current: Interval, now: datetime) -> Interval:
+        """Without catchup: the latest complete interval if it starts after ``current``."""
+        latest = self.latest_complete(now)
+        return (
+            latest if latest is not None and latest.logical_date > current.logical_date else current
+        )
 
     def latest_complete(self, now: datetime) -> Interval | None:
         """The latest interval that is due at ``now`` (within the start and end dates)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -58,15 +58,20 @@ def test_register_stores_the_whole_definition(
 def test_registering_again_updates_and_never_repeats_an_interval(
     db: Database, tmp_path: Path, clock: ManualClock
 ) -> None:
+    day = timedelta(days=1)
+    two = T0.replace(hour=2)
     first = register(db, write_runtime(tmp_path, schedule="0 2 * * *"), clock=clock).evaluation
-    assert first.next_logical_date == T0.replace(hour=2)  # the interval containing now
-    create_run(db, first.id, run_type="scheduled", logical_date=T0.replace(hour=2))
+    # the latest complete interval, due at once
+    assert (first.next_logical_date, first.next_due_at) == (two - day, two)
+    create_run(
+        db, first.id, run_type="scheduled", logical_date=two - day, data_interval=(two - day, two)
+    )
     again = register(db, write_runtime(tmp_path, schedule="0 2 * * *", retries=4), clock=clock)
     assert not again.created and again.evaluation.retries == 4
     assert again.evaluation.next_logical_date == first.next_logical_date  # schedule unchanged
     moved = register(db, write_runtime(tmp_path, schedule="0 3 * * *"), clock=clock).evaluation
-    # a new schedule starts after the last scheduled run, never at or before it
-    assert moved.next_logical_date == T0.replace(hour=3)
+    # a new schedule continues from the end of the last run's interval, never before it
+    assert (moved.next_logical_date, moved.next_due_at) == (two, T0.replace(hour=3))
     assert len(list_evaluations(db)) == 1
 
 
@@ -125,6 +130,8 @@ def test_cli_register_show_pause_trigger_list(
     result = runner.invoke(cli, ["evals", "register", path])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("registered 'nightly' from ")
+    # the latest complete interval runs at once, and the command says so
+    assert "; next run: due now for the interval starting " in result.output
     shown = runner.invoke(cli, ["evals", "show", "nightly"])
     assert shown.exit_code == 0 and "30 2 * * * (America/New_York)" in shown.output
     assert runner.invoke(cli, ["evals", "pause", "nightly"]).output == "paused 'nightly'\n"

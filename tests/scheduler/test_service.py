@@ -36,14 +36,15 @@ def test_one_run_per_interval_for_thirty_seconds(
     service, launcher = make_scheduler()
     passes(service, clock, 30)
     service.run_pass()  # reaps the last run
-    # intervals [T0, T0+2s) ... [T0+28s, T0+30s): each due at its end
-    assert logical_dates(db, "every2") == [T0 + seconds(2 * i) for i in range(15)]
+    # registered at T0: [T0-2s, T0) at once, then [T0, T0+2s) ... [T0+28s, T0+30s), each due
+    # at its end
+    assert logical_dates(db, "every2") == [T0 + seconds(2 * i) for i in range(-1, 15)]
     launched = [run_id for run_id, _ in launcher.launches]
-    assert len(launched) == len(set(launched)) == 15
+    assert len(launched) == len(set(launched)) == 16
     runs = list_runs(db, evaluation="every2", limit=None)
     assert {r.state for r in runs} == {"success"} and {r.run_type for r in runs} == {"scheduled"}
     first = min(runs, key=lambda r: r.logical_date)
-    assert (first.data_interval_start, first.data_interval_end) == (T0, T0 + seconds(2))
+    assert (first.data_interval_start, first.data_interval_end) == (T0 - seconds(2), T0)
     assert first.params == {"k": 1} and first.code_version == "c0"
 
 
@@ -56,7 +57,7 @@ def test_catchup_after_ten_missed_intervals(
     catchup: bool,
     expected: int,
 ) -> None:
-    define(catchup=catchup)
+    define(catchup=catchup, start_date=T0)
     service, _ = make_scheduler(catchup_batch=4)
     clock.advance(20)  # down for ten intervals: due at T0+2s ... T0+20s
     for _ in range(4):
@@ -96,7 +97,7 @@ def test_max_active_runs_and_parallelism_hold_at_every_moment(
 def test_a_failing_run_is_retried_with_growing_delays_then_fails(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *", retries=2, retry_delay_s=10.0)
+    define(schedule=None, retries=2, retry_delay_s=10.0)
     service, launcher = make_scheduler(lambda run: Behaviour("failed", 0.0))
     run = trigger(db, "every2", clock=clock)
     passes(service, clock, 60, step=1.0)
@@ -110,7 +111,7 @@ def test_a_failing_run_is_retried_with_growing_delays_then_fails(
 def test_a_run_whose_process_died_is_resumed_at_once(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *")
+    define(schedule=None)
     fates = iter([Behaviour("die", 1.0), Behaviour("success", 1.0)])
     service, launcher = make_scheduler(lambda run: next(fates))
     run = trigger(db, "every2", clock=clock)
@@ -126,7 +127,7 @@ def test_a_run_whose_process_died_is_resumed_at_once(
 def test_a_hung_run_is_found_by_its_stale_heartbeat_and_resumed(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *")
+    define(schedule=None)
     fates = iter([Behaviour("hang"), Behaviour("success", 1.0)])
     service, launcher = make_scheduler(lambda run: next(fates), stale_after=10.0)
     run = trigger(db, "every2", clock=clock)
@@ -142,7 +143,7 @@ def test_a_hung_run_is_found_by_its_stale_heartbeat_and_resumed(
 def test_a_run_that_never_heartbeated_counts_from_its_start(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    ev = define(schedule="0 0 * * *")
+    ev = define(schedule=None)
     service, _ = make_scheduler(lambda run: Behaviour("success", 1.0), stale_after=10.0)
     run = create_run(db, ev.id, run_type="manual", logical_date=T0)
     start_run(db, run.id, owner="elsewhere", pid=1, host="another-host")
@@ -156,7 +157,7 @@ def test_a_run_that_never_heartbeated_counts_from_its_start(
 def test_lost_attempts_are_limited(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *", retries=1)
+    define(schedule=None, retries=1)
     service, launcher = make_scheduler(lambda run: Behaviour("hang"), stale_after=5.0)
     run = trigger(db, "every2", clock=clock)
     passes(service, clock, 40)
@@ -169,7 +170,7 @@ def test_lost_attempts_are_limited(
 def test_a_run_past_its_timeout_is_failed_with_the_reason(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *", timeout_s=5.0)
+    define(schedule=None, timeout_s=5.0)
     service, launcher = make_scheduler(lambda run: Behaviour("success", 1000), stale_after=3.0)
     run = trigger(db, "every2", clock=clock)
     passes(service, clock, 12)
@@ -182,7 +183,7 @@ def test_a_run_past_its_timeout_is_failed_with_the_reason(
 def test_a_process_that_exits_before_starting_is_relaunched_then_fails(
     db: Database, clock: ManualClock, define: Define, make_scheduler: Maker
 ) -> None:
-    define(schedule="0 0 * * *", retries=3)
+    define(schedule=None, retries=3)
     service, launcher = make_scheduler(lambda run: Behaviour("early"))
     run = trigger(db, "every2", clock=clock)
     passes(service, clock, 40, step=1.0)
@@ -204,7 +205,7 @@ def test_a_paused_definition_creates_and_launches_nothing(
     passes(service, clock, 10)
     assert logical_dates(db, "every2", "scheduled") == []
     assert get_run(db, manual.id).state == "queued" and launcher.launches == []
-    unpause(db, "every2")
+    unpause(db, "every2", clock=clock)
     passes(service, clock, 1)
     assert logical_dates(db, "every2", "scheduled") == [T0 + seconds(8)]  # only the latest
     assert get_run(db, manual.id).state == "success"
@@ -213,7 +214,7 @@ def test_a_paused_definition_creates_and_launches_nothing(
 def test_an_interval_that_has_a_run_is_not_created_again(
     db: Database, clock: ManualClock, define: Define
 ) -> None:
-    ev = define()
+    ev = define(start_date=T0)
     create_run(db, ev.id, run_type="backfill", logical_date=T0 + seconds(2))
     clock.advance(6)
     created = create_due_runs(db, clock.now(), plan_due)
@@ -224,8 +225,8 @@ def test_an_interval_that_has_a_run_is_not_created_again(
 def test_creation_and_advance_commit_together_or_not_at_all(
     db: Database, clock: ManualClock, define: Define
 ) -> None:
-    define("a")
-    define("b")
+    define("a", start_date=T0)
+    define("b", start_date=T0)
     clock.advance(4)
 
     def crash_on_b(ev: EvaluationRecord, now: object) -> DuePlan:

@@ -147,18 +147,42 @@ def test_intervals_are_contiguous_and_due_at_their_end() -> None:
     assert lengths == [24, 24, 23, 24]
 
 
-def test_first_interval_with_and_without_catchup() -> None:
-    schedule = CronSchedule.parse("0 2 * * *")
-    start = utc(2026, 1, 1)
-    now = utc(2026, 1, 5, 12)
-    table = Timetable(schedule, start_date=start)
-    first = table.first_interval(now, catchup=True)
-    assert first is not None and first.logical_date == utc(2026, 1, 1, 2)
-    current = table.first_interval(now, catchup=False)
-    assert current is not None and current.logical_date == utc(2026, 1, 5, 2)  # contains now
-    later = Timetable(schedule, start_date=utc(2026, 2, 1))
-    future = later.first_interval(now, catchup=False)
-    assert future is not None and future.logical_date == utc(2026, 2, 1, 2)
+@pytest.mark.parametrize(
+    ("catchup", "start", "after", "expected"),
+    [
+        # a new definition: from the start date with catchup, else the latest complete
+        (True, utc(2026, 1, 1), None, (utc(2026, 1, 1, 2), utc(2026, 1, 2, 2))),
+        (False, utc(2026, 1, 1), None, (utc(2026, 1, 4, 2), utc(2026, 1, 5, 2))),
+        (True, None, None, (utc(2026, 1, 4, 2), utc(2026, 1, 5, 2))),
+        # a start date inside the latest period, or ahead, bounds the first interval
+        (False, utc(2026, 1, 5), None, (utc(2026, 1, 5, 2), utc(2026, 1, 6, 2))),
+        (True, utc(2026, 2, 1), None, (utc(2026, 2, 1, 2), utc(2026, 2, 2, 2))),
+        (False, utc(2026, 2, 1), None, (utc(2026, 2, 1, 2), utc(2026, 2, 2, 2))),
+        # after runs: from the end of the last one, on a fire time or not
+        (True, None, utc(2026, 1, 2, 2), (utc(2026, 1, 2, 2), utc(2026, 1, 3, 2))),
+        (True, None, utc(2026, 1, 2, 1), (utc(2026, 1, 2, 1), utc(2026, 1, 2, 2))),
+        (True, utc(2026, 1, 1), utc(2026, 1, 2, 1), (utc(2026, 1, 2, 1), utc(2026, 1, 2, 2))),
+        # ... without catchup the latest complete interval if it is later
+        (False, None, utc(2026, 1, 2, 2), (utc(2026, 1, 4, 2), utc(2026, 1, 5, 2))),
+        (False, None, utc(2026, 1, 5, 1), (utc(2026, 1, 5, 1), utc(2026, 1, 5, 2))),
+        # ... and never before the start date
+        (True, utc(2026, 1, 10), utc(2026, 1, 2, 2), (utc(2026, 1, 10, 2), utc(2026, 1, 11, 2))),
+    ],
+)
+def test_first_interval(
+    catchup: bool,
+    start: datetime | None,
+    after: datetime | None,
+    expected: tuple[datetime, datetime],
+) -> None:
+    table = Timetable(CronSchedule.parse("0 2 * * *"), start_date=start)
+    first = table.first_interval(utc(2026, 1, 5, 12), catchup, after=after)
+    assert first is not None and (first.logical_date, first.end) == expected
+
+
+def test_first_interval_past_the_end_date() -> None:
+    table = Timetable(CronSchedule.parse("0 2 * * *"), end_date=utc(2026, 1, 3))
+    assert table.first_interval(utc(2026, 1, 5, 12), True, after=utc(2026, 1, 4, 2)) is None
 
 
 def test_latest_complete_and_end_date() -> None:
