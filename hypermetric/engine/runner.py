@@ -76,6 +76,8 @@ def load_runtime(import_path: str) -> Runtime:
         module = path.stem
     try:
         obj = resolve_import(module, qualname)
+    except HypermetricError:
+        raise  # the module's own declaration is wrong (a bad timezone...): say so as it is
     except Exception as exc:
         raise DefinitionError(
             f"cannot import {import_path}: {type(exc).__name__}: {exc}; "

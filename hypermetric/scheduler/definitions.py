@@ -7,7 +7,6 @@ date is one clear error and leaves the DB as it was.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ from hypermetric.catalog.evaluations import get_evaluation, set_paused, store_ev
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
 from hypermetric.catalog.runs import create_run
 from hypermetric.catalog.scheduling import DuePlan, PlannedRun
-from hypermetric.errors import DefinitionError, HypermetricError, ScheduleError
+from hypermetric.errors import DefinitionError, ScheduleError
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.triggers import CronSchedule, Interval, Timetable, parse_zone
 
@@ -67,24 +66,7 @@ def load_definition(import_path: str) -> tuple[str, Runtime]:
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     path = _normalise(import_path.strip())
-    _import_first(path.rpartition(":")[0])
     return path, load_runtime(path)
-
-
-def _import_first(module: str) -> None:
-    """Import the module as the engine will, so our own errors (a bad timezone...) surface
-    as they are; any other failure is left for ``load_runtime`` to describe."""
-    if module.endswith(".py") or os.sep in module:
-        folder = os.path.dirname(module)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-        module = os.path.splitext(os.path.basename(module))[0]
-    try:
-        importlib.import_module(module)
-    except HypermetricError:
-        raise
-    except Exception:
-        pass
 
 
 def timetable_for(ev: EvaluationRecord) -> Timetable | None:

@@ -6,6 +6,7 @@ import asyncio
 import datetime
 import os
 import random
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -258,4 +259,33 @@ def sized(example: dict) -> str:
 def nightly_slow(example: dict) -> str:
     """A scheduled evaluation slow enough to be stopped in the middle (like ``slow``)."""
     time.sleep(0.004)
+    return answer(example["question"], example["id"])
+
+
+def exits(output: str, id: int) -> float:
+    """Raises SystemExit on every fifth example and KeyboardInterrupt on every seventh."""
+    if id % 5 == 0:
+        raise SystemExit(f"eval exit on {id}")
+    if id % 7 == 0:
+        raise KeyboardInterrupt
+    return 1.0
+
+
+@hm.component(evals=[exits])
+def quitter(question: str, id: int) -> str:
+    if id % 11 == 0:
+        sys.exit(3)  # user code that exits: an error row, not a dead worker
+    return question
+
+
+@hm.runtime(name="engine-exits", dataset=rows(100), max_error_rate=1.0)
+def exiting(example: dict) -> str:
+    return quitter(example["question"], example["id"])
+
+
+@hm.runtime(name="engine-mutating", dataset=rows(6), max_error_rate=1.0)
+def mutating(example: dict) -> str:
+    """Puts a value that cannot be pickled into some examples."""
+    if example["id"] % 3 == 0:
+        example["client"] = threading.Lock()
     return answer(example["question"], example["id"])

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+
+import duckdb
+
 import hypermetric as hm
 from hypermetric.query import compare, connection, history, result
 from tests.query.conftest import Runs, ids, scores_table
@@ -21,3 +25,25 @@ def test_root_names_are_the_query_functions(runs: Runs) -> None:
     assert hm.compare(first, second).metrics[0].improved == 1
     assert [p.run_id for p in hm.history("qa")] == [first, second]
     assert hm.RunResult(first).summary()[0].mean == 0.75
+
+
+def _live_connections() -> int:
+    gc.collect()
+    return sum(isinstance(o, duckdb.DuckDBPyConnection) for o in gc.get_objects())
+
+
+def test_every_connection_is_closed_or_owned_by_what_it_returns(runs: Runs) -> None:
+    first = runs.run(build=lambda rid: scores_table(rid, ids(4), [1.0, 0.0, 1.0, 1.0]))
+    second = runs.run(build=lambda rid: scores_table(rid, ids(4), [1.0, 1.0, 1.0, 1.0]))
+    before = _live_connections()
+    # what returns plain values closes its connection
+    hm.compare(first, second)
+    hm.history("qa")
+    hm.RunResult(first).summary()
+    assert _live_connections() == before
+    # a relation owns the connection it reads: it lives exactly as long as the relation
+    relations = [hm.sql("SELECT count(*) FROM scores"), hm.RunResult(first).scores()]
+    assert [r.fetchall()[0][0] for r in relations[:1]] == [8]
+    assert _live_connections() == before + 2
+    del relations
+    assert _live_connections() == before
