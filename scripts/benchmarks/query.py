@@ -67,6 +67,7 @@ def _scores(run_id: int, evaluation: str, n: int, rng: np.random.Generator) -> p
         "metric": pa.array(metric, pa.string()),
         "value": values,
         "error": pa.nulls(total, pa.string()),
+        "run_attempt": np.ones(total, dtype=np.int32),
         "created_at": pa.array(np.full(total, NOW), pa.timestamp("us", tz="UTC")),
     }
     return pa.Table.from_pydict(columns, schema=SCORES_SCHEMA)
