@@ -111,7 +111,9 @@ class Scheduler:
         log.info("scheduler %s started (pid %d, %s)", self.instance_id, os.getpid(), self.db.url)
 
     def _is_gone(self, other: InstanceRecord) -> bool:
-        return other.host == self.host and not pid_alive(other.pid)
+        # created after it registered: the pid was reused, the scheduler is gone
+        alive = pid_alive(other.pid, created_before=other.started_at)
+        return other.host == self.host and not alive
 
     def stop(self) -> None:
         """Mark this scheduler stopped; with its own Ray, stop it and queue its runs again.
