@@ -82,6 +82,8 @@ def make(settings: Settings, db: Database, files: dict[str, Path]) -> Iterator[M
     yield _make
     for service in made:
         service.stop()
+        for child in service.supervisor.children.values():
+            child.handle.kill()  # with its tree, written down yet or not
     for pid in recorded_pids(files):
         with contextlib.suppress(psutil.NoSuchProcess):
             proc = psutil.Process(pid)
