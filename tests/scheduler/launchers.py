@@ -22,7 +22,7 @@ def stand_in(settings: Settings, *options: str, killer: Killer = sigkill) -> Lau
 
 def paused(settings: Settings) -> Launcher:
     """``--launcher tests.scheduler.launchers:paused``: each run process records its launch
-    in ``<home>/launches.txt``, waits 1.5 s between its claim and the start of its run,
+    in ``<home>/launches.txt``, waits 2.5 s between its claim and the start of its run,
     then runs for 1 s and succeeds."""
-    options: Sequence[str] = ("--record", str(settings.home / "launches.txt"), "--pause", "1.5")
+    options: Sequence[str] = ("--record", str(settings.home / "launches.txt"), "--pause", "2.5")
     return stand_in(settings, *options, "--seconds", "1")
