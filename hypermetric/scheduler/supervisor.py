@@ -36,6 +36,7 @@ from hypermetric.catalog.supervision import (
     requeue_for_retry,
     run_states,
 )
+from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock
 from hypermetric.scheduler.launcher import Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
@@ -141,7 +142,7 @@ class Supervisor:
                     run, ray_address() if self.launcher.needs_ray else None
                 )
             except Exception as exc:  # a launcher failure fails the run, never the scheduler
-                reason = f"could not launch its process: {type(exc).__name__}: {exc}"
+                reason = masked(f"could not launch its process: {type(exc).__name__}: {exc}")
                 log.error("run %d %s", run.id, reason)
                 release_claim(self.db, run.id, self.owner, self.clock.now(), fail_reason=reason)
                 report.failed.append(run.id)
@@ -188,7 +189,7 @@ class Supervisor:
 
     def _exited_early(self, run_id: int, code: int, handle: RunHandle, report: Tally) -> None:
         count = self._early_exits[run_id] = self._early_exits.get(run_id, 0) + 1
-        words = handle.last_words()
+        words = masked(handle.last_words())  # it goes to the run row
         now = self.clock.now()
         if count >= self.options.launch_attempts:
             reason = f"its process exited with code {code} before starting the run {count} times"
