@@ -54,6 +54,8 @@ class ProcessRef:
     @classmethod
     def of(cls, pid: int) -> ProcessRef | None:
         """The process holding ``pid`` now, or None if there is none."""
+        if pid <= 0:
+            return None
         try:
             return cls(pid, psutil.Process(pid).create_time())
         except (*_MISSING, psutil.AccessDenied):
@@ -89,6 +91,8 @@ def alive(proc: psutil.Process) -> bool:
 
 def pid_alive(pid: int, *, created_before: datetime | None = None) -> bool:
     """True if a live process holds ``pid`` (and, if given, was created by that time)."""
+    if pid <= 0:
+        return False  # 0 and below name groups to signal, never one process
     try:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
@@ -111,7 +115,7 @@ def find_run_process(
     resume RUN_ID``) and, when ``created_before`` is given (the attempt's start), have been
     created by then: a pid reused since by a newer process is not the run's.
     """
-    if pid is None:
+    if pid is None or pid <= 0:
         return None
     try:
         proc = psutil.Process(pid)
@@ -137,7 +141,7 @@ def _group(leader: psutil.Process) -> list[psutil.Process]:
         return []
     members = []
     for proc in psutil.process_iter():
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # gone meanwhile: no member
             if proc.pid != leader.pid and os.getpgid(proc.pid) == leader.pid:
                 members.append(proc)
     return members

@@ -27,7 +27,6 @@ from hypermetric.scheduler.processes import (
     kill_survivors,
     kill_tree,
     pid_alive,
-    ray_session_dir,
 )
 
 TREE = """
@@ -124,6 +123,9 @@ def test_a_run_process_is_recognised_by_resume_and_its_run_id(
     assert find_run_process(leader.pid, 8) is None
     assert find_run_process(other.pid, 7) is None
     assert find_run_process(None, 7) is None
+    # 0 and below name process groups to kill(2), never one process
+    assert find_run_process(0, 7) is None and find_run_process(-1, 7) is None
+    assert not pid_alive(0) and not pid_alive(-1) and ProcessRef.of(-1) is None
     leader.kill()
     leader.wait(timeout=10)
     assert find_run_process(leader.pid, 7) is None
@@ -164,5 +166,11 @@ def test_the_holders_of_a_session_directory_are_found(
         assert time.monotonic() < deadline, "the holder was not found"
         time.sleep(0.05)
     assert holders_of(str(tmp_path / "elsewhere")) == []
-    with (session / "logs" / "mine.log").open("w"):
-        assert ray_session_dir() == str(session)
+    # a process of its own: this one may hold the session Ray cluster's files open
+    code = (
+        "import sys; from hypermetric.scheduler.processes import ray_session_dir as found\n"
+        "with open(sys.argv[1], 'w'):\n    print(found())"
+    )
+    mine = session / "logs" / "mine.log"
+    out = subprocess.run([sys.executable, "-c", code, str(mine)], capture_output=True, text=True)
+    assert out.stdout.strip() == str(session), out.stderr
