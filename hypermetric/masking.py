@@ -30,9 +30,11 @@ __all__ = ["MASK", "MaskingFormatter", "masked", "secret_values"]
 
 MASK = "***"
 
-#: ``scheme://userinfo@``: the user info of a URL anywhere in a text (it may hold ``:``
-#: and, unencoded, ``/`` or ``@``: it ends at the last ``@`` before a blank or a quote)
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>]*@")
+#: ``scheme://userinfo@`` in a text: the user info ends at the last ``@`` before the path
+#: (``s3://bucket/a@b`` has none)
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>/?#]*@")
+#: ``scheme://user:password@``, the password as SQLAlchemy reads it (it may hold ``/``)
+_USER_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s'\"<>:/?#@]*:[^\s'\"<>@]*@")
 #: a credential parameter: ``password=``, ``secret_key=``, ``token=``, ``sig=``...
 _PARAM = re.compile(
     r"(?i)(\b[\w.-]*(?:pass(?:word|wd)?|pwd|secret|token|_key|apikey|sig(?:nature)?|"
@@ -42,8 +44,8 @@ _PARAM = re.compile(
 _SECRET_NAME = re.compile(r"(?i)(secret|token|password|passwd|_key|key_id|credentials?)$")
 #: shorter values are not masked as literals (they would mask ordinary words and numbers)
 _MIN_LITERAL = 6
-#: the user info of a URL-valued setting (a password may hold ``/`` and ``:``)
-_SETTING_URL = re.compile(r"(?i)^\s*[a-z][a-z0-9+.-]*://([^@\s]*)@")
+#: the password of a URL-valued setting
+_SETTING_PASSWORD = re.compile(r"(?i)^\s*[a-z][a-z0-9+.-]*://[^\s:/?#@]*:([^\s@]*)@")
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -53,10 +55,9 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     for name, value in env.items():
         if _SECRET_NAME.search(name):
             found.add(value)
-        url = _SETTING_URL.match(value)
+        url = _SETTING_PASSWORD.match(value)  # the user name alone is no secret
         if url is not None:
-            password = url.group(1).partition(":")[2]  # the user name alone is no secret
-            found.update((password, unquote(password)))
+            found.update((url.group(1), unquote(url.group(1))))
     found = {v for v in found if len(v) >= _MIN_LITERAL}
     return sorted(found, key=len, reverse=True)
 
@@ -69,6 +70,7 @@ def masked(text: str, secrets: Iterable[str] = ()) -> str:
     for value in (*secret_values(), *secrets):
         if value and value in text:
             text = text.replace(value, MASK)
+    text = _USER_PASSWORD.sub(rf"\1{MASK}@", text)
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     return _PARAM.sub(rf"\1{MASK}", text)
 

@@ -31,6 +31,7 @@ from hypermetric.storage.files import masked as masked_uri
         ),
         ('{"password": "abc123", "user": "hm"}', '{"password": "***", "user": "hm"}'),
         ("postgresql://host/db and sqlite:///x.db", "postgresql://host/db and sqlite:///x.db"),
+        ("s3://bucket/a@b /var/lib/hm/data", "s3://bucket/a@b /var/lib/hm/data"),
         (
             "token_f1=0.5 exact_match: 1.0 tokens: 12 key: x",
             "token_f1=0.5 exact_match: 1.0 tokens: 12 key: x",
