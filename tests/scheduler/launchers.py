@@ -5,8 +5,8 @@ Their processes are :mod:`tests.scheduler.run_process` stand-ins for ``runs resu
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
 
 from hypermetric.config import Settings
 from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher
@@ -22,7 +22,7 @@ def stand_in(settings: Settings, *options: str, killer: Killer = sigkill) -> Lau
 
 def paused(settings: Settings) -> Launcher:
     """``--launcher tests.scheduler.launchers:paused``: each run process records its launch
-    in ``<home>/launches.txt``, waits 2.5 s between its claim and the start of its run,
-    then runs for 1 s and succeeds."""
-    options: Sequence[str] = ("--record", str(settings.home / "launches.txt"), "--pause", "2.5")
-    return stand_in(settings, *options, "--seconds", "1")
+    (and this scheduler's pid) in ``<home>/launches.txt``, waits 2.5 s between its claim and
+    the start of its run, then runs for 1 s and succeeds."""
+    record = ("--record", str(settings.home / "launches.txt"), "--launched-by", str(os.getpid()))
+    return stand_in(settings, *record, "--pause", "2.5", "--seconds", "1")

@@ -3,7 +3,8 @@
 ``python -m tests.scheduler.run_process resume RUN_ID [options]`` (the words ``resume`` and
 the run id are how a scheduler recognises a run's process):
 
-* ``--record FILE``: first append ``RUN_ID PID PARENT_PID`` to FILE (one line a launch);
+* ``--record FILE``: first append ``RUN_ID PID LAUNCHER_PID`` to FILE (one line a launch;
+  ``--launched-by PID`` names the launcher's process, else this one's parent);
 * ``--pause S``: then wait S seconds before starting the run (the claim→start window);
 * ``--tree DIR``: after starting the run, start helper processes (one in its process
   group, one below a second helper in a session of its own, as servers a runtime starts
@@ -45,6 +46,7 @@ def _args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("word", choices=["resume"])
     parser.add_argument("run_id", type=int)
     parser.add_argument("--record", type=Path)
+    parser.add_argument("--launched-by", type=int)
     parser.add_argument("--pause", type=float, default=0.0)
     parser.add_argument("--tree", type=Path)
     parser.add_argument("--then", choices=["success", "heartbeat", "silent"], default="success")
@@ -69,7 +71,7 @@ def main(argv: list[str]) -> None:
     args = _args(argv)
     if args.record is not None:
         with args.record.open("a") as fh:
-            fh.write(f"{args.run_id} {os.getpid()} {os.getppid()}\n")
+            fh.write(f"{args.run_id} {os.getpid()} {args.launched_by or os.getppid()}\n")
     time.sleep(args.pause)
     db = database()
     run = start_run(

@@ -152,8 +152,8 @@ def test_two_schedulers_on_postgresql_create_and_launch_each_run_once(
     assert sorted(run_ids) == sorted(set(run_ids)), "a run was launched twice"
     started = {r.id for r in list_runs(db, limit=None) if r.attempt > 0}
     assert set(run_ids) == started and len(started) >= 8
-    parents = {int(fields[2]) for fields in launched if fields}
-    assert parents == {proc.pid for proc in procs}  # both schedulers launched runs
+    launchers = {int(fields[2]) for fields in launched if fields}
+    assert launchers == {proc.pid for proc in procs}  # both schedulers launched runs
     assert all(r.attempt <= 1 for r in list_runs(db, limit=None))
 
 
