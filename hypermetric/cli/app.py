@@ -1,7 +1,12 @@
-"""The root command: global options, and errors as one line with a non-zero exit."""
+"""The root command: global options, and errors as one line with a non-zero exit.
+
+Nothing this process prints on its own behalf shows a credential: the error line and the
+log records no handler was set up for are masked (:mod:`hypermetric.masking`).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -9,6 +14,7 @@ from typing import Any
 import click
 
 from hypermetric.errors import HypermetricError
+from hypermetric.masking import MaskingFormatter, masked
 
 __all__ = ["cli", "main"]
 
@@ -34,7 +40,7 @@ class RootGroup(click.Group):
             if ctx.meta.get("hypermetric.debug"):
                 raise
             hint = "" if isinstance(exc, HypermetricError) else " (run with --debug for details)"
-            click.echo(f"error: {one_line(exc)}{hint}", err=True)
+            click.echo(f"error: {masked(one_line(exc))}{hint}", err=True)
             ctx.exit(1)
 
 
@@ -54,6 +60,26 @@ def cli(ctx: click.Context, debug: bool) -> None:
     RAY_ADDRESS (or the same keys in <home>/config.toml).
     """
     ctx.meta["hypermetric.debug"] = debug
+    logging.lastResort = _masked_last_resort()
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the current ``sys.stderr`` (which CLI test runners replace)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Write the formatted record as one line."""
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # logging's own rule: a failed write is reported, never raised
+            self.handleError(record)
+
+
+def _masked_last_resort() -> logging.Handler:
+    """Python's handler of last resort (warnings and errors of unconfigured loggers), masked."""
+    handler = _StderrHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(MaskingFormatter("%(message)s"))
+    return handler
 
 
 def _register() -> None:

@@ -14,6 +14,7 @@ from hypermetric.catalog.db import database
 from hypermetric.cli.render import console, fmt_time, print_table
 from hypermetric.config import get_settings
 from hypermetric.errors import SchedulerError
+from hypermetric.masking import MaskingFormatter
 
 __all__ = ["backfill_cmd", "register", "scheduler_cmd"]
 
@@ -88,7 +89,9 @@ def scheduler_cmd(
     from hypermetric.scheduler.options import SchedulerOptions
     from hypermetric.scheduler.service import Scheduler
 
-    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(MaskingFormatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(handlers=[handler], force=True)
     logging.getLogger("hypermetric").setLevel(log_level)
     settings = get_settings()
     if ray_address:

@@ -1,27 +1,43 @@
 """Launchers start the process that drives a run; the scheduler never waits on one.
 
 The default, :class:`SubprocessLauncher`, runs ``python -m hypermetric runs resume RUN_ID``
-in a session of its own (so it outlives a scheduler restart and its whole process group
-can be killed), writing its output to ``<home>/logs/runs/run-<id>.log``. Another launcher
-(a container, a remote host) implements :class:`Launcher` and is named with
+in a session of its own (so it outlives a scheduler restart and its whole tree can be
+killed), writing its output to ``<home>/logs/runs/run-<id>.log``. Another launcher (a
+container, a remote host) implements :class:`Launcher` and is named with
 ``hypermetric scheduler --launcher MODULE:FACTORY``.
+
+A kill is checked: :meth:`RunHandle.stopped` tells whether the process that drives the run
+is gone, and the scheduler acts on a killed run only once it is.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings
-from hypermetric.scheduler.processes import kill_group
+from hypermetric.scheduler.processes import (
+    Killer,
+    ProcessRef,
+    alive,
+    find_run_process,
+    kill_tree,
+    sigkill,
+)
 
 __all__ = ["Launcher", "RunHandle", "SubprocessLauncher"]
+
+log = logging.getLogger("hypermetric.scheduler")
 
 
 class RunHandle(ABC):
@@ -37,7 +53,15 @@ class RunHandle(ABC):
 
     @abstractmethod
     def kill(self) -> None:
-        """Kill it and whatever it started, without waiting."""
+        """Kill it and whatever it started; waits a moment at most."""
+
+    def stopped(self) -> bool:
+        """True once the process that drives the run is gone (asked after a kill).
+
+        What it started may outlive it (the kill then says so in the log): those do not
+        drive the run, so they do not hold it back.
+        """
+        return self.poll() is not None
 
     def last_words(self) -> str:
         """The last line it printed, for error messages (may be empty)."""
@@ -53,24 +77,66 @@ class Launcher(ABC):
     def launch(self, run: RunRecord, ray_address: str | None) -> RunHandle:
         """Start the process that drives ``run`` (queued, claimed) and return at once."""
 
+    def adopt(
+        self, run_id: int, pid: int | None, *, created_before: datetime | None = None
+    ) -> RunHandle | None:
+        """A handle on a live process of this host that drives ``run_id``, launched by an
+        earlier scheduler (or another one here); None if there is none.
+
+        The default finds ``pid`` if its command line is ``... resume RUN_ID`` and it was
+        created by ``created_before`` (the attempt's start), so a reused pid never counts.
+        """
+        ref = find_run_process(pid, run_id, created_before=created_before)
+        return None if ref is None else _ProcessHandle(run_id, ref, killer=self.killer)
+
+    @property
+    def killer(self) -> Killer:
+        """How this launcher's processes are killed (a test may inject one that fails)."""
+        return sigkill
+
     def close(self) -> None:
         """Release what the launcher holds (launched processes go on)."""
         return None
 
 
 class _ProcessHandle(RunHandle):
-    def __init__(self, run_id: int, process: subprocess.Popen[bytes], log: Path) -> None:
-        super().__init__(run_id, process.pid)
-        self.process = process
-        self.log = log
+    """A process tree on this host: one this scheduler started (``process``) or adopted."""
+
+    def __init__(
+        self,
+        run_id: int,
+        ref: ProcessRef,
+        *,
+        killer: Killer,
+        process: subprocess.Popen[bytes] | None = None,
+        log: Path | None = None,
+    ) -> None:
+        super().__init__(run_id, ref.pid)
+        self.ref, self.killer, self.process, self.log = ref, killer, process, log
+        #: the members of its tree the last kill left alive
+        self.left: list[psutil.Process] = []
 
     def poll(self) -> int | None:
-        return self.process.poll()
+        if self.process is not None:
+            return self.process.poll()
+        # not our child: its exit status is not ours to read, only that it ended
+        root = self.ref.process()
+        return None if root is not None and alive(root) else -1
 
     def kill(self) -> None:
-        kill_group(self.process.pid)
+        left = kill_tree(self.ref, also=self.left, killer=self.killer)
+        if left and {p.pid for p in left} != {p.pid for p in self.left}:
+            pids = ", ".join(str(p.pid) for p in left)
+            log.error("run %d: processes %s outlived a kill", self.run_id, pids)
+        self.left = left
+
+    def stopped(self) -> bool:
+        root = self.ref.process()
+        return root is None or not alive(root)
 
     def last_words(self) -> str:
+        if self.log is None:
+            return ""
         try:
             with self.log.open("rb") as fh:
                 fh.seek(max(0, self.log.stat().st_size - 4096))
@@ -84,14 +150,29 @@ class SubprocessLauncher(Launcher):
     """Runs each run as its own process in its own session.
 
     ``command`` replaces the default ``python -m hypermetric runs resume {run_id}``; its
-    items may contain ``{run_id}`` and ``{ray_address}``.
+    items may contain ``{run_id}`` and ``{ray_address}``. A scheduler restarted on this host
+    recognises a process it did not start by the words ``resume`` and the run id in its
+    command line, so a custom command should keep them. ``killer`` sends SIGKILL to one
+    process (tests inject one that fails).
     """
 
-    def __init__(self, settings: Settings, command: Sequence[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        command: Sequence[str] | None = None,
+        *,
+        killer: Killer = sigkill,
+    ) -> None:
         self.settings = settings
         self.command = list(command) if command else None
         self.needs_ray = command is None
         self.log_dir = settings.home / "logs" / "runs"
+        self._killer = killer
+
+    @property
+    def killer(self) -> Killer:
+        """How this launcher's processes are killed."""
+        return self._killer
 
     def _argv(self, run_id: int, ray_address: str | None) -> list[str]:
         if self.command is not None:
@@ -129,4 +210,7 @@ class SubprocessLauncher(Launcher):
                 start_new_session=True,
                 env=self._env(ray_address),
             )
-        return _ProcessHandle(run.id, process, log)
+        # the child is ours until reaped, so its pid cannot name another process meanwhile;
+        # one already gone has nothing left to kill (its ref then matches no process)
+        ref = ProcessRef.of(process.pid) or ProcessRef(process.pid, -1.0)
+        return _ProcessHandle(run.id, ref, killer=self.killer, process=process, log=log)

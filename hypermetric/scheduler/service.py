@@ -42,6 +42,7 @@ from hypermetric.catalog.scheduling import create_due_runs, next_due_times
 from hypermetric.catalog.supervision import failed_since, recover_lost, requeue_for_retry
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import SchedulerError
+from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.definitions import plan_due
 from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher
@@ -108,10 +109,13 @@ class Scheduler:
             log.warning("scheduler pid %d on %s is gone; adopting its runs", other.pid, other.host)
         prune_instances(self.db, now - _PRUNE_AFTER)
         self._started = True
-        log.info("scheduler %s started (pid %d, %s)", self.instance_id, os.getpid(), self.db.url)
+        where = masked(self.db.url)
+        log.info("scheduler %s started (pid %d, %s)", self.instance_id, os.getpid(), where)
 
     def _is_gone(self, other: InstanceRecord) -> bool:
-        return other.host == self.host and not pid_alive(other.pid)
+        # created after it registered: the pid was reused, the scheduler is gone
+        alive = pid_alive(other.pid, created_before=other.started_at)
+        return other.host == self.host and not alive
 
     def stop(self) -> None:
         """Mark this scheduler stopped; with its own Ray, stop it and queue its runs again.

@@ -5,10 +5,13 @@ Each pass, without ever waiting on a run:
 * children that exited are reaped: a failed run is retried (with backoff) while its
   definition allows; a run left ``running`` by a dead process is resumed at once; a
   process that exited before starting its run is relaunched, then the run fails;
-* every claimed or running run (of any scheduler) is checked: one past its timeout is
-  failed and its process killed; one without a heartbeat for ``stale_after`` seconds
-  (its process died or hangs, or its scheduler did) is killed if it hangs here and
-  resumed from its committed units, or failed once it lost too many attempts;
+* every claimed or running run (of any scheduler) is checked: one past its timeout has
+  its process killed and is failed; one without a heartbeat for ``stale_after`` seconds
+  (its process died or hangs, or its scheduler did) has its process killed if it hangs
+  here and is resumed from its committed units, or failed once it lost too many attempts;
+* a kill is checked before the run is touched: while a process of this host that drives
+  the run outlives its kill, the run is left as it is and the kill tried again at the next
+  pass, so a run is never queued again while its process lives (two drivers);
 * runs that left the running set since the last pass are retried if they failed, so
   runs launched by a scheduler that died are looked after too;
 * ready queued runs are claimed within the limits and launched.
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import get_evaluation
@@ -33,10 +36,11 @@ from hypermetric.catalog.supervision import (
     requeue_for_retry,
     run_states,
 )
+from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock
 from hypermetric.scheduler.launcher import Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
-from hypermetric.scheduler.processes import drives_run, kill_local_run
+from hypermetric.scheduler.processes import pid_alive
 
 __all__ = ["PassReport", "Supervisor", "Tally"]
 
@@ -100,6 +104,8 @@ class Supervisor:
         self.children: dict[int, _Child] = {}
         self._watched: set[int] = set()
         self._early_exits: dict[int, int] = {}
+        #: runs whose process outlived a kill, so far
+        self._unkilled: set[int] = set()
 
     # -- one pass ----------------------------------------------------------------------
 
@@ -111,17 +117,22 @@ class Supervisor:
             self._check(run, report)
         current = {r.run_id for r in active}
         gone = sorted(self._watched - current - set(report.resumed) - set(report.failed))
+        ending: set[int] = set()
         for run_id, state in run_states(self.db, gone).items():
-            if state == "failed":
+            if state != "failed":
+                continue
+            if self._runs_here(run_id):
+                ending.add(run_id)  # its process is still ending: retried once it is gone
+            else:
                 self._retry(run_id, report)
-        self._watched = current
+        self._watched = current | ending
         starting = [rid for rid, c in self.children.items() if not c.killed]
         touch_claims(self.db, starting, self.owner, self.clock.now())
 
     def launch_ready(self, report: Tally, ray_address: Callable[[], str | None]) -> None:
         """Claim ready runs up to the free slots and launch each."""
-        alive = sum(1 for c in self.children.values() if not c.killed)
-        free = self.options.parallelism - alive
+        # a killed process that outlived its kill still holds its slot
+        free = self.options.parallelism - len(self.children)
         claimed = claim_runs(
             self.db, self.clock.now(), owner=self.owner, host=self.host, limit=free
         )
@@ -131,7 +142,7 @@ class Supervisor:
                     run, ray_address() if self.launcher.needs_ray else None
                 )
             except Exception as exc:  # a launcher failure fails the run, never the scheduler
-                reason = f"could not launch its process: {type(exc).__name__}: {exc}"
+                reason = masked(f"could not launch its process: {type(exc).__name__}: {exc}")
                 log.error("run %d %s", run.id, reason)
                 release_claim(self.db, run.id, self.owner, self.clock.now(), fail_reason=reason)
                 report.failed.append(run.id)
@@ -142,11 +153,20 @@ class Supervisor:
             log.info("run %d (%s) launched, pid %s", run.id, run.evaluation, handle.pid)
 
     def kill_children(self) -> list[int]:
-        """Kill every launched process (the scheduler's Ray is going away); their run ids."""
-        for child in self.children.values():
+        """Kill every launched process (the scheduler's Ray is going away).
+
+        Returns the runs whose processes are gone; one that outlived its kill keeps its
+        run, for the next scheduler to find.
+        """
+        gone = []
+        for run_id, child in sorted(self.children.items()):
             child.handle.kill()
             child.killed = True
-        return sorted(self.children)
+            if child.handle.stopped():
+                gone.append(run_id)
+            else:
+                log.error("run %d: its process %s outlived its kill", run_id, child.handle.pid)
+        return gone
 
     # -- children ----------------------------------------------------------------------
 
@@ -169,7 +189,7 @@ class Supervisor:
 
     def _exited_early(self, run_id: int, code: int, handle: RunHandle, report: Tally) -> None:
         count = self._early_exits[run_id] = self._early_exits.get(run_id, 0) + 1
-        words = handle.last_words()
+        words = masked(handle.last_words())  # it goes to the run row
         now = self.clock.now()
         if count >= self.options.launch_attempts:
             reason = f"its process exited with code {code} before starting the run {count} times"
@@ -203,33 +223,84 @@ class Supervisor:
         ):
             self._time_out(run, report)
         elif run.last_seen < now - grace:
-            self._kill(run)
+            if not self._stopped(run):
+                return  # its process lives on: resuming now would make two drivers
             reason = f"no heartbeat for {(now - run.last_seen).total_seconds():.0f}s"
             max_attempts = run.retries + 1 + self.options.crash_resumes
             self._lost(run.run_id, reason, max_attempts, report)
 
     def _booting(self, run: ActiveRun) -> bool:
-        return run.pid is not None and drives_run(run.pid, run.run_id)
+        return self.launcher.adopt(run.run_id, run.pid) is not None
 
     def _time_out(self, run: ActiveRun, report: Tally) -> None:
+        if not self._stopped(run):
+            return
         now = self.clock.now()
         reason = (
             f"timed out: attempt {run.attempt} ran longer than its timeout of {run.timeout_s:g}s"
         )
         cutoff = now - timedelta(seconds=run.timeout_s or 0)
         if fail_timed_out(self.db, run.run_id, now, started_before=cutoff, reason=reason):
-            self._kill(run)
             log.warning("run %d (%s) %s", run.run_id, run.evaluation, reason)
             if not self._retry(run.run_id, report):
                 report.failed.append(run.run_id)
 
-    def _kill(self, run: ActiveRun) -> None:
+    def _stopped(self, run: ActiveRun) -> bool:
+        """Kill the run's process if it is on this host; True once it is gone.
+
+        A run of another host has no process here: its silence is all there is to go on.
+        A live process of this host that drives the run but is not one a launcher started
+        (``hypermetric run`` in a terminal, a notebook) is not killed, only waited for.
+        """
         child = self.children.get(run.run_id)
         if child is not None:
-            child.handle.kill()
+            handle: RunHandle | None = child.handle
+        else:
+            handle = self._adopt(run.run_id, run.host, run.pid, run.started_at)
+        if handle is None:
+            return not self._lives_here(run)
+        handle.kill()
+        if child is not None:
             child.killed = True
-        elif run.host == self.host:
-            kill_local_run(run.pid, run.run_id)
+        if not handle.stopped():
+            self._note_unkilled(run.run_id, f"its process {handle.pid} outlived its kill")
+            return False
+        if child is not None:
+            child.handle.poll()  # reaped now: a killed child is never looked at again
+            del self.children[run.run_id]
+        if run.run_id in self._unkilled:
+            self._unkilled.discard(run.run_id)
+            log.warning("run %d: its process is gone at last", run.run_id)
+        return True
+
+    def _lives_here(self, run: ActiveRun) -> bool:
+        """True if the process that started this attempt still runs on this host."""
+        if run.host != self.host or run.pid is None or run.started_at is None:
+            return False
+        if not pid_alive(run.pid, created_before=run.started_at):
+            return False
+        self._note_unkilled(run.run_id, f"its process {run.pid} was not launched by a scheduler")
+        return True
+
+    def _note_unkilled(self, run_id: int, why: str) -> None:
+        if run_id not in self._unkilled:
+            self._unkilled.add(run_id)
+            log.error("run %d: %s and still runs; the run waits for it to end", run_id, why)
+
+    def _adopt(
+        self, run_id: int, host: str | None, pid: int | None, started_at: datetime | None
+    ) -> RunHandle | None:
+        """A live process of this host driving ``run_id`` that this scheduler did not start."""
+        if host != self.host:
+            return None
+        return self.launcher.adopt(run_id, pid, created_before=started_at)
+
+    def _runs_here(self, run_id: int) -> bool:
+        """True while a process of this host drives ``run_id`` (it may be ending)."""
+        if run_id in self.children:
+            return True
+        run = get_run(self.db, run_id)
+        return self._adopt(run_id, run.host, run.pid, run.started_at) is not None
 
     def _max_attempts_of(self, run_id: int) -> int:
         retries = get_evaluation(self.db, get_run(self.db, run_id).evaluation_id).retries

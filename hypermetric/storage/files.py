@@ -7,7 +7,6 @@ move, and a file it never registered is never read (and is swept by ``clean``).
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 from hypermetric.catalog.records import ShardFile
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import StorageError
+from hypermetric.masking import masked as mask_secrets
 from hypermetric.storage.schemas import fingerprint
 
 __all__ = ["ShardStore", "StoredFile", "masked", "store_for"]
@@ -37,8 +37,6 @@ class StoredFile:
     size: int
     mtime: datetime | None
 
-
-_CREDENTIALS = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@?#]*@")
 
 #: columns whose values repeat across rows
 _DICTIONARY = frozenset({"evaluation", "version", "component", "metric", "error"})
@@ -138,8 +136,8 @@ def _stats(table: pa.Table) -> dict[str, Any]:
 
 
 def masked(uri: str) -> str:
-    """``uri`` with the credentials of its user part (``s3://key:secret@bucket``) masked."""
-    return _CREDENTIALS.sub(r"\1***@", uri)
+    """``uri`` with its credentials masked (``s3://***@bucket``): see :mod:`hypermetric.masking`."""
+    return mask_secrets(uri)
 
 
 def store_for(settings: Settings | None = None) -> ShardStore:

@@ -1,20 +1,23 @@
 """The scheduler with the real engine: ``hypermetric runs resume`` processes on the session's
 Ray cluster. A killed run is found by its heartbeat and resumed to exactly-once scores; a
-run past its timeout fails with the reason; a failing run is retried with growing delays.
-Each test kills only the processes it started (the schedulers, and the run processes they
-launched, by process group).
+hung run past its timeout loses its whole process tree and fails with the reason; a failing
+run is retried with growing delays. Each test kills only the processes it started (the
+schedulers, and the run processes they launched with everything below them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from sqlalchemy import func, select
 
@@ -24,6 +27,7 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import get_run
 from hypermetric.catalog.shards import committed_unit_ids
 from hypermetric.scheduler.definitions import register, trigger
+from hypermetric.scheduler.processes import alive, find_run_process, kill_tree
 from tests.engine.conftest import assert_exactly_once
 from tests.scheduler.helpers import stop_scheduler
 
@@ -44,8 +48,23 @@ def answer(q: str, pause: float) -> str:
         raise ValueError("this system is broken")
     return q
 
+def start_helpers(path):
+    # as a runtime that starts a local server would: one helper in the run's process group,
+    # and one below another helper in a session of its own
+    import subprocess, sys
+    sleep = [sys.executable, "-c", "import time; time.sleep(600)"]
+    child = subprocess.Popen(sleep)
+    code = ("import subprocess, sys, time; p = subprocess.Popen(sys.argv[1:], "
+            "start_new_session=True); print(p.pid, flush=True); time.sleep(600)")
+    parent = subprocess.Popen([sys.executable, "-c", code, *sleep], stdout=subprocess.PIPE)
+    escaped = parent.stdout.readline().decode().strip()
+    with open(path, "a") as fh:
+        fh.write(" ".join([str(child.pid), str(parent.pid), escaped]) + "\\n")
+
 def rows(params):
     n, q = int(params["n"]), params.get("q")
+    if params.get("helpers"):
+        start_helpers(params["helpers"])
     return [{{"id": i, "q": q or str(i), "answer": str(i), "pause": params["pause"]}}
             for i in range(n)]
 
@@ -58,10 +77,16 @@ Spawn = Callable[..., subprocess.Popen[bytes]]
 
 
 def write(folder: Path, name: str, **options: object) -> str:
-    path = folder / f"hm_e2e_{name.replace('-', '_')}_{os.getpid()}.py"
+    """A runtime module named ``name`` (the file is new: a module is imported once a process)."""
+    path = folder / f"hm_e2e_{name.replace('-', '_')}_{uuid.uuid4().hex[:8]}.py"
+    return rewrite(f"{path}:runtime", name, **options)
+
+
+def rewrite(import_path: str, name: str, **options: object) -> str:
+    """Write the runtime module at ``import_path`` with these options (its code changes)."""
     text = ", ".join(f"{k}={v!r}" for k, v in options.items())
-    path.write_text(RUNTIME.format(name=name, options=text))
-    return f"{path}:runtime"
+    Path(import_path.rpartition(":")[0]).write_text(RUNTIME.format(name=name, options=text))
+    return import_path
 
 
 @pytest.fixture
@@ -102,15 +127,10 @@ def spawn(env: dict[str, str], tmp_path: Path, ray_cluster: str, db: Database) -
 
 
 def kill_run_process(run: RunRecord) -> None:
-    """SIGKILL the ``runs resume`` process group of a run, if it is still there."""
-    if run.pid is None:
-        return
-    try:
-        cmdline = Path(f"/proc/{run.pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return
-    if b"resume" in cmdline and str(run.id).encode() in cmdline:
-        os.killpg(run.pid, signal.SIGKILL)
+    """SIGKILL the ``runs resume`` process of a run and its tree, if it is still there."""
+    ref = find_run_process(run.pid, run.id)
+    if ref is not None:
+        kill_tree(ref)
 
 
 def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -145,17 +165,39 @@ def test_a_killed_run_is_found_by_heartbeat_and_resumed_exactly_once(
     assert rows == 400
 
 
-def test_a_run_past_its_timeout_ends_failed_with_the_reason(
+def test_a_hung_run_past_its_timeout_loses_its_process_tree_and_fails(
     db: Database, tmp_path: Path, spawn: Spawn
 ) -> None:
-    register(db, write(tmp_path, "slow", params={"n": 200, "pause": 0.2}, timeout=4))
-    run = trigger(db, "slow")
+    helpers = tmp_path / "helpers.txt"
+    params = {"n": 20, "pause": 3600, "helpers": str(helpers)}
+    ev = register(db, write(tmp_path, "hung", params=params, timeout=4)).evaluation
+    # the run's own code has no timeout (its coordinator's deadline never comes): only the
+    # scheduler, holding the definition's 4 s, can stop it
+    assert ev.import_path is not None and ev.timeout_s == 4
+    rewrite(ev.import_path, "hung", params=params)
+    run = trigger(db, "hung")
     spawn.runs.append(run.id)  # type: ignore[attr-defined]
     proc = spawn("--stale-after", "3")
-    wait_for(lambda: get_run(db, run.id).finished, 120, "the run to time out")
-    stop_scheduler(proc)
-    final = get_run(db, run.id)
-    assert final.state == "failed" and final.error is not None and "timed out" in final.error
+    try:
+
+        def running() -> bool:
+            return helpers.exists() and get_run(db, run.id).state == "running"
+
+        wait_for(running, 120, "the run and its helpers")
+        root = psutil.Process(get_run(db, run.id).pid)
+        tree = [root, *root.children(recursive=True)]
+        helper_pids = {int(pid) for pid in helpers.read_text().split()}
+        assert helper_pids <= {p.pid for p in tree} and len(helper_pids) == 3
+        wait_for(lambda: get_run(db, run.id).finished, 120, "the run to time out")
+        stop_scheduler(proc)
+        final = get_run(db, run.id)
+        assert final.state == "failed"
+        assert final.error == "timed out: attempt 1 ran longer than its timeout of 4s"
+        assert [p.pid for p in tree if alive(p)] == []  # the helpers too
+    finally:
+        for pid in map(int, helpers.read_text().split() if helpers.exists() else []):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
 
 
 def test_a_failing_run_is_retried_with_growing_delays_then_fails(

@@ -1,6 +1,7 @@
 """Real scheduler processes on the real clock: one run per interval, through a SIGKILL and
-with two schedulers at once. Runs are fakes inside the scheduler process (no Ray), so the
-tests measure scheduling, not evaluation. Each test kills only the processes it started.
+with two schedulers at once. Runs are fakes inside the scheduler process, or stand-in run
+processes (:mod:`tests.scheduler.run_process`; no Ray), so the tests measure scheduling,
+not evaluation. Each test kills only the processes it started.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from click.testing import CliRunner
 
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import list_runs
 from hypermetric.cli import cli
+from hypermetric.config import Settings
 from hypermetric.scheduler.definitions import store_definition
 from tests.scheduler.conftest import DEFAULTS
 from tests.scheduler.helpers import count_active, logical_dates, stop_scheduler
@@ -123,13 +126,16 @@ def test_a_second_scheduler_on_sqlite_refuses_to_start(
 
 
 def test_two_schedulers_on_postgresql_create_and_launch_each_run_once(
-    db: Database, spawn: Spawn, backend: str
+    db: Database, spawn: Spawn, backend: str, settings: Settings
 ) -> None:
     if backend != "postgresql":
         pytest.skip("SQLite allows one scheduler")
     first = define_every_two_seconds(db, max_active_runs=2)
-    # runs outlast their interval, so the limit is reached again and again
-    procs = [spawn("--launcher", "tests.scheduler.fakes:slow") for _ in range(2)]
+    # real run processes, each writing a line when it starts, then waiting 2.5 s between
+    # its claim and the start of its run: longer than --stale-after, so for that long the
+    # other scheduler sees a claimed run whose process has not started it yet
+    args = ("--launcher", "tests.scheduler.launchers:paused", "--stale-after", "2")
+    procs = [spawn(*args) for _ in range(2)]
     peak, end = 0, time.monotonic() + 30
     while time.monotonic() < end:
         active = count_active(db, "every2")
@@ -139,6 +145,26 @@ def test_two_schedulers_on_postgresql_create_and_launch_each_run_once(
     for proc in procs:
         stop_scheduler(proc)
     assert peak == 2
-    assert assert_one_run_per_interval(db, first) >= 13
-    runs = list_runs(db, limit=None)
-    assert all(r.attempt <= 1 for r in runs)  # no run was launched twice
+    assert assert_one_run_per_interval(db, first) >= 10
+    wait_until_launched_runs_ended(db)
+    launched = [line.split() for line in (settings.home / "launches.txt").read_text().split("\n")]
+    run_ids = [int(fields[0]) for fields in launched if fields]
+    assert sorted(run_ids) == sorted(set(run_ids)), "a run was launched twice"
+    started = {r.id for r in list_runs(db, limit=None) if r.attempt > 0}
+    assert set(run_ids) == started and len(started) >= 8
+    launchers = {int(fields[2]) for fields in launched if fields}
+    assert launchers == {proc.pid for proc in procs}  # both schedulers launched runs
+    assert all(r.attempt <= 1 for r in list_runs(db, limit=None))
+
+
+def wait_until_launched_runs_ended(db: Database) -> None:
+    """Wait for the run processes the stopped schedulers left to end their runs."""
+    deadline = time.monotonic() + 30
+    while any(r.state == "running" or (r.state == "queued" and r.owner) for r in all_runs(db)):
+        assert time.monotonic() < deadline, "launched runs did not end"
+        time.sleep(0.2)
+
+
+def all_runs(db: Database) -> list[RunRecord]:
+    """Every run, newest first."""
+    return list_runs(db, limit=None)
