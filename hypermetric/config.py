@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from hypermetric.errors import ConfigError
+from hypermetric.masking import masked
 
 __all__ = ["Settings", "get_settings", "load_settings", "reset_settings"]
 
 ENV_PREFIX = "HYPERMETRIC_"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Resolved settings. Every layer asks :func:`get_settings` rather than the environment."""
 
@@ -44,6 +45,11 @@ class Settings:
     #: seconds between run heartbeats
     heartbeat_seconds: float = 5.0
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        # settings travel to worker processes and into logs and tracebacks: no secret in clear
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.repr)
+        return masked(f"Settings({shown})")
 
     @property
     def is_sqlite(self) -> bool:

@@ -91,3 +91,18 @@ def test_a_masking_formatter_masks_messages_and_tracebacks() -> None:
     assert "pw-Secret1" not in line and "k:s@" not in line
     assert line.startswith("ERROR url s3://***@b\nTraceback")
     assert "postgresql://***@db/hm" in line
+
+
+def test_settings_show_no_secret() -> None:
+    from hypermetric.config import load_settings
+
+    shown = repr(
+        load_settings(
+            environ={},
+            home="/tmp/hm-home",
+            db_url="postgresql+psycopg://hm:Pa55word-x@db/hm",
+            storage="s3://AKIDEXAMPLE:s3cr3t-key@bucket/prefix",
+        )
+    )
+    assert "Pa55word-x" not in shown and "s3cr3t-key" not in shown
+    assert "postgresql+psycopg://***@db/hm" in shown and "s3://***@bucket/prefix" in shown

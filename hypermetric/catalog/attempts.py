@@ -26,6 +26,7 @@ from hypermetric.catalog.records import AttemptRecord, RunRecord
 from hypermetric.catalog.runs import check_startable, close_attempt, get_run
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError, NotFoundError, SupersededError
+from hypermetric.masking import masked
 
 __all__ = [
     "RunNotRunning",
@@ -102,7 +103,7 @@ def finish_attempt(
     now = utcnow()
     with db.session() as session:
         row = fence(_locked(db, session, run_id), run_id, attempt)
-        row.state, row.error, row.ended_at = state, error, now
+        row.state, row.error, row.ended_at = state, masked(error) if error else error, now
         close_attempt(session, run_id, attempt, state, now, error)
 
 

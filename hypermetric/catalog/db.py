@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hypermetric.catalog.dialect import Dialect, dialect_for
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import CatalogError, ConfigError
+from hypermetric.masking import masked
 
 __all__ = ["Database", "database", "dispose", "dispose_all", "migrations_dir"]
 
@@ -45,8 +46,8 @@ def _create(url: str) -> Database:
         parsed = make_url(url)
     except ArgumentError:
         raise ConfigError(
-            f"HYPERMETRIC_DB_URL {url!r} is not a SQLAlchemy URL; "
-            "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
+            masked(f"HYPERMETRIC_DB_URL {url!r} is not a SQLAlchemy URL; ")
+            + "use e.g. sqlite:///path.db or postgresql+psycopg://user@host/db"
         ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +118,8 @@ def _ensure_schema(db: Database) -> None:
         current = migrate.current_revision(db)
     except OperationalError as exc:
         raise CatalogError(
-            f"cannot connect to the metadata DB {db.engine.url!r}: {str(exc).splitlines()[0]}"
+            masked(f"cannot connect to the metadata DB {db.engine.url!r}: ")
+            + masked(str(exc).splitlines()[0])
         ) from None
     if current == migrate.head_revision():
         return

@@ -17,6 +17,7 @@ from hypermetric.catalog.runs import run_record
 from hypermetric.catalog.shards import version_record
 from hypermetric.catalog.types import UTCDateTime
 from hypermetric.errors import NotFoundError
+from hypermetric.masking import masked
 
 __all__ = [
     "METADATA_TABLES",
@@ -141,6 +142,27 @@ def _rows(session: Session, model: Any, extra: list[Any]) -> list[tuple[Any, ...
     return [tuple(r) for r in session.execute(stmt.order_by(model.__table__.c.id))]
 
 
+#: columns a user may have put a credential in (a dataset URI, a param, an error quoting
+#: either): the views show them masked (the DB keeps them, a resume needs them)
+_MASKED = {"runs": ("dataset", "params", "error"), "evaluations": ("params", "import_path")}
+
+
+def _mask_columns(
+    columns: list[MetadataColumn], rows: list[tuple[Any, ...]], names: Sequence[str]
+) -> list[tuple[Any, ...]]:
+    where = [i for i, c in enumerate(columns) if c.name in names]
+    if not where:
+        return rows
+    out = []
+    for row in rows:
+        values = list(row)
+        for i in where:
+            if isinstance(values[i], str):
+                values[i] = masked(values[i])
+        out.append(tuple(values))
+    return out
+
+
 def metadata_table(db: Database, name: str) -> MetadataTable:
     """The rows of the metadata table ``name`` (one of :data:`METADATA_TABLES`).
 
@@ -159,4 +181,5 @@ def metadata_table(db: Database, name: str) -> MetadataTable:
         rows = _rows(session, model, extra)
     if model is Run:
         rows = [(*r[:2], r[-1], *r[2:-1]) for r in rows]
+    rows = _mask_columns(columns, rows, _MASKED.get(name, ()))
     return MetadataTable(name=name, columns=tuple(columns), rows=rows)

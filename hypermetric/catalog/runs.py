@@ -14,6 +14,7 @@ from hypermetric.catalog.models import Evaluation, Run, RunAttempt
 from hypermetric.catalog.records import RUN_STATES, RUN_TYPES, RunRecord
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError, NotFoundError
+from hypermetric.masking import masked
 
 __all__ = [
     "START_MODES",
@@ -203,7 +204,7 @@ def close_attempt(
             RunAttempt.attempt == attempt,
             RunAttempt.state == "running",
         )
-        .values(state=state, reason=reason, ended_at=now)
+        .values(state=state, reason=masked(reason) if reason else reason, ended_at=now)
     )
 
 
@@ -238,7 +239,7 @@ def start_run(
         if mode == "retry":
             row.attempt_base, row.redo_from = row.attempt, row.attempt + 1
         row.state, row.attempt, row.error = "running", row.attempt + 1, None
-        row.started_at = row.started_at or now
+        row.started_at = now  # the attempt's start: its timeout counts from here
         row.heartbeat_at = now
         row.ended_at = row.next_attempt_at = None
         row.owner, row.pid, row.host = owner, pid, host
@@ -270,7 +271,7 @@ def finish_run(db: Database, run_id: int, state: str, error: str | None = None) 
         row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
         if row is None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
-        row.state, row.error, row.ended_at = state, error, now
+        row.state, row.error, row.ended_at = state, masked(error) if error else error, now
         close_attempt(session, run_id, row.attempt, state, now, error)
 
 

@@ -9,6 +9,7 @@ from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RUN_STATES, RUN_TYPES
 from hypermetric.catalog.runs import get_run, list_runs
 from hypermetric.cli.render import fmt_duration, fmt_time, print_table
+from hypermetric.masking import masked
 
 __all__ = ["register", "runs_group"]
 
@@ -62,7 +63,8 @@ def show_cmd(run_id: int) -> None:
         ),
         ("version", run.version_label or ""),
         ("code version", run.code_version or ""),
-        ("params", run.params),
+        ("params", masked(str(run.params))),
+        ("dataset", masked(run.dataset or "")),
         ("attempt", run.attempt),
         ("retry round from", run.attempt_base + 1 if run.attempt_base else ""),
         ("queued", fmt_time(run.queued_at)),
@@ -78,7 +80,7 @@ def show_cmd(run_id: int) -> None:
         ("calls", run.calls_count),
         ("errors", run.errors_count),
         ("shards", run.shard_count),
-        ("error", run.error or ""),
+        ("error", masked(run.error or "")),
     ]
     print_table(f"run {run.id}", ["field", "value"], fields)
     attempts = [
@@ -89,7 +91,7 @@ def show_cmd(run_id: int) -> None:
             fmt_time(a.started_at),
             fmt_time(a.ended_at),
             f"{a.host or ''}:{a.pid or ''}",
-            a.reason or "",
+            masked(a.reason or ""),
         )
         for a in list_attempts(database(), run_id)
     ]

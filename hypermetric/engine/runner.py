@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pyarrow as pa
 
 from hypermetric.api.component import resolve_import
@@ -49,12 +50,15 @@ from hypermetric.errors import (
     RunFailedError,
     SupersededError,
 )
+from hypermetric.masking import masked
 from hypermetric.storage.files import store_for
 
 __all__ = ["load_runtime", "resume_run", "retry_run", "run_runtime"]
 
 ProgressFn = Callable[[Progress], None]
 _RUNTIME_DATASET = "runtime"
+#: seconds of slack between a process's creation time and a start time written in the DB
+_CLOCK_SLACK = 2.0
 _MEMORY = "memory:"
 
 
@@ -231,12 +235,8 @@ def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
     if run.pid is None:
         return
     if run.host == socket.gethostname():
-        try:
-            os.kill(run.pid, 0)
-        except ProcessLookupError:
+        if not _drives(run.pid, run.started_at):
             return
-        except PermissionError:
-            pass
         raise ConflictError(
             f"run {run.id} is being driven by process {run.pid}; wait for it, stop it, "
             "or pass --force"
@@ -249,6 +249,18 @@ def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
             f"run {run.id} is being driven on {run.host} (heartbeat {run.heartbeat_at}); "
             "wait for it, or pass --force"
         )
+
+
+def _drives(pid: int, started_at: datetime | None) -> bool:
+    """True if process ``pid`` is alive and older than the run's start: a pid the system
+    gave to a newer process since is not the run's."""
+    try:
+        created = psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+    except psutil.AccessDenied:
+        return True  # another user's process: it exists, and we cannot tell more
+    return started_at is None or created <= started_at.timestamp() + _CLOCK_SLACK
 
 
 def _context(run: RunRecord) -> RunContext:
@@ -336,7 +348,7 @@ def _fail(db: Database, run: RunRecord, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
     # canceled, failed or taken over by someone else meanwhile: keep their word
     with contextlib.suppress(RunNotRunning, SupersededError):
-        finish_attempt(db, run.id, run.attempt, "failed", reason)
+        finish_attempt(db, run.id, run.attempt, "failed", masked(reason))
 
 
 def _finish(db: Database, run: RunRecord, runtime: Runtime, units: int) -> RunRecord:

@@ -10,7 +10,8 @@ processes that drive them on Ray, watched, timed out, retried and recovered afte
     ticker.py       APScheduler ticks the passes (in-memory jobs rebuilt from the DB)
     supervisor.py   claim and launch runs; time out, resume and retry them
     launcher.py     how a run's process starts (``runs resume`` in a subprocess)
-    processes.py    processes on this host: alive, driving a run, left behind by Ray
+    processes.py    processes on this host through psutil (pid and creation time): alive,
+                    driving a run, killed with what they started, left behind by Ray
     rayhead.py      the local Ray head a scheduler owns when there is no RAY_ADDRESS
     options.py      a scheduler's limits and thresholds; the retry backoff
     clock.py        the injected clock

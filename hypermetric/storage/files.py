@@ -86,7 +86,9 @@ class ShardStore:
             self.fs.move(self.full_path(tmp), self.full_path(final))
             size = self.fs.get_file_info(self.full_path(final)).size or 0
         except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot write shard {final} under {self.shown}: {exc}") from exc
+            raise StorageError(
+                masked(f"cannot write shard {final} under {self.uri}: {exc}")
+            ) from exc
         return ShardFile(
             dataset=dataset,
             path=final,
@@ -101,7 +103,7 @@ class ShardStore:
         try:
             return pq.read_table(self.full_path(path), filesystem=self.fs)
         except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read shard {path} under {self.shown}: {exc}") from exc
+            raise StorageError(masked(f"cannot read shard {path} under {self.uri}: {exc}")) from exc
 
     def delete(self, path: str) -> None:
         """Delete a file (missing files are fine: deletion is idempotent)."""
@@ -110,7 +112,7 @@ class ShardStore:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise StorageError(f"cannot delete {path} under {self.shown}: {exc}") from exc
+            raise StorageError(masked(f"cannot delete {path} under {self.uri}: {exc}")) from exc
 
     def files(self) -> Iterator[StoredFile]:
         """Every file under the root (registry-relative paths), temporary ones included."""
@@ -152,6 +154,6 @@ def store_for(settings: Settings | None = None) -> ShardStore:
             fs, root = pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise StorageError(
-            f"HYPERMETRIC_STORAGE={masked(uri)!r} is not a usable path or filesystem URI: {exc}"
+            masked(f"HYPERMETRIC_STORAGE={uri!r} is not a usable path or filesystem URI: {exc}")
         ) from exc
     return ShardStore(uri=uri, fs=fs, root=root)

@@ -7,6 +7,8 @@ import gc
 import duckdb
 
 import hypermetric as hm
+from hypermetric.catalog.db import Database
+from hypermetric.catalog.runs import update_run
 from hypermetric.query import compare, connection, history, result
 from tests.query.conftest import Runs, ids, scores_table
 
@@ -47,3 +49,18 @@ def test_every_connection_is_closed_or_owned_by_what_it_returns(runs: Runs) -> N
     assert _live_connections() == before + 2
     del relations
     assert _live_connections() == before
+
+
+def test_the_metadata_views_mask_credentials(runs: Runs, db: Database) -> None:
+    run_id = runs.run(build=lambda rid: scores_table(rid, ids(2), [1.0, 1.0]))
+    update_run(
+        db,
+        run_id,
+        dataset="s3://AKIDEXAMPLE:s3cr3t-key@bucket/qa.parquet",
+        params={"api_key": "sk-very-secret-123", "top_k": 3},
+    )
+    ((dataset, params),) = hm.sql(
+        f"SELECT dataset, params FROM runs WHERE id = {run_id}"
+    ).fetchall()
+    assert dataset == "s3://***@bucket/qa.parquet"
+    assert "sk-very-secret-123" not in params and '"top_k": 3' in params
