@@ -222,4 +222,10 @@ def test_metadata_json_columns_are_json_text(runs: Runs) -> None:
         "SELECT id, json_extract_string(versions, '$.evals.brier.higher_is_better'), "
         "versions IS NULL, params FROM runs ORDER BY id"
     ).fetchall()
-    assert rows == [(declared, "false", False, "{}"), (plain, None, True, "{}")]
+    # a run records the evals it scored (plain functions: higher is better)
+    assert rows == [(declared, "false", False, "{}"), (plain, None, False, "{}")]
+    ((recorded,),) = sql(
+        f"SELECT json_extract_string(versions, '$.evals.exact_match.higher_is_better') "
+        f"FROM runs WHERE id = {plain}"
+    ).fetchall()
+    assert recorded == "true"
