@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, overload
 
@@ -55,18 +55,11 @@ class Eval:
         return self.fn(*args, **kwargs)
 
     def __reduce__(self) -> Any:
-        # the read-only mapping views do not pickle; rebuild them from plain dicts
-        return (
-            _rebuild,
-            (
-                self.fn,
-                self.name,
-                dict(self.mapping),
-                self.higher_is_better,
-                dict(self.params),
-                self.description,
-            ),
-        )
+        # the read-only mapping views do not pickle: rebuild them from plain dicts; the class
+        # and every field travel, so a subclass (with fields of its own) stays what it is
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["mapping"], state["params"] = dict(self.mapping), dict(self.params)
+        return (_rebuild, (type(self), state))
 
     @property
     def signature(self) -> inspect.Signature:
@@ -84,22 +77,10 @@ class Eval:
         return tuple(out)
 
 
-def _rebuild(
-    fn: Callable[..., Any],
-    name: str,
-    mapping: dict[str, str],
-    higher_is_better: bool,
-    params: dict[str, Any],
-    description: str | None,
-) -> Eval:
-    return Eval(
-        fn=fn,
-        name=name,
-        mapping=MappingProxyType(mapping),
-        higher_is_better=higher_is_better,
-        params=MappingProxyType(params),
-        description=description,
-    )
+def _rebuild(cls: type[Eval], state: dict[str, Any]) -> Eval:
+    state["mapping"] = MappingProxyType(state["mapping"])
+    state["params"] = MappingProxyType(state["params"])
+    return cls(**state)
 
 
 def as_eval(obj: Any) -> Eval:

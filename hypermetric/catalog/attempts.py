@@ -114,7 +114,7 @@ def queue_retry(db: Database, run_id: int) -> RunRecord:
         row = _locked(db, session, run_id)
         if row is None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
-        check_startable(row, run_id, "retry")
+        check_startable(run_id, row.state, row.error, "retry")
         row.attempt_base, row.redo_from = row.attempt, row.attempt + 1
         row.state, row.error = "queued", None
         row.owner = row.host = None

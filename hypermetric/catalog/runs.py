@@ -166,19 +166,19 @@ def update_run(db: Database, run_id: int, **fields: Any) -> None:
 START_MODES = ("resume", "force", "retry")
 
 
-def check_startable(row: Run, run_id: int, mode: str) -> None:
-    """ConflictError unless a run in ``row``'s state may be started in ``mode``."""
+def check_startable(run_id: int, state: str, error: str | None, mode: str) -> None:
+    """ConflictError unless a run in ``state`` may be started in ``mode``."""
     if mode == "retry":
-        if row.state not in ("failed", "canceled"):
+        if state not in ("failed", "canceled"):
             raise ConflictError(
-                f"run {run_id} is {row.state}; only a failed or canceled run is retried"
+                f"run {run_id} is {state}; only a failed or canceled run is retried"
             )
         return
-    if row.state in ("success", "canceled"):
-        raise ConflictError(f"run {run_id} is {row.state}; it cannot be started again")
-    if row.state == "failed":
+    if state in ("success", "canceled"):
+        raise ConflictError(f"run {run_id} is {state}; there is nothing to resume")
+    if state == "failed":
         raise ConflictError(
-            f"run {run_id} failed ({row.error or 'no reason given'}); "
+            f"run {run_id} failed ({error or 'no reason given'}); "
             f"`hypermetric runs retry {run_id}` runs its failed work again"
         )
 
@@ -231,7 +231,7 @@ def start_run(
         row = session.scalar(db.dialect.for_update(select(Run).where(Run.id == run_id)))
         if row is None:
             raise NotFoundError(f"no run {run_id}; `hypermetric runs list` shows the runs")
-        check_startable(row, run_id, mode)
+        check_startable(run_id, row.state, row.error, mode)
         kind = _kind(row, mode)
         if row.state == "running":
             reason = f"taken over by attempt {row.attempt + 1}"

@@ -36,7 +36,7 @@ from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.evaluations import get_evaluation, upsert_evaluation
 from hypermetric.catalog.ledger import plan_units
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import create_run, get_run, start_run
+from hypermetric.catalog.runs import check_startable, create_run, get_run, start_run
 from hypermetric.catalog.shards import ledger_totals
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
@@ -168,13 +168,7 @@ def resume_run(
     settings = get_settings()
     db = database(settings)
     run = get_run(db, run_id)
-    if run.state in ("success", "canceled"):
-        raise ConflictError(f"run {run_id} is {run.state}; there is nothing to resume")
-    if run.state == "failed":
-        raise ConflictError(
-            f"run {run_id} failed ({run.error or 'no reason given'}); "
-            f"`hypermetric runs retry {run_id}` runs its failed work again"
-        )
+    check_startable(run.id, run.state, run.error, "resume")
     if run.state == "running" and not force:
         _refuse_if_alive(run, settings)
     runtime, source = _rerun(db, run, dataset)

@@ -86,12 +86,6 @@ class ClassificationEval(Eval):
         fixed = self.over(classes)
         return fixed(*args, **kwargs) if args or kwargs else fixed
 
-    def __reduce__(self) -> Any:
-        # Eval's own reduce rebuilds a plain Eval; keep the scorer so a copy (in a Ray
-        # worker) still takes classes=
-        fields = (self.fn, self.name, dict(self.mapping), self.higher_is_better)
-        return (_rebuild, (*fields, dict(self.params), self.description, self.scorer))
-
     def over(self, classes: Collection[Hashable]) -> Eval:
         """This eval over ``classes`` (listed in the order that breaks ties)."""
         checked = _class_set(classes, self.name)
@@ -112,26 +106,6 @@ class ClassificationEval(Eval):
             params=MappingProxyType({"classes": checked}),
             description=f"{self.description}\n\nOver the classes {list(checked)!r}.",
         )
-
-
-def _rebuild(
-    fn: Callable[..., Any],
-    name: str,
-    mapping: dict[str, str],
-    higher_is_better: bool,
-    params: dict[str, Any],
-    description: str | None,
-    scorer: _Scorer | None,
-) -> ClassificationEval:
-    return ClassificationEval(
-        fn=fn,
-        name=name,
-        mapping=MappingProxyType(mapping),
-        higher_is_better=higher_is_better,
-        params=MappingProxyType(params),
-        description=description,
-        scorer=scorer,
-    )
 
 
 def _classification(scorer: _Scorer, *, higher_is_better: bool) -> Callable[..., Any]:

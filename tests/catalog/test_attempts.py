@@ -21,6 +21,7 @@ from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.ledger import plan_units
 from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, forget_retractions
+from hypermetric.catalog.models import DatasetVersion
 from hypermetric.catalog.records import FailedExample, ShardFile, UnitSummary
 from hypermetric.catalog.runs import cancel_run, create_run, get_run, start_run, update_run
 from hypermetric.catalog.shards import (
@@ -155,9 +156,8 @@ def test_a_retry_commits_each_failed_example_once_and_retracts_its_rows(db: Data
     assert plan_units(db, run_id).done == {0}  # a resume of this round does not redo it
 
 
-def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
-    db: Database,
-) -> None:
+def _retried(db: Database) -> int:
+    """A run whose first attempt failed on two examples and whose retry fixed them."""
     run_id = _run(db)
     _start(db, run_id)
     commit_units(db, run_id, _files(8), [_failed_unit()], attempt=1)
@@ -165,6 +165,13 @@ def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
     _start(db, run_id, mode="retry")
     commit_units(db, run_id, _files(4), [UnitSummary(0, 2, 4, 4, 0)], attempt=2)
     finish_attempt(db, run_id, 2, "success")
+    return run_id
+
+
+def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
+    db: Database,
+) -> None:
+    run_id = _retried(db)
     retried = latest_version_id(db)
     redo = reprocess_run(db, run_id, utcnow(), version_label=None, code_version=None, params={})
     # the attempt number goes on: attempt 2 can never write into the reprocessed run
@@ -173,8 +180,6 @@ def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
     assert len(live_retractions(db, "scores", as_of=retried)) == 2  # time travel unchanged
     assert forget_retractions(db) == 0  # the version before the reprocess still reads them
     with db.session() as session:
-        from hypermetric.catalog.models import DatasetVersion
-
         session.query(DatasetVersion).filter(DatasetVersion.id < latest_version_id(db)).update(
             {"expired": True}
         )
@@ -182,13 +187,7 @@ def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
 
 
 def test_a_pruned_run_takes_its_retractions_along(db: Database) -> None:
-    run_id = _run(db)
-    _start(db, run_id)
-    commit_units(db, run_id, _files(8), [_failed_unit()], attempt=1)
-    finish_attempt(db, run_id, 1, "failed", "errors")
-    _start(db, run_id, mode="retry")
-    commit_units(db, run_id, _files(4), [UnitSummary(0, 2, 4, 4, 0)], attempt=2)
-    finish_attempt(db, run_id, 2, "success")
+    run_id = _retried(db)
     shards = {d: tuple(s.id for s in live_shards(db, d)) for d in ("scores", "calls")}
     commit_rewrite(
         db, {d: Rewrite(ids) for d, ids in shards.items()}, kind="prune", delete_runs=[run_id]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -47,3 +50,19 @@ def values_of(scores: pa.Table, metric: str) -> list[float | None]:
     """The values of one metric in a scores table."""
     metrics = scores["metric"].to_pylist()
     return [v for m, v in zip(metrics, scores["value"].to_pylist(), strict=True) if m == metric]
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``hypermetric`` command line in a process of its own, from the repository."""
+    return subprocess.run(
+        [sys.executable, "-m", "hypermetric", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )

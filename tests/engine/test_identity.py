@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,8 +19,8 @@ from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.runner import run_runtime
 from hypermetric.errors import DatasetError
 from tests.engine import sample
+from tests.engine.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ray
 
 # 200 examples without ids: 50 distinct contents, each four times
@@ -29,15 +28,8 @@ TWINS = [{"question": f"q{i % 50}", "answer": f"q{i % 50}:{i % 50}"} for i in ra
 
 
 def _run_basic(dataset: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    argv = ["run", "tests.engine.sample:basic", "--dataset", str(dataset), "--no-progress"]
-    return subprocess.run(
-        [sys.executable, "-m", "hypermetric", *argv],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    return run_cli(
+        env, "run", "tests.engine.sample:basic", "--dataset", str(dataset), "--no-progress"
     )
 
 

@@ -5,16 +5,14 @@ changes the run's code version and a CI gate judges its cost the right way round
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.runs import list_runs
+from tests.engine.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ray
 
 STEPS = """
@@ -50,18 +48,6 @@ def runtime(example):
 """
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hypermetric", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_a_component_reached_at_run_time_counts_for_code_and_direction(
     engine_settings: object, env: dict[str, str], ray_cluster: str, tmp_path: Path
 ) -> None:
@@ -72,7 +58,7 @@ def test_a_component_reached_at_run_time_counts_for_code_and_direction(
     env = {**env, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(tmp_path)}
     target = f"{runtime}:runtime"
     for version, factor in (("base", 1.0), ("half", 0.5), ("double", 2.0)):
-        done = _cli(env, "run", target, "--param", f"factor={factor}", "--version", version)
+        done = run_cli(env, "run", target, "--param", f"factor={factor}", "--version", version)
         assert done.returncode == 0, done.stderr
     runs = {r.version_label: r for r in list_runs(database(), evaluation="lineage-cost")}
     base = runs["base"]
@@ -81,19 +67,19 @@ def test_a_component_reached_at_run_time_counts_for_code_and_direction(
     assert base.code_version == runs["half"].code_version == base.versions["code_version"]
 
     # halving a lower-is-better cost passes the gate; doubling it fails it
-    half = _cli(env, "compare", "lineage-cost@base", "lineage-cost@half", "--fail-on-regression")
+    half = run_cli(env, "compare", "lineage-cost@base", "lineage-cost@half", "--fail-on-regression")
     assert half.returncode == 0, half.stdout + half.stderr
-    double = _cli(
+    double = run_cli(
         env, "compare", "lineage-cost@base", "lineage-cost@double", "--fail-on-regression"
     )
     assert double.returncode == 1 and "regression: answer/cost" in double.stderr
-    shown = _cli(env, "compare", "lineage-cost@base", "lineage-cost@half", "--format", "json")
+    shown = run_cli(env, "compare", "lineage-cost@base", "lineage-cost@half", "--format", "json")
     (metric,) = json.loads(shown.stdout)["metrics"]
     assert (metric["higher_is_better"], metric["improved"], metric["regressed"]) == (False, 60, 0)
 
     # a change to the component's body is a new code version
     (tmp_path / f"{steps}.py").write_text(STEPS.format(body="question.lower()"))
-    changed = _cli(env, "run", target, "--param", "factor=1", "--version", "lower")
+    changed = run_cli(env, "run", target, "--param", "factor=1", "--version", "lower")
     assert changed.returncode == 0, changed.stderr
     (lower,) = list_runs(database(), evaluation="lineage-cost", limit=1)
     assert lower.version_label == "lower" and lower.code_version != base.code_version

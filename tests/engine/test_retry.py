@@ -5,8 +5,6 @@ score once and no superseded error row, and the version before the retry still s
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,21 +15,9 @@ from hypermetric.catalog.db import database
 from hypermetric.catalog.runs import get_run, list_runs
 from hypermetric.catalog.shards import latest_version_id, ledger_totals
 from hypermetric.config import Settings
+from tests.engine.conftest import run_cli
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ray
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hypermetric", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _counts(run_id: int, dataset: str, as_of: int | None = None) -> tuple[int, int, int]:
@@ -51,7 +37,7 @@ def test_runs_retry_runs_the_failed_examples_again_and_retracts_their_errors(
     marker = tmp_path / "api-is-back"
     env = {**env, "RAY_ADDRESS": ray_cluster, "HYPERMETRIC_UNIT_SIZE": "25"}
     params = ["--param", f"marker={marker}", "--param", "n=300", "--no-progress"]
-    failed = _cli(env, "run", "tests.engine.sample:flaky", *params)
+    failed = run_cli(env, "run", "tests.engine.sample:flaky", *params)
     assert failed.returncode == 1, failed.stderr
     assert "100 of 300 examples had errors" in failed.stderr
     db = database()
@@ -62,11 +48,11 @@ def test_runs_retry_runs_the_failed_examples_again_and_retracts_their_errors(
     assert _counts(run.id, "scores") == (600, 600, 200)
     assert _counts(run.id, "calls") == (600, 600, 200)
     before = latest_version_id(db)
-    again = _cli(env, "runs", "resume", str(run.id), "--no-progress")
+    again = run_cli(env, "runs", "resume", str(run.id), "--no-progress")
     assert again.returncode == 1 and f"runs retry {run.id}" in again.stderr
 
     marker.write_text("up")
-    retried = _cli(env, "runs", "retry", str(run.id), "--no-progress")
+    retried = run_cli(env, "runs", "retry", str(run.id), "--no-progress")
     assert retried.returncode == 0, retried.stderr
     done = get_run(db, run.id)
     assert (done.state, done.attempt, done.error) == ("success", 2, None)
@@ -85,5 +71,5 @@ def test_runs_retry_runs_the_failed_examples_again_and_retracts_their_errors(
     assert _counts(run.id, "calls", as_of=before) == (600, 600, 200)
     attempts = [(a.attempt, a.kind, a.state) for a in list_attempts(db, run.id)]
     assert attempts == [(1, "start", "failed"), (2, "retry", "success")]
-    shown = _cli(env, "runs", "show", str(run.id))
+    shown = run_cli(env, "runs", "show", str(run.id))
     assert "retry" in shown.stdout and "above max_error_rate" in shown.stdout

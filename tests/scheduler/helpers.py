@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -76,3 +77,11 @@ def stop_scheduler(proc: subprocess.Popen[bytes]) -> None:
         time.sleep(2)
         raise
     assert code == 0, "the scheduler did not stop cleanly; see its log"
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``check`` until it holds; fail saying what was awaited after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"waited {seconds}s for {what}"
+        time.sleep(0.2)

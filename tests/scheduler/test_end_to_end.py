@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -29,7 +28,7 @@ from hypermetric.catalog.shards import committed_unit_ids
 from hypermetric.scheduler.definitions import register, trigger
 from hypermetric.scheduler.processes import alive, find_run_process, kill_tree
 from tests.engine.conftest import assert_exactly_once
-from tests.scheduler.helpers import stop_scheduler
+from tests.scheduler.helpers import stop_scheduler, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -131,13 +130,6 @@ def kill_run_process(run: RunRecord) -> None:
     ref = find_run_process(run.pid, run.id)
     if ref is not None:
         kill_tree(ref)
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"waited {seconds}s for {what}"
-        time.sleep(0.2)
 
 
 def test_a_killed_run_is_found_by_heartbeat_and_resumed_exactly_once(

@@ -8,9 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from hypermetric.catalog.db import Database
 from hypermetric.catalog.runs import get_run
 from hypermetric.catalog.shards import latest_version_id
 from hypermetric.scheduler.definitions import register, trigger
-from tests.scheduler.helpers import stop_scheduler
+from tests.scheduler.helpers import stop_scheduler, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -48,13 +46,6 @@ def rows(ctx):
 def runtime(example):
     return answer(example["q"], example["id"], example["marker"])
 """
-
-
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"waited {seconds}s for {what}"
-        time.sleep(0.2)
 
 
 def _count(run_id: int, as_of: int | None = None) -> tuple[int, int, int]:
@@ -85,7 +76,7 @@ def test_the_scheduler_retries_the_failed_examples_once_the_api_is_back(
     )
     try:
         # the first attempt fails its error budget; the scheduler queues the retry
-        _wait_for(
+        wait_for(
             lambda: get_run(db, run.id).state == "queued" and get_run(db, run.id).attempt == 1,
             180,
             "the first attempt to fail and be queued for its retry",
@@ -94,7 +85,7 @@ def test_the_scheduler_retries_the_failed_examples_once_the_api_is_back(
         before = latest_version_id(db)
         assert _count(run.id) == (90, 90, 30)
         marker.write_text("up")
-        _wait_for(lambda: get_run(db, run.id).finished, 180, "the retry to end")
+        wait_for(lambda: get_run(db, run.id).finished, 180, "the retry to end")
         stop_scheduler(proc)
     except AssertionError:
         print((tmp_path / "scheduler.log").read_text())  # shown with the failure

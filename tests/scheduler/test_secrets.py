@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -27,7 +26,7 @@ from hypermetric.catalog.db import Database
 from hypermetric.catalog.models import Base
 from hypermetric.catalog.runs import get_run, list_runs
 from hypermetric.config import Settings
-from tests.scheduler.helpers import stop_scheduler, write_runtime
+from tests.scheduler.helpers import stop_scheduler, wait_for, write_runtime
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -121,13 +120,6 @@ def stored(db: Database, settings: Settings, s3_storage: str) -> list[str]:
             with fs.open_input_stream(info.path) as fh:
                 texts.append(fh.read().decode(errors="replace"))
     return texts
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"waited {seconds}s for {what}"
-        time.sleep(0.2)
 
 
 def test_no_secret_is_printed_logged_or_stored(
