@@ -25,8 +25,9 @@ import sys
 import time
 from pathlib import Path
 
+from hypermetric.catalog.attempts import finish_attempt, heartbeat
 from hypermetric.catalog.db import database
-from hypermetric.catalog.runs import finish_run, heartbeat, start_run
+from hypermetric.catalog.runs import start_run
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
 #: a helper that starts its own helper in a new session (out of the group), then sleeps
@@ -84,9 +85,9 @@ def main(argv: list[str]) -> None:
         time.sleep(3600)
     deadline = time.monotonic() + (3600.0 if then == "heartbeat" else args.seconds)
     while time.monotonic() < deadline:
-        heartbeat(db, args.run_id)
+        heartbeat(db, args.run_id, run.attempt)  # fenced, as a real attempt's are
         time.sleep(0.1)
-    finish_run(db, args.run_id, "success")
+    finish_attempt(db, args.run_id, run.attempt, "success")
 
 
 if __name__ == "__main__":
