@@ -6,14 +6,14 @@ A plan is computed once per (component, eval); applying it per call is a tuple w
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from hypermetric.api.evals import Eval
 from hypermetric.errors import BindingError
 
-__all__ = ["ARG", "EXAMPLE", "FIELD", "OUTPUT", "Plan", "example_keys", "make_plan"]
+__all__ = ["ARG", "EXAMPLE", "FIELD", "OUTPUT", "Plan", "make_plan"]
 
 OUTPUT, ARG, EXAMPLE, FIELD = "output", "arg", "example", "field"
 _MISSING = object()
@@ -67,22 +67,6 @@ class Plan:
             f"{source} matches no value; available: {', '.join(available)}. "
             f"Rename the parameter or use hm.bind({self.eval.name}, {param}='<name>')"
         )
-
-
-def example_keys(plans: Iterable[Plan]) -> tuple[frozenset[str], frozenset[str]] | None:
-    """The example fields these plans read: (fields bound directly, fields an argument
-    falls back to when the component did not take it); None if one takes the whole example."""
-    fields: set[str] = set()
-    fallbacks: set[str] = set()
-    for plan in plans:
-        for _, kind, key, _ in plan.steps:
-            if kind == EXAMPLE:
-                return None
-            if kind == FIELD:
-                fields.add(key)
-            elif kind == ARG:
-                fallbacks.add(key)
-    return frozenset(fields), frozenset(fallbacks)
 
 
 def make_plan(component: str, component_params: Sequence[str], ev: Eval) -> Plan:

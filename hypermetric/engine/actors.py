@@ -1,9 +1,11 @@
-"""The Ray side of the pools: the stateless driver actor and the stateful evaluator actor.
+"""The Ray side of the pools: the driver actor (drives and scores units) and the stateful
+evaluator actor (buffers scored units and writes shards).
 
-Both are thin: the work is in :mod:`hypermetric.engine.worker` and
-:mod:`hypermetric.engine.evaluator`, which run without Ray in unit tests. Both are kept warm
-between the runs of one process (:mod:`hypermetric.engine.pool`): a fresh worker process
-spends most of a second of CPU importing the user's code before its first example.
+Both are thin: the work is in :mod:`hypermetric.engine.worker`,
+:mod:`hypermetric.engine.scoring` and :mod:`hypermetric.engine.evaluator`, which run without
+Ray in unit tests. Both are kept warm between the runs of one process
+(:mod:`hypermetric.engine.pool`): a fresh worker process spends most of a second of CPU
+importing the user's code before its first example.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from hypermetric.api.datasets import Chunk
 from hypermetric.api.runtime import Runtime
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.evaluator import EvaluatorCore, Flush, Thresholds, UnitDone
+from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
 from hypermetric.storage.files import store_for
 
@@ -28,17 +31,24 @@ __all__ = ["DriverActor", "EvaluatorActor"]
 # by their CPUs and the coordinator bounds the work given to each.
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class DriverActor:
-    """Runs the runtime over units, one at a time. Stateless: if it dies, the coordinator
-    starts another and drives the units it had again."""
+    """Runs the runtime over units, one at a time, and scores their calls. It keeps only a
+    run's scorer (what bound once): if it dies, the coordinator starts another and drives
+    the units it had again."""
+
+    def __init__(self) -> None:
+        self._scorer: tuple[Any, Scorer] | None = None
 
     @ray.method(num_returns=2)
     def drive(
         self, runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
-    ) -> tuple[None, bytes]:
-        """Drive one unit. Two results: an empty status, whose arrival tells the coordinator
-        the unit was driven (or how its driver failed) without fetching the payload, and
-        the payload, which goes from the object store to an evaluator."""
-        return None, drive_unit(runtime, chunk, unit_id, context, concurrency)
+    ) -> tuple[None, ScoredUnit]:
+        """Drive and score one unit. Two results: an empty status, whose arrival tells the
+        coordinator the unit was driven (or how its driver failed) without fetching the
+        rows, and the scored unit, which goes from the object store to an evaluator."""
+        key = (context.run_id, context.evaluation)
+        if self._scorer is None or self._scorer[0] != key:
+            self._scorer = (key, Scorer(runtime))
+        return None, drive_unit(runtime, chunk, unit_id, context, concurrency, self._scorer[1])
 
     def pid(self) -> int:
         """The actor's process id (tests kill it)."""
@@ -47,9 +57,9 @@ class DriverActor:
 
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class EvaluatorActor:
-    """Scores units and buffers rows for one run at a time; its state dies with it, so the
-    coordinator replaces a dead actor and re-sends the units it held (the ledger is the
-    truth). A warm actor is re-aimed at the next run with :meth:`begin`."""
+    """Buffers scored units and writes shards for one run at a time; its state dies with
+    it, so the coordinator replaces a dead actor and re-sends the units it held (the ledger
+    is the truth). A warm actor is re-aimed at the next run with :meth:`begin`."""
 
     def __init__(self) -> None:
         self.core: EvaluatorCore | None = None
@@ -62,7 +72,6 @@ class EvaluatorActor:
         attempt: int,
         evaluation: str,
         version: str | None,
-        runtime: Runtime,
         settings: Settings,
         thresholds: Thresholds,
     ) -> int:
@@ -74,7 +83,6 @@ class EvaluatorActor:
                 run_id=run_id,
                 evaluation=evaluation,
                 version=version,
-                runtime=runtime,
                 store=store_for(settings),
                 thresholds=thresholds,
                 attempt=attempt,
@@ -90,9 +98,9 @@ class EvaluatorActor:
             raise RuntimeError("evaluator used before begin()")
         return self.core
 
-    def evaluate(self, payload: Any) -> UnitDone:
-        """Score one unit (its payload arrives resolved from a driver's result)."""
-        return self._serving().evaluate(payload)
+    def evaluate(self, scored: ScoredUnit) -> UnitDone:
+        """Buffer one scored unit (it arrives resolved from a driver's result)."""
+        return self._serving().evaluate(scored)
 
     def tick(self) -> Flush | None:
         """Flush if the buffer is older than the age threshold."""

@@ -222,7 +222,6 @@ class Coordinator:
             attempt=self.attempt,
             evaluation=self.run.evaluation,
             version=self.run.version_label,
-            runtime=self._runtime_ref,
             settings=self.settings,
             thresholds=self.thresholds,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import EvaluatorCore, Thresholds
 from hypermetric.engine.pool import spread
-from hypermetric.engine.worker import drive_unit, load_payload
+from hypermetric.engine.scoring import ScoredUnit
+from hypermetric.engine.worker import drive_unit
 from hypermetric.errors import BindingError
 from hypermetric.storage.files import ShardStore, store_for
 from tests.engine import sample
@@ -36,17 +38,13 @@ def _ctx() -> RunContext:
 
 
 def _core(
-    store: ShardStore,
-    runtime: object = sample.basic,
-    clock: Callable[[], float] | None = None,
-    **limits: float,
+    store: ShardStore, clock: Callable[[], float] | None = None, **limits: float
 ) -> EvaluatorCore:
     ticks = iter(range(1_000_000))
     return EvaluatorCore(
         run_id=1,
         evaluation="t",
         version="v",
-        runtime=runtime,  # type: ignore[arg-type]
         store=store,
         thresholds=Thresholds(**limits),  # type: ignore[arg-type]
         clock=clock or (lambda: float(next(ticks))),
@@ -63,7 +61,7 @@ class Clock:
         return self.now
 
 
-def _payloads(runtime: object, rows: list[dict], size: int) -> list[bytes]:
+def _payloads(runtime: object, rows: list[dict], size: int) -> list[ScoredUnit]:
     return [
         drive_unit(runtime, chunk, i, _ctx())  # type: ignore[arg-type]
         for i, chunk in enumerate(iter_chunks(rows, size))
@@ -71,33 +69,32 @@ def _payloads(runtime: object, rows: list[dict], size: int) -> list[bytes]:
 
 
 def test_driving_records_every_call_with_its_example(tmp_path: Path) -> None:
-    payload = load_payload(_payloads(sample.basic, sample.rows(5), 5)[0])
-    assert payload.example_ids == ["0", "1", "2", "3", "4"]
+    (scored,) = _payloads(sample.basic, sample.rows(5), 5)
+    calls = scored.calls.to_pydict()
     # each example: the component call, then the runtime's own call
-    assert payload.call_component == ["answer", "engine-basic"] * 5
-    assert payload.call_inputs[2] == {"question": "q1", "id": 1}
-    assert payload.call_output[2] == "q1:1" and payload.call_example[2] == 1
+    assert calls["example_id"] == [str(i) for i in range(5) for _ in range(2)]
+    assert calls["component"] == ["answer", "engine-basic"] * 5
+    assert json.loads(calls["inputs"][2]) == {"question": "q1", "id": 1}
+    assert json.loads(calls["output"][2]) == "q1:1" and calls["call_index"][2] == 0
+    assert scored.unit.examples == 5 and scored.unit.calls == 10
 
 
-def test_evaluators_get_only_the_example_fields_their_evals_read(tmp_path: Path) -> None:
+def test_a_scored_unit_carries_its_rows_never_its_examples(tmp_path: Path) -> None:
     wide = pa.Table.from_pylist(sample.rows(6, context="a long retrieved document " * 200))
     chunk = next(iter_chunks(wide, 6))
-    data = drive_unit(sample.basic, chunk, 0, _ctx())
-    payload = load_payload(data)
-    # `exact` reads the answer; `echo_id` reads the component's `id` (the field is its
-    # fallback); nothing reads the question or the context
-    assert payload.examples[0] == {"id": 0, "answer": "q0:0"}
-    assert len(data) < wide.nbytes / 10
+    scored = drive_unit(sample.crash_evaluator, chunk, 0, _ctx())
+    # scored where it was driven: an eval that takes the whole example had it, and what
+    # travels to an evaluator is the unit's score and call rows, not the wide examples
+    assert scored.scores.to_pydict()["value"] == [1.0] * 6
+    assert len(pickle.dumps(scored, protocol=5)) < wide.nbytes / 10
     core = _core(_local(tmp_path), seconds=1e9)
-    core.evaluate(data)
-    assert [
-        v
-        for m, v in zip(core.scores.data["metric"], core.scores.data["value"], strict=True)
-        if m == "exact"
-    ] == [1.0] * 6
-    # an eval that takes the whole example gets the whole example
-    whole = load_payload(drive_unit(sample.crash_evaluator, chunk, 0, _ctx()))
-    assert set(whole.examples[0]) == {"id", "question", "answer", "context"}
+    core.evaluate(drive_unit(sample.basic, chunk, 0, _ctx()))
+    flush = core.flush()
+    assert flush is not None
+    table = _local(tmp_path).read(next(f for f in flush.files if f.dataset == "scores").path)
+    metrics, values = table["metric"].to_pylist(), table["value"].to_pylist()
+    exact = [v for m, v in zip(metrics, values, strict=True) if m == "exact"]
+    assert exact == [1.0] * 6
 
 
 def test_scores_line_up_with_their_examples_and_flush_at_the_row_threshold(tmp_path: Path) -> None:
@@ -149,7 +146,7 @@ def test_the_age_threshold_flushes_at_its_seconds_and_not_before(tmp_path: Path)
     assert core.buffered_units == []
 
 
-def _text(size: int, unit_id: int) -> bytes:
+def _text(size: int, unit_id: int) -> ScoredUnit:
     """A one-example unit whose two calls carry ``size`` characters each way."""
     chunk = next(iter_chunks([{"id": unit_id, "text": "x" * size}], 1))
     return drive_unit(sample.sized, chunk, unit_id, _ctx())
@@ -157,7 +154,7 @@ def _text(size: int, unit_id: int) -> bytes:
 
 def _json_bytes(core: EvaluatorCore) -> int:
     """What the buffered calls' inputs and outputs take as JSON text."""
-    columns = (core.calls.data["inputs"], core.calls.data["output"])
+    columns = [b.column(n).to_pylist() for b in core.calls.batches for n in ("inputs", "output")]
     return sum(len(text.encode()) for column in columns for text in column if text)
 
 
@@ -186,7 +183,7 @@ def test_the_bytes_threshold_counts_utf8_bytes(tmp_path: Path) -> None:
 
 def test_an_eval_that_raises_is_an_error_row_and_the_batch_stays_whole(tmp_path: Path) -> None:
     store = _local(tmp_path)
-    core = _core(store, runtime=sample.raising_eval)
+    core = _core(store)
     (payload,) = _payloads(sample.raising_eval, sample.rows(12), 12)
     done = core.evaluate(payload)
     # ids 0, 3, 6, 9 raise in `picky`: one error row each, the examples count as failed
@@ -215,7 +212,7 @@ def test_an_eval_that_raises_is_an_error_row_and_the_batch_stays_whole(tmp_path:
 
 def test_mixed_eval_outputs_do_not_poison_the_batch(tmp_path: Path) -> None:
     store = _local(tmp_path)
-    core = _core(store, runtime=sample.mixed_outputs)
+    core = _core(store)
     for payload in _payloads(sample.mixed_outputs, sample.rows(20), 20):
         core.evaluate(payload)
     flush = core.flush()
@@ -235,27 +232,26 @@ def test_mixed_eval_outputs_do_not_poison_the_batch(tmp_path: Path) -> None:
 
 
 def test_first_unbindable_call_stops_the_run(tmp_path: Path) -> None:
-    store = _local(tmp_path)
-    core = _core(store, runtime=sample.unbindable)
     with pytest.raises(BindingError, match=r"'gold'.*available: output, question"):
-        core.evaluate(_payloads(sample.unbindable, sample.rows(2), 2)[0])
+        _payloads(sample.unbindable, sample.rows(2), 2)
 
 
-def test_non_serializable_output_is_recorded_not_fatal(tmp_path: Path) -> None:
-    store = _local(tmp_path)
-    payload = load_payload(_payloads(sample.opaque_outputs, sample.rows(10), 10)[0])
-    errors = [e for e in payload.call_error if e]
-    assert len(errors) == 2 and all("cannot be serialized" in e for e in errors)  # q7 twice
-    core = _core(store, runtime=sample.opaque_outputs)
-    core.evaluate(payload)
+def test_an_output_that_cannot_be_pickled_is_scored_where_it_was_made(tmp_path: Path) -> None:
+    (scored,) = _payloads(sample.opaque_outputs, sample.rows(10), 10)
+    # nothing carries the lock out of the driver: its eval scored it, its call stores a repr
+    assert scored.unit.errors == 0 and scored.calls["error"].null_count == 20
+    lock = json.loads(scored.calls["output"][14].as_py())  # q7's component call
+    assert lock.startswith("<unlocked _thread.lock object")
+    core = _core(_local(tmp_path))
+    core.evaluate(scored)
     assert core.flush() is not None
 
 
 def test_call_outputs_are_stored_as_json_or_their_repr(tmp_path: Path) -> None:
-    core = _core(_local(tmp_path), runtime=sample.odd_outputs)
+    core = _core(_local(tmp_path))
     for data in _payloads(sample.odd_outputs, sample.rows(8), 8):
         core.evaluate(data)
-    outputs = core.calls.data["output"]
+    outputs = [o for b in core.calls.batches for o in b["output"].to_pylist()]
     # a circular value in one call leaves the next call's encoding unharmed
     assert outputs[:4] * 2 == outputs
     assert json.loads(outputs[0]) == {"scores": [1, 2.5, None], "label": "é"}

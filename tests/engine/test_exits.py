@@ -1,6 +1,6 @@
 """User code that exits or interrupts (SystemExit, KeyboardInterrupt raised by an eval or a
 component) is an error row, never a dead worker driven again and again; an example that
-cannot cross a process boundary is an error naming its field, never silently replaced."""
+cannot cross a process boundary never has to (it is scored where it was driven)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypermetric.api.datasets import iter_chunks
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
 from hypermetric.engine.runner import run_runtime
-from hypermetric.engine.worker import drive_unit, load_payload
+from hypermetric.engine.worker import drive_unit
 from tests.engine import sample
 from tests.engine.conftest import assert_exactly_once
 
@@ -44,18 +44,15 @@ def test_exits_and_interrupts_in_user_code_are_error_rows(engine_settings: Setti
     assert set(errors) == expected
 
 
-def test_an_example_that_cannot_be_pickled_fails_naming_its_field() -> None:
+def test_an_example_that_cannot_be_pickled_never_needs_to_be() -> None:
     chunk = next(iter_chunks(sample.rows(6), 6))
     context = RunContext(evaluation="t", logical_date=utcnow())
-    payload = load_payload(drive_unit(sample.mutating, chunk, 0, context))
-    own = {
-        payload.call_example[i]: payload.call_error[i]
-        for i, name in enumerate(payload.call_component)
-        if name == "engine-mutating"
-    }
-    for position in (0, 3):
-        assert own[position] is not None
-        assert own[position].startswith("example field 'client' cannot be serialized (TypeError")
-        assert "client" not in payload.examples[position]
-    assert own[1] is None and own[2] is None
-    assert payload.examples[1] == {"id": 1, "question": "q1", "answer": "q1:1"}
+    scored = drive_unit(sample.mutating, chunk, 0, context)
+    # examples 0 and 3 hold a lock the runtime put there: they are scored where they were
+    # driven, and only their rows travel on (before, such an example was replaced by its
+    # repr and scored as a string, silently)
+    assert scored.unit.errors == 0 and scored.calls["error"].null_count == 12
+    values = scored.scores.to_pydict()
+    assert [v for m, v in zip(values["metric"], values["value"], strict=True) if m == "exact"] == [
+        1.0
+    ] * 6

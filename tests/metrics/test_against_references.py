@@ -127,7 +127,6 @@ def run_means(
         run_id=1,
         evaluation=runtime.name,
         version=None,
-        runtime=runtime,
         store=store,
         thresholds=Thresholds(seconds=1e9),
     )

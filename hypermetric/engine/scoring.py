@@ -1,0 +1,280 @@
+"""Scoring, in the process that drove the unit: every recorded call is scored with its
+component's evals at once, and the unit leaves as two Arrow record batches (its score rows
+and its call rows) and a summary.
+
+Scoring where the calls were made means the objects they returned (an answer, documents,
+a dict of probabilities) and the examples never cross a process boundary: what travels to
+the evaluator actor that buffers and writes the shards is columns of text and numbers,
+which Arrow ships without copying them one value at a time. Pure Python (no Ray).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from json.encoder import c_make_encoder  # type: ignore[attr-defined]
+from json.encoder import encode_basestring as _string
+from typing import Any
+
+import pyarrow as pa
+
+from hypermetric.api.binding import Plan
+from hypermetric.api.component import CAUGHT, describe_error
+from hypermetric.api.runtime import Runtime
+from hypermetric.api.versions import component_lineage
+from hypermetric.catalog.records import FailedExample, UnitSummary
+from hypermetric.errors import BindingError
+
+__all__ = ["CALL_FIELDS", "SCORE_FIELDS", "ScoredUnit", "Scorer", "json_text"]
+
+#: the columns a unit's rows carry (the evaluator adds the run's: its id, evaluation,
+#: version, attempt and the time the unit arrived)
+SCORE_FIELDS = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("component", pa.string()),
+        ("call_index", pa.int32()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("error", pa.string()),
+    ]
+)
+CALL_FIELDS = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("component", pa.string()),
+        ("call_index", pa.int32()),
+        ("inputs", pa.string()),
+        ("output", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("error", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ScoredUnit:
+    """One driven and scored unit: its summary, its rows, and the components its scorer
+    saw for the first time (name -> hash, evals), for the run's lineage."""
+
+    unit: UnitSummary
+    scores: pa.RecordBatch
+    calls: pa.RecordBatch
+    lineage: dict[str, Any] | None = None
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool):
+        return 1.0 if value else 0.0
+    if isinstance(value, (int, float)):
+        return float(value)
+    if hasattr(value, "__float__") and not isinstance(value, (str, bytes)):
+        return float(value)
+    raise TypeError(type(value).__name__)
+
+
+#: JSON text with repr() for what JSON cannot hold. With the C accelerator, its encoder is
+#: built once (JSONEncoder.encode builds a new one on every call, which costs as much as
+#: encoding a call's inputs); its markers catch circular values and are left dirty by an error.
+_markers: dict[int, Any] = {}
+_encode: Callable[[Any], str]
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(_markers, repr, _string, None, ":", ",", False, False, True)
+
+    def _encode_c(value: Any) -> str:
+        return "".join(_c_encoder(value, 0))
+
+    _encode = _encode_c
+else:  # pragma: no cover - CPython always has the accelerator
+    _encode = json.JSONEncoder(default=repr, ensure_ascii=False, separators=(",", ":")).encode
+
+
+def json_text(value: Any) -> str | None:
+    """JSON text of a call's inputs or output (anything not JSON becomes its repr)."""
+    if value is None:
+        return None
+    if type(value) is str:
+        return _string(value)
+    try:
+        return _encode(value)
+    except (TypeError, ValueError, RecursionError):
+        _markers.clear()
+        return _string(repr(value))
+
+
+_Row = tuple[str, float | None, str | None]
+
+
+def _rows(name: str, result: Any) -> list[_Row]:
+    if result is None:
+        return []
+    if isinstance(result, dict):
+        out: list[_Row] = []
+        for key, value in result.items():
+            out.extend(_rows(f"{name}.{key}", value) if value is not None else [])
+        return out
+    try:
+        number = _number(result)
+    except (TypeError, ValueError, OverflowError):
+        kind = type(result).__name__
+        return [(name, None, f"eval returned {kind}; return a number, bool, dict or None")]
+    if math.isnan(number):
+        return [(name, None, "eval returned NaN")]
+    return [(name, number, None)]
+
+
+class Scorer:
+    """Scores the units of one run in one process: its plans, which (component, eval)
+    pairs have bound once (the first binding error of a pair stops the run; later ones are
+    error rows), and which components it has reported for the run's lineage."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.plans: dict[str, tuple[Plan, ...]] = {runtime.name: runtime.plans}
+        self.checked: set[tuple[str, str]] = set()
+
+    def score(self, p: Any) -> ScoredUnit:
+        """Score a driven unit (a :class:`~hypermetric.engine.worker.UnitPayload`)."""
+        lineage: dict[str, Any] = {}
+        for name, component in p.components.items():
+            if name not in self.plans:
+                self.plans[name] = component.plans
+                lineage[name] = component_lineage(component)
+        call_ids = [p.example_ids[i] for i in p.call_example]
+        s: dict[str, list[Any]] = {name: [] for name in SCORE_FIELDS.names}
+        errors, failed = self._score(p, call_ids, s)
+        scores = pa.RecordBatch.from_arrays(
+            [pa.array(s[f.name], f.type) for f in SCORE_FIELDS], schema=SCORE_FIELDS
+        )
+        calls = self._calls(p, call_ids)
+        unit = UnitSummary(
+            unit_id=p.unit_id,
+            examples=len(p.example_ids),
+            rows=scores.num_rows,
+            calls=calls.num_rows,
+            errors=errors,
+            failed_examples=len(failed),
+            failed=_failed(p, failed, s),
+        )
+        return ScoredUnit(unit, scores, calls, lineage or None)
+
+    @staticmethod
+    def _calls(p: Any, call_ids: list[str]) -> pa.RecordBatch:
+        columns = (
+            call_ids,
+            p.call_component,
+            p.call_index,
+            [json_text(v) for v in p.call_inputs],
+            [json_text(v) for v in p.call_output],
+            p.call_latency,
+            p.call_error,
+        )
+        arrays = [pa.array(c, f.type) for c, f in zip(columns, CALL_FIELDS, strict=True)]
+        return pa.RecordBatch.from_arrays(arrays, schema=CALL_FIELDS)
+
+    def _score(self, p: Any, call_ids: list[str], s: dict[str, list[Any]]) -> tuple[int, set[int]]:
+        """Append the unit's score rows to ``s``, component by component, eval by eval."""
+        positions, call_errors = p.call_example, p.call_error
+        failed = {positions[i] for i, e in enumerate(call_errors) if e is not None}
+        by_component: dict[str, list[int]] = {}
+        for i, name in enumerate(p.call_component):
+            by_component.setdefault(name, []).append(i)
+        errors = 0
+        for name, calls in by_component.items():
+            for plan in self.plans.get(name, ()):
+                errors += self._eval(p, plan, name, calls, call_ids, s, failed)
+        return errors, failed
+
+    def _eval(
+        self,
+        p: Any,
+        plan: Plan,
+        name: str,
+        calls: list[int],
+        call_ids: list[str],
+        s: dict[str, list[Any]],
+        failed: set[int],
+    ) -> int:
+        """One eval over a component's calls; returns its error rows. The hottest loop of a
+        run: a plain float score skips building a row."""
+        add_id, add_component, add_index = (
+            s["example_id"].append,
+            s["component"].append,
+            s["call_index"].append,
+        )
+        add_metric, add_value, add_error = s["metric"].append, s["value"].append, s["error"].append
+        outputs, inputs, examples = p.call_output, p.call_inputs, p.examples
+        positions, call_errors, call_index = p.call_example, p.call_error, p.call_index
+        metric, fn, arguments = plan.eval.name, plan.eval.fn, plan.arguments
+        checked = (name, metric) in self.checked
+        errors = 0
+        for i in calls:
+            rows: list[_Row] | None = None
+            if call_errors[i] is not None:
+                rows = [(metric, None, f"not scored: the call failed ({call_errors[i]})")]
+            else:
+                try:
+                    kwargs = arguments(outputs[i], inputs[i] or {}, examples[positions[i]])
+                except BindingError as exc:
+                    if not checked:
+                        raise  # an eval that cannot be bound stops the run at once
+                    rows = [(metric, None, str(exc))]
+            if rows is None:
+                if not checked:
+                    self.checked.add((name, metric))
+                    checked = True
+                try:
+                    result = fn(**kwargs)
+                except CAUGHT as exc:
+                    rows = [(metric, None, describe_error(exc))]
+                else:
+                    if type(result) is float and result == result:  # the common case
+                        add_id(call_ids[i])
+                        add_component(name)
+                        add_index(call_index[i])
+                        add_metric(metric)
+                        add_value(result)
+                        add_error(None)
+                        continue
+                    rows = _rows(metric, result)
+            for key, value, err in rows:
+                add_id(call_ids[i])
+                add_component(name)
+                add_index(call_index[i])
+                add_metric(key)
+                add_value(value)
+                add_error(err)
+                if err is not None:
+                    errors += 1
+                    failed.add(positions[i])
+        return errors
+
+
+def _failed(p: Any, failed: set[int], s: dict[str, list[Any]]) -> tuple[FailedExample, ...]:
+    """The unit's failed examples with the rows each wrote: what a retry drives again and
+    retracts. Rows are counted for failed examples only (ids are unique in a unit), so a
+    unit without errors costs nothing here."""
+    if not failed:
+        return ()
+    ids = {p.example_ids[i]: i for i in failed}
+    rows: Counter[int] = Counter()
+    errors: Counter[int] = Counter()
+    for example_id, error in zip(s["example_id"], s["error"], strict=True):
+        i = ids.get(example_id)
+        if i is not None:
+            rows[i] += 1
+            errors[i] += error is not None
+    calls = Counter(i for i in p.call_example if i in failed)
+    return tuple(
+        FailedExample(
+            position=p.positions[i] if p.positions else i,
+            example_id=p.example_ids[i],
+            rows=rows[i],
+            calls=calls[i],
+            errors=errors[i],
+        )
+        for i in sorted(failed)
+    )
