@@ -80,15 +80,18 @@ def make(settings: Settings, db: Database, files: dict[str, Path]) -> Iterator[M
         return service
 
     yield _make
-    for service in made:
-        service.stop()
-        for child in service.supervisor.children.values():
-            child.handle.kill()  # with its tree, written down yet or not
-    for pid in recorded_pids(files):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc = psutil.Process(pid)
-            if proc.create_time() >= began - 1:  # ours, not a later holder of the pid
-                proc.kill()
+    try:
+        for service in made:
+            service.stop()
+            for child in service.supervisor.children.values():
+                child.handle.kill()  # with its tree, written down yet or not (a test's
+                # killer may refuse: what was written down is killed below, whatever happens)
+    finally:
+        for pid in recorded_pids(files):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc = psutil.Process(pid)
+                if proc.create_time() >= began - 1:  # ours, not a later holder of the pid
+                    proc.kill()
 
 
 def recorded_pids(files: dict[str, Path]) -> list[int]:
