@@ -42,6 +42,9 @@ class Settings:
     workers: int = 0
     #: evaluation requests queued per evaluator before the coordinator stops handing out units
     max_pending_per_evaluator: int = 2
+    #: bytes of examples a run may have read and not yet committed (then it stops reading,
+    #: and asks its evaluators to write what they hold)
+    inflight_bytes: int = 256 * 1024 * 1024
     #: seconds between run heartbeats
     heartbeat_seconds: float = 5.0
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -64,6 +67,7 @@ _INT_KEYS = {
     "evaluators",
     "workers",
     "max_pending_per_evaluator",
+    "inflight_bytes",
 }
 _FLOAT_KEYS = {"flush_seconds", "heartbeat_seconds"}
 _KEYS = {f.name for f in fields(Settings)} - {"source"}

@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hypermetric.api.datasets import Chunk, iter_chunks
 from hypermetric.errors import DatasetError
@@ -76,7 +75,7 @@ def _arrow_ids(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array] | None:
     column = batch.column("id")
     if column.null_count or not any(test(column.type) for test in _TEXT_LIKE):
         return None
-    return pc.cast(column, pa.string()), pa.repeat(pa.scalar(True), len(column))
+    return column.cast(pa.string()), pa.repeat(pa.scalar(True), len(column))
 
 
 def chunk_ids(chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> tuple[pa.Array, pa.Array]:
@@ -142,6 +141,10 @@ class _Places:
 def _rename(ids: pa.Array, explicit: pa.Array, where: Callable[[int], str]) -> pa.Array:
     """``ids`` with ``~k`` on the k-th occurrence of a content id; DatasetError for an
     explicit id given twice (or equal to another example's content id)."""
+    # imported here: drivers use this module, and pyarrow.compute costs a new process a
+    # quarter of a second to import
+    import pyarrow.compute as pc
+
     n = len(ids)
     if n < 2:
         return ids

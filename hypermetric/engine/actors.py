@@ -11,6 +11,7 @@ importing the user's code before its first example.
 from __future__ import annotations
 
 import os
+import pickle
 from typing import Any
 
 import ray
@@ -40,15 +41,17 @@ class DriverActor:
 
     @ray.method(num_returns=2)
     def drive(
-        self, runtime: Runtime, chunk: Chunk, unit_id: int, context: RunContext, concurrency: int
+        self, runtime: Runtime, chunk: bytes, unit_id: int, context: RunContext, concurrency: int
     ) -> tuple[None, ScoredUnit]:
-        """Drive and score one unit. Two results: an empty status, whose arrival tells the
-        coordinator the unit was driven (or how its driver failed) without fetching the
-        rows, and the scored unit, which goes from the object store to an evaluator."""
+        """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
+        empty status, whose arrival tells the coordinator the unit was driven (or how its
+        driver failed) without fetching the rows, and the scored unit, which goes from the
+        object store to an evaluator."""
         key = (context.run_id, context.evaluation)
         if self._scorer is None or self._scorer[0] != key:
             self._scorer = (key, Scorer(runtime))
-        return None, drive_unit(runtime, chunk, unit_id, context, concurrency, self._scorer[1])
+        examples: Chunk = pickle.loads(chunk)
+        return None, drive_unit(runtime, examples, unit_id, context, concurrency, self._scorer[1])
 
     def pid(self) -> int:
         """The actor's process id (tests kill it)."""

@@ -3,16 +3,21 @@ evaluator pool with bounded queues, commits every flush, and survives dead drive
 dead evaluators.
 
 Backpressure: a unit is read from the source only while every driver has fewer than
-``_DRIVER_QUEUE`` units and fewer than ``evaluators`` driven units wait for an evaluator;
-an evaluator takes at most ``max_pending_per_evaluator`` units at a time. So the units in
-memory are bounded whatever the dataset's size, and a slow evaluator pool slows the reading
-of the source instead of piling up rows.
+``_DRIVER_QUEUE`` units, few driven units wait for an evaluator, and the examples read but
+not committed take less than ``inflight_bytes`` (past it, the evaluators are asked to write
+what they hold, which commits and frees them); an evaluator takes at most
+``max_pending_per_evaluator`` units at a time. So memory is bounded in units and in bytes
+whatever the dataset's size (wide examples included), and a slow evaluator pool slows the
+reading of the source instead of piling up rows. The coordinator keeps a unit's examples
+only as a reference to them in the object store, to drive them again if their scored rows
+are lost.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import pickle
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,6 +54,11 @@ _MAX_DRIVER_DEATHS = 4
 #: a dataset of known length is cut into at least this many units per actor, so that a
 #: small one (a few hundred LLM prompts) still keeps every driver and evaluator busy
 _UNITS_PER_ACTOR = 4
+#: drivers one evaluator serves (it buffers and writes what they score)
+_DRIVERS_PER_EVALUATOR = 4
+#: a dataset of known length gets a driver for every this many examples, up to one per CPU:
+#: a new driver is a process that imports the user's code, which a few examples do not repay
+_EXAMPLES_PER_DRIVER = 100
 #: an actor that died, or could not be started on its node (the node died first)
 _ACTOR_GONE = (RayActorError, ActorUnschedulableError)
 
@@ -62,21 +72,24 @@ class Progress:
     scores: int = 0
     errors: int = 0
     units_done: int = 0
+    #: bytes of examples read and not committed yet (bounded by ``inflight_bytes``)
+    held_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
 
 
 @dataclass(frozen=True)
 class _Unit:
-    """A unit on its way: its source rows (to drive it again if its payload is lost) and,
-    once driven, the payload in the object store."""
+    """A unit on its way: its examples in the object store (to drive it again if its scored
+    rows are lost), their size, and once driven, the scored rows in the object store."""
 
     unit_id: int
-    chunk: Chunk
+    chunk: Any  # the ref of the pickled chunk: the coordinator itself holds no examples
+    size: int
     payload: Any = None
 
     def undriven(self) -> _Unit:
         """The unit to drive again (its payload is gone with its driver or its node)."""
-        return _Unit(self.unit_id, self.chunk)
+        return _Unit(self.unit_id, self.chunk, self.size)
 
 
 @dataclass
@@ -94,6 +107,13 @@ class _Slot:
     lent: Lent
     pending: int = 0
     held: dict[int, _Unit] = field(default_factory=dict)
+
+
+def _drivers_for(cpus: int, examples: int | None) -> int:
+    """Drivers for a run: one per CPU, fewer for a short dataset."""
+    if examples is None:
+        return cpus
+    return max(1, min(cpus, math.ceil(examples / _EXAMPLES_PER_DRIVER)))
 
 
 class Coordinator:
@@ -130,8 +150,11 @@ class Coordinator:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.nodes = live_nodes()
         cpus = sum(count for _, count in self.nodes)
-        self.n_workers = settings.workers or cpus
-        self.n_evaluators = settings.evaluators or cpus
+        self.n_workers = settings.workers or _drivers_for(cpus, run.examples_total)
+        # evaluators only buffer and write scored rows: one for every few drivers keeps up
+        self.n_evaluators = settings.evaluators or math.ceil(
+            self.n_workers / _DRIVERS_PER_EVALUATOR
+        )
         #: examples one unit overlaps, so that all drivers together keep `concurrency`
         self.unit_concurrency = math.ceil(runtime.concurrency / self.n_workers)
         self.unit_size = self._unit_size()
@@ -152,6 +175,7 @@ class Coordinator:
         self._driving: dict[Any, _Driver] = {}  # status ref -> its driver
         self._again: deque[_Unit] = deque()  # units to drive again (their driver died)
         self._deaths: dict[int, int] = {}  # unit id -> drivers it killed
+        self._sizes: dict[int, int] = {}  # unit id -> bytes of its examples, until committed
         self._ready: deque[_Unit] = deque()
         self._evaluating: dict[Any, tuple[_Slot, int]] = {}
         self._flushing: dict[Any, tuple[_Slot, bool]] = {}  # ref -> (slot, final)
@@ -232,25 +256,35 @@ class Coordinator:
     def _feed(self, chunks: Iterator[tuple[int, Chunk]]) -> bool:
         """Queue units on the drivers while the pools have room; True once the source is
         exhausted (units to drive again are sent first)."""
-        while len(self._ready) < self.n_evaluators:
+        while len(self._ready) < max(self.n_evaluators, self.n_workers):
             driver = min(self._drivers, key=lambda d: len(d.queued))
             if len(driver.queued) >= _DRIVER_QUEUE:
                 return False
             if self._again:
                 unit = self._again.popleft()
             else:
+                if self._sizes and self.progress.held_bytes >= self.settings.inflight_bytes:
+                    return False  # enough examples in memory: commit some first
                 item = next(chunks, None)
                 if item is None:
                     return True
-                unit = _Unit(*item)
+                unit = self._held(*item)
             self._drive(driver, unit)
         return False
+
+    def _held(self, unit_id: int, chunk: Chunk) -> _Unit:
+        """A unit read from the source, put in the object store until it is committed."""
+        data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
+        self._sizes[unit_id] = len(data)
+        self.progress.held_bytes += len(data)
+        self._report()
+        return _Unit(unit_id, ray.put(data), len(data))
 
     def _drive(self, driver: _Driver, unit: _Unit) -> None:
         status, payload = driver.lent.actor.drive.remote(
             self._runtime_ref, unit.chunk, unit.unit_id, self.context, self.unit_concurrency
         )
-        driver.queued[status] = _Unit(unit.unit_id, unit.chunk, payload)
+        driver.queued[status] = _Unit(unit.unit_id, unit.chunk, unit.size, payload)
         self._driving[status] = driver
 
     def _dispatch(self) -> None:
@@ -363,6 +397,7 @@ class Coordinator:
         for unit in units:
             redone = unit.unit_id in self.plan.redo
             self.committed.add(unit.unit_id)
+            self.progress.held_bytes -= self._sizes.pop(unit.unit_id, 0)
             self.progress.examples_done += 0 if redone else unit.examples
             self.progress.scores += unit.rows
             self.progress.errors += unit.errors
@@ -406,6 +441,10 @@ class Coordinator:
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
+        if self.progress.held_bytes >= self.settings.inflight_bytes:
+            # the examples held for units waiting to be written passed their budget: write
+            for slot in self._unflushed():
+                self._flushing[slot.lent.actor.flush.remote()] = (slot, False)
         if now - self._last_tick >= max(0.5, self.thresholds.seconds / 2):
             self._last_tick = now
             for slot in self._unflushed():

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -130,8 +130,12 @@ class ShardStore:
 def _stats(table: pa.Table) -> dict[str, Any]:
     stats: dict[str, Any] = {}
     if "created_at" in table.column_names and table.num_rows:
-        bounds = pc.min_max(table["created_at"]).as_py()
-        stats["created_at"] = [v.isoformat() if v else None for v in bounds.values()]
+        # numpy, not pyarrow.compute: importing that costs a worker a quarter of a second
+        stamps = table["created_at"].to_numpy()
+        bounds = (stamps.min(), stamps.max())
+        stats["created_at"] = [
+            None if np.isnat(v) else np.datetime_as_string(v, unit="us") + "+00:00" for v in bounds
+        ]
     if "error" in table.column_names:
         stats["errors"] = table.num_rows - table["error"].null_count
     return stats
