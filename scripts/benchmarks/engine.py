@@ -1,74 +1,96 @@
-"""The engine: end-to-end examples/s against a single-process loop and Ray Data, trivial-eval
-scores/s, async I/O overlap, and peak memory at 200k vs 2M examples.
+"""The engine: a matrix of input shapes x eval costs against a single-process loop, Ray Data
+and the ceiling; the engine's own CPU per example; first and warm runs; memory.
 
-All figures from one process and one Ray cluster; Ray's start-up is reported apart and
-counted in none of them.
+Every figure comes from one process and one Ray cluster, in one run, each beside its
+baselines (measured in the same run, so machine noise falls on both sides):
+
+* shapes: a list of dicts, a pyarrow Table, a Parquet file, a JSONL file;
+* evals: trivial (1M examples), ~20 µs and ~40 µs of pure Python (200k examples);
+* the single loop does the same job in one process: read the input as given, score every
+  example, write one Parquet file; Ray Data reads the same input and maps an actor pool of
+  one actor per CPU over it, writing Parquet (at ~40 µs); the ceiling is the eval alone on
+  one process per CPU, fed from memory, writing nothing;
+* the engine's own CPU per example is ``CPUs / throughput - eval time``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+SHAPES = ("list", "table", "parquet", "jsonl")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-examples", type=int, default=200_000)
     parser.add_argument("--trivial-examples", type=int, default=1_000_000)
     parser.add_argument("--io-examples", type=int, default=60_000)
-    parser.add_argument("--memory-small", type=int, default=200_000)
-    parser.add_argument("--memory-large", type=int, default=2_000_000)
+    parser.add_argument("--wide-small", type=int, default=20_000)
+    parser.add_argument("--wide-large", type=int, default=200_000)
+    parser.add_argument("--wide-bytes", type=int, default=100_000)
     parser.add_argument("--skip-ray-data", action="store_true")
-    parser.add_argument("--only", choices=["cpu", "trivial", "io", "memory"], action="append")
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--only", choices=["matrix", "first", "io", "memory"], action="append")
 
 
-def _dataset(path: Path, n: int) -> str:
-    ids = pa.array(range(n), pa.int64())
-    questions = pa.array([f"question {i}" for i in range(n)])
-    answers = pa.array([f"question {i}" if i % 3 else "other" for i in range(n)])
-    pq.write_table(
-        pa.table({"id": ids, "question": questions, "answer": answers}),
-        path,
-        row_group_size=100_000,
-    )
-    return str(path)
+# -- inputs and baselines ----------------------------------------------------------------
 
 
-def _calibrate() -> float:
-    """Set the loop count for about 40 µs a call; returns the µs a call then takes (the best of
-    a few timings, so a moment of load on a shared machine does not skew it)."""
-    from benchmarks import workloads
-
-    def per_call() -> float:
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            for _ in range(2000):
-                workloads.burn("a", "a", workloads.BURN_LOOPS)
-            best = min(best, (time.perf_counter() - start) / 2000)
-        return best
-
-    workloads.BURN_LOOPS = max(1, int(workloads.BURN_LOOPS * 40e-6 / per_call()))
-    return per_call() * 1e6
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "question": f"question {i}", "answer": f"question {i}" if i % 3 else "other"}
+        for i in range(n)
+    ]
 
 
-def _single_loop(path: str, out: Path, eval_fn: Callable[[str, str], float]) -> float:
-    """The baseline: read, score every example in one process, write one Parquet file."""
+def _inputs(work: Path, n: int, shapes: list[str]) -> dict[str, Any]:
+    """The same examples in every shape asked for."""
+    rows = _rows(n)
+    table = pa.Table.from_pylist(rows)
+    out: dict[str, Any] = {"list": rows, "table": table}
+    if "parquet" in shapes:
+        out["parquet"] = str(work / f"in-{n}.parquet")
+        pq.write_table(table, out["parquet"], row_group_size=100_000)
+    if "jsonl" in shapes:
+        out["jsonl"] = str(work / f"in-{n}.jsonl")
+        with open(out["jsonl"], "w") as fh:
+            fh.writelines(json.dumps(r) + "\n" for r in rows)
+    return {k: v for k, v in out.items() if k in shapes}
+
+
+def _read(source: Any) -> Iterator[dict[str, Any]]:
+    """The examples of an input as a single loop reads it."""
+    if isinstance(source, list):
+        return iter(source)
+    if isinstance(source, pa.Table):
+        return iter(source.to_pylist())
+    if source.endswith(".parquet"):
+        return iter(pq.read_table(source).to_pylist())
+    return (json.loads(line) for line in open(source))
+
+
+def _single_loop(source: Any, out: Path, score: Callable[[str, str], float]) -> float:
+    """The baseline: read the input as given, score every example, write one Parquet file."""
     start = time.perf_counter()
-    table = pq.read_table(path)
-    ids, questions, answers = (table[c].to_pylist() for c in ("id", "question", "answer"))
-    values = [eval_fn(q, a) for q, a in zip(questions, answers, strict=True)]
-    pq.write_table(pa.table({"example_id": [str(i) for i in ids], "value": values}), out)
+    ids, values = [], []
+    for row in _read(source):
+        ids.append(str(row["id"]))
+        values.append(score(row["question"], row["answer"]))
+    pq.write_table(pa.table({"example_id": ids, "value": values}), out)
     return len(ids) / (time.perf_counter() - start)
 
 
@@ -80,14 +102,13 @@ def _burn_pairs(pairs: list[tuple[str, str]], loops: int) -> int:
     return len(pairs)
 
 
-def _ceiling(path: str, loops: int, cpus: int) -> float:
-    """The most any engine could do: the eval alone in one process per core, fed from memory,
-    writing nothing. No framework, no reading, no storing; the processes start untimed."""
+def _ceiling(n: int, loops: int, cpus: int) -> float:
+    """The most any engine could do: the eval alone in one process per core, fed from
+    memory, writing nothing. No framework, no reading, no storing."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    table = pq.read_table(path, columns=["question", "answer"])
-    pairs = list(zip(table["question"].to_pylist(), table["answer"].to_pylist(), strict=True))
+    pairs = [(r["question"], r["answer"]) for r in _rows(n)]
     parts = [pairs[i::cpus] for i in range(cpus)]
     with ProcessPoolExecutor(cpus, mp_context=get_context("spawn")) as pool:
         list(pool.map(_burn_pairs, [[("a", "a")]] * cpus, [loops] * cpus))  # start, import
@@ -96,7 +117,7 @@ def _ceiling(path: str, loops: int, cpus: int) -> float:
         return done / (time.perf_counter() - start)
 
 
-def _ray_data(path: str, out: Path, loops: int) -> float:
+def _ray_data(source: Any, out: Path, loops: int, cpus: int) -> float:
     import ray.data
     from ray.data import ActorPoolStrategy
 
@@ -110,20 +131,120 @@ def _ray_data(path: str, out: Path, loops: int) -> float:
             ]
             return {"example_id": [str(i) for i in batch["id"]], "value": values}
 
-    rows = pq.read_table(path).to_pylist()
     start = time.perf_counter()
-    ds = ray.data.from_items(rows)
-    ds.map_batches(Scorer, compute=ActorPoolStrategy(size=2), batch_size=5000).write_parquet(
-        str(out)
+    if isinstance(source, list):
+        ds = ray.data.from_items(source)
+    elif isinstance(source, pa.Table):
+        ds = ray.data.from_arrow(source)
+    elif source.endswith(".parquet"):
+        ds = ray.data.read_parquet(source)
+    else:
+        ds = ray.data.read_json(source, lines=True)
+    ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=cpus), batch_size=5000)
+    ds.write_parquet(str(out))
+    rows = len(source) if isinstance(source, list) else None
+    n = rows or (source.num_rows if isinstance(source, pa.Table) else _count(source))
+    return n / (time.perf_counter() - start)
+
+
+def _count(path: str) -> int:
+    if path.endswith(".parquet"):
+        return pq.ParquetFile(path).metadata.num_rows
+    with open(path) as fh:
+        return sum(1 for _ in fh)
+
+
+def _calibrate(micros: float) -> tuple[int, float]:
+    """The loop count for about ``micros`` µs a call, and the µs a call then takes (the best
+    of a few timings: a moment of load on a shared machine does not skew it)."""
+    from benchmarks import workloads
+
+    def per_call(loops: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            for _ in range(2000):
+                workloads.burn("a", "a", loops)
+            best = min(best, (time.perf_counter() - start) / 2000)
+        return best
+
+    loops = max(1, int(400 * micros * 1e-6 / per_call(400)))
+    return loops, per_call(loops) * 1e6
+
+
+# -- the engine ---------------------------------------------------------------------------
+
+
+def _hypermetric(runtime: Any, source: Any, **params: Any) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = runtime.run(dataset=source, params=params)
+    return time.perf_counter() - start, result.run
+
+
+def _matrix(args: argparse.Namespace, work: Path, workloads: Any, cpus: int) -> None:
+    print("\n== matrix: examples/s (ratios in one run) ==")
+    costs = [("trivial", 0, args.trivial_examples), ("~20 µs", 20, args.cpu_examples)]
+    costs.append(("~40 µs", 40, args.cpu_examples))
+    for label, micros, n in costs:
+        loops, per_call = (0, 0.0) if micros == 0 else _calibrate(micros)
+        inputs = _inputs(work, n, args.shapes)
+        ceiling = _ceiling(min(n, 200_000), loops, cpus) if micros else None
+        print(
+            f"-- eval {label} ({per_call:.1f} µs/call), {n:,} examples"
+            + (f"; ceiling {ceiling:,.0f}/s" if ceiling else "")
+        )
+        for shape, source in inputs.items():
+            runtime = workloads.trivial if micros == 0 else workloads.cpu_bound
+            params = {} if micros == 0 else {"loops": loops}
+            took, run = _hypermetric(runtime, source, **params)
+            ours = run.examples_done / took
+            single = _single_loop(
+                source, work / "single.parquet", lambda q, a, k=loops: workloads.burn(q, a, k)
+            )
+            own = (cpus / ours - per_call * 1e-6) * 1e6
+            line = (
+                f"  {shape:8s} hypermetric {ours:>9,.0f}/s  single loop {single:>9,.0f}/s "
+                f"-> {ours / single:5.2f}x; engine's own CPU {own:5.1f} µs/example"
+            )
+            if ceiling:
+                line += f"; {ours / ceiling:4.0%} of the ceiling"
+            if micros == 40 and not args.skip_ray_data:
+                data = _ray_data(source, work / f"raydata-{shape}", loops, cpus)
+                line += f"; ray data {data:,.0f}/s -> {ours / data:.2f}x"
+            print(line, flush=True)
+        for path in work.glob("in-*"):
+            path.unlink()
+
+
+FIRST_RUN = """
+import os, sys, time
+sys.path.insert(0, {scripts!r})
+os.environ["HYPERMETRIC_HOME"] = {home!r}
+start = time.perf_counter()
+from hypermetric.engine.cluster import connect
+connect(None)
+ray_up = time.perf_counter()
+from benchmarks import workloads
+rows = [{{"id": i, "question": f"q{{i}}", "answer": f"q{{i}}"}} for i in range(100)]
+workloads.trivial.run(dataset=rows)
+first = time.perf_counter()
+workloads.trivial.run(dataset=rows)
+warm = time.perf_counter()
+print(f"{{ray_up - start:.2f}} {{first - ray_up:.2f}} {{warm - first:.3f}}")
+"""
+
+
+def _first_run(work: Path) -> None:
+    """A run of 100 examples in a fresh process, after Ray's start; then a warm one."""
+    code = FIRST_RUN.format(
+        scripts=str(Path(__file__).resolve().parents[1]), home=str(work / "first")
     )
-    return len(rows) / (time.perf_counter() - start)
-
-
-def _hypermetric(runtime: Any, path: str, **params: Any) -> tuple[float, Any]:
-    start = time.perf_counter()
-    result = runtime.run(dataset=path, params=params)
-    elapsed = time.perf_counter() - start
-    return elapsed, result.run
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    ray_up, first, warm = (float(v) for v in done.stdout.split()[-3:])
+    print(
+        f"\n== first run == ray start {ray_up:.2f}s; first run of 100 examples {first:.2f}s "
+        f"after it (target <= 1.5s); a warm run of 100 examples {warm:.3f}s (target < 0.3s)"
+    )
 
 
 class _PeakRSS:
@@ -157,6 +278,35 @@ class _PeakRSS:
         self._thread.join()
 
 
+def _wide(n: int, size: int) -> Iterator[dict[str, Any]]:
+    """``n`` examples with a document of ``size`` bytes each, every one its own text."""
+    filler = "retrieved text " * (size // 15)
+    for i in range(n):
+        yield {
+            "id": i,
+            "question": f"question {i}",
+            "answer": f"question {i}",
+            "document": f"document {i}: {filler}",
+        }
+
+
+def _memory(args: argparse.Namespace, workloads: Any) -> None:
+    print(f"\n== memory: wide examples ({args.wide_bytes // 1000} kB documents), trivial eval ==")
+    peaks = []
+    for n in (args.wide_small, args.wide_large):
+        with _PeakRSS() as rss:
+            took, run = _hypermetric(workloads.trivial, _wide(n, args.wide_bytes))
+        peaks.append(rss.peak)
+        print(
+            f"  {n:,} examples: peak RSS of all processes {rss.peak / 2**20:,.0f} MiB "
+            f"({run.examples_done / took:,.0f} examples/s)"
+        )
+    print(
+        f"  peak RSS {args.wide_large:,} / {args.wide_small:,}: {peaks[1] / peaks[0]:.2f}x "
+        "(target <= 1.3x)"
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="hm-bench-engine-"))
     os.environ["HYPERMETRIC_HOME"] = str(work / "home")
@@ -164,96 +314,35 @@ def run(args: argparse.Namespace) -> int:
     from hypermetric.engine.cluster import connect
 
     reset_settings()
-    only = set(args.only or ["cpu", "trivial", "io", "memory"])
+    only = set(args.only or ["matrix", "first", "io", "memory"])
     try:
+        if "first" in only:
+            _first_run(work)
         start = time.perf_counter()
         connect(None)
         print(f"ray start-up: {time.perf_counter() - start:.1f}s (not counted below)")
+        import ray
+
         from benchmarks import workloads
 
+        cpus = int(ray.cluster_resources().get("CPU", 1))
         start = time.perf_counter()
-        workloads.trivial.run(dataset=[{"id": 0, "question": "q", "answer": "q"}])
-        warm_up = time.perf_counter() - start
-        print(
-            f"first run of the process (starts the driver and evaluator pools): "
-            f"{warm_up:.1f}s (not counted below, but in the 'cold' figure; later runs reuse it)"
-        )
-
-        if "cpu" in only:
-            _cpu(args, work, workloads, warm_up)
-        if "trivial" in only:
-            path = _dataset(work / "trivial.parquet", args.trivial_examples)
-            took, run_row = _hypermetric(workloads.trivial, path)
-            single = _single_loop(path, work / "single-trivial.parquet", workloads.exact)
-            print(
-                f"trivial eval, {args.trivial_examples:,} examples: hypermetric "
-                f"{run_row.rows_count / took:,.0f} scores/s end-to-end "
-                f"(target >= 100,000); single loop {single:,.0f}/s"
-            )
+        workloads.trivial.run(dataset=_rows(1))
+        print(f"first run of this process (starts the pools): {time.perf_counter() - start:.1f}s")
+        if "matrix" in only:
+            _matrix(args, work, workloads, cpus)
         if "io" in only:
-            path = _dataset(work / "io.parquet", args.io_examples)
-            took, run_row = _hypermetric(workloads.io_bound, path)
+            took, run_row = _hypermetric(workloads.io_bound, _rows(args.io_examples))
             rate = run_row.examples_done / took
             print(
-                f"async I/O (20 ms, concurrency 100), {args.io_examples:,} examples: "
-                f"{rate:,.0f} examples/s = {rate / 5000:.0%} of the ideal 5,000/s (target >= 80%)"
+                f"\nasync I/O (20 ms, concurrency 100), {args.io_examples:,} examples: "
+                f"{rate:,.0f} examples/s = {rate / 5000:.0%} of the ideal 5,000/s"
             )
         if "memory" in only:
-            _memory(args, work, workloads)
+            _memory(args, workloads)
     finally:
         import ray
 
         ray.shutdown()
         shutil.rmtree(work, ignore_errors=True)
     return 0
-
-
-def _cpu(args: argparse.Namespace, work: Path, workloads: Any, warm_up: float) -> None:
-    per_call = _calibrate()
-    path = _dataset(work / "cpu.parquet", args.cpu_examples)
-    took, run_row = _hypermetric(workloads.cpu_bound, path, loops=workloads.BURN_LOOPS)
-    ours = run_row.examples_done / took
-    loops = workloads.BURN_LOOPS
-    single = _single_loop(path, work / "single.parquet", lambda q, a: workloads.burn(q, a, loops))
-    line = (
-        f"cpu-bound eval ({per_call:.0f} µs/call), {args.cpu_examples:,} examples: "
-        f"hypermetric {ours:,.0f}/s, single loop {single:,.0f}/s -> {ours / single:.2f}x "
-        "(target >= 1.3x)"
-    )
-    # a run in a new process (the CLI, the scheduler) starts its pools inside the run, as
-    # Ray Data starts its actor pool inside its figure
-    cold = run_row.examples_done / (took + warm_up)
-    cold_line = f"  cold (pool start-up counted): {cold:,.0f}/s -> {cold / single:.2f}x single loop"
-    data = None
-    if not args.skip_ray_data:
-        data = _ray_data(path, work / "raydata", workloads.BURN_LOOPS)
-        line += f"; ray data {data:,.0f}/s -> {ours / data:.2f}x (target >= 2.5x)"
-        cold_line += f", {cold / data:.2f}x ray data"
-    print(line)
-    print(cold_line)
-    # What any engine on this machine is bounded by, so the ratios above can be read against it.
-    import ray
-
-    cpus = int(ray.cluster_resources().get("CPU", 1))
-    ceiling = _ceiling(path, workloads.BURN_LOOPS, cpus)
-    share = f"  ceiling (the eval alone on {cpus} processes, no I/O): {ceiling:,.0f}/s; "
-    share += f"hypermetric reaches {ours / ceiling:.0%} of it"
-    if data is not None:
-        share += f", ray data {data / ceiling:.0%}"
-        share += f"; 2.5x ray data would be {2.5 * data / ceiling:.0%} of it"
-    print(share)
-
-
-def _memory(args: argparse.Namespace, work: Path, workloads: Any) -> None:
-    peaks = []
-    for n in (args.memory_small, args.memory_large):
-        path = _dataset(work / f"mem-{n}.parquet", n)
-        with _PeakRSS() as rss:
-            _hypermetric(workloads.trivial, path)
-        peaks.append(rss.peak)
-        Path(path).unlink()
-        print(f"peak RSS, trivial eval, {n:,} examples: {rss.peak / 2**20:,.0f} MiB")
-    print(
-        f"peak RSS {args.memory_large:,} / {args.memory_small:,}: {peaks[1] / peaks[0]:.2f}x "
-        "(target <= 1.3x)"
-    )

@@ -6,12 +6,12 @@ import asyncio
 
 import hypermetric as hm
 
-#: iterations of the CPU-bound eval's loop; calibrated at start to about 40 µs a call
+#: iterations of the CPU-bound eval's loop for about 40 µs a call (calibrated at start)
 BURN_LOOPS = 400
 
 
 def burn(output: str, answer: str, loops: int = BURN_LOOPS) -> float:
-    """About 40 µs of pure-Python work (``loops`` calibrated), then a score."""
+    """``loops`` iterations of pure-Python work (0: a trivial eval), then a score."""
     acc = 0
     for i in range(loops):
         acc = (acc + i * i) % 1_000_003
