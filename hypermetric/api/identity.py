@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hypermetric.api.datasets import Chunk, iter_chunks
+from hypermetric.api.datasets import Chunk, OpenedPath, iter_chunks
 from hypermetric.errors import DatasetError
 
 __all__ = ["IdStream", "Survey", "assign_all", "chunk_ids", "content_id", "survey"]
@@ -201,12 +201,45 @@ def _suffix(
         renamed[position] = f"{value}~{k}"
 
 
+def _jsonl_ids(source: OpenedPath, on_chunk: Callable[[int], None] | None) -> pa.Array | None:
+    """The ids of a JSONL dataset whose every example has one, all integers or all text,
+    read by Arrow's JSON reader (in C++: a fifth of what parsing each line in Python costs);
+    None otherwise (then each line is parsed here)."""
+    import pyarrow.json as pajson
+
+    parts: list[pa.Array] = []
+    for file in source.files:
+        for kind in (pa.int64(), pa.string()):
+            options = pajson.ParseOptions(
+                explicit_schema=pa.schema([("id", kind)]), unexpected_field_behavior="ignore"
+            )
+            try:
+                with source.fs.open_input_stream(file.path) as raw:
+                    column = pajson.read_json(raw, parse_options=options).column("id")
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OSError):
+                continue  # another type, or a line to report: the Python path names it
+            break
+        else:
+            return None
+        if column.null_count:
+            return None
+        parts.append(column.combine_chunks().cast(pa.string()))
+        if on_chunk is not None:
+            on_chunk(sum(len(p) for p in parts))
+    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+
+
 def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None = None) -> Survey:
     """Read ``source`` (a list, a pyarrow Table or an opened path) for its ids and count.
 
     ``on_chunk`` is called with the examples read so far, after each chunk (a long survey
     keeps its run's heartbeat with it).
     """
+    if isinstance(source, OpenedPath) and source.fmt == "jsonl":
+        ids = _jsonl_ids(source, on_chunk)
+        if ids is not None and (len(ids) < 2 or _distinct(ids)):
+            return Survey(len(ids), ids)
+        # no ids, or duplicates: read line by line, for content ids or to say where
     places = _Places()
     id_parts: list[pa.Array] = []
     flag_parts: list[pa.Array] = []
@@ -223,6 +256,12 @@ def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None
         return Survey(0, pa.array([], pa.string()))
     ids = pa.concat_arrays(id_parts)
     return Survey(count, _rename(ids, pa.concat_arrays(flag_parts), places))
+
+
+def _distinct(ids: pa.Array) -> bool:
+    import pyarrow.compute as pc
+
+    return bool(pc.count_distinct(ids).as_py() == len(ids))
 
 
 class IdStream:

@@ -96,3 +96,22 @@ def test_the_bookkeeping_is_a_few_dozen_bytes_an_example() -> None:
     found = survey(list(itertools.islice(rows, 100_000)))
     assert found.count == 100_000
     assert found.ids.nbytes < 32 * found.count  # ids only, never the examples
+
+
+def test_jsonl_ids_read_in_bulk_equal_the_ones_read_line_by_line(tmp_path: Path) -> None:
+    cases = {
+        "ints": [{"id": i, "q": "x"} for i in range(20)],
+        "texts": [{"id": f"ex-{i}", "q": "x"} for i in range(20)],
+        "mixed": [{"id": i if i % 2 else str(i), "q": "x"} for i in range(20)],
+        "floats": [{"id": i + 0.5, "q": "x"} for i in range(20)],
+        "some missing": [{"id": i, "q": "x"} if i % 5 else {"q": f"x{i}"} for i in range(20)],
+    }
+    for name, rows in cases.items():
+        path = tmp_path / f"{name.replace(' ', '-')}.jsonl"
+        # blank lines between examples are not examples
+        path.write_text(
+            "".join(json.dumps(r) + "\n" + ("\n" if i % 7 == 0 else "") for i, r in enumerate(rows))
+        )
+        found = survey(open_path(str(path)), 6)
+        assert found.count == 20, name
+        assert found.ids.to_pylist() == survey(rows).ids.to_pylist(), name
