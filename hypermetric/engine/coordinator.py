@@ -15,7 +15,6 @@ are lost.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import pickle
 import time
@@ -25,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
-from ray.exceptions import ActorUnschedulableError, ObjectLostError, RayActorError, RayTaskError
+from ray.exceptions import ObjectLostError, RayTaskError
 
 from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import Chunk
@@ -38,19 +37,15 @@ from hypermetric.catalog.ledger import UnitPlan
 from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
+from hypermetric.engine.driving import ACTOR_GONE, Drivers, Unit, task_error
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
 from hypermetric.engine.units import UnitReader
-from hypermetric.errors import EngineError, HypermetricError, RunFailedError
+from hypermetric.errors import RunFailedError
 from hypermetric.storage.files import ShardStore
 
 __all__ = ["Coordinator", "Progress"]
 
-#: units queued on one driver actor: one running, one waiting, so it never idles while
-#: the coordinator hands out the next
-_DRIVER_QUEUE = 2
-#: a unit whose driving kills its worker process this many times fails the run
-_MAX_DRIVER_DEATHS = 4
 #: a dataset of known length is cut into at least this many units per actor, so that a
 #: small one (a few hundred LLM prompts) still keeps every driver and evaluator busy
 _UNITS_PER_ACTOR = 4
@@ -59,8 +54,6 @@ _DRIVERS_PER_EVALUATOR = 4
 #: a dataset of known length gets a driver for every this many examples, up to one per CPU:
 #: a new driver is a process that imports the user's code, which a few examples do not repay
 _EXAMPLES_PER_DRIVER = 100
-#: an actor that died, or could not be started on its node (the node died first)
-_ACTOR_GONE = (RayActorError, ActorUnschedulableError)
 
 
 @dataclass
@@ -77,36 +70,13 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
 
 
-@dataclass(frozen=True)
-class _Unit:
-    """A unit on its way: its examples in the object store (to drive it again if its scored
-    rows are lost), their size, and once driven, the scored rows in the object store."""
-
-    unit_id: int
-    chunk: Any  # the ref of the pickled chunk: the coordinator itself holds no examples
-    size: int
-    payload: Any = None
-
-    def undriven(self) -> _Unit:
-        """The unit to drive again (its payload is gone with its driver or its node)."""
-        return _Unit(self.unit_id, self.chunk, self.size)
-
-
-@dataclass
-class _Driver:
-    """One driver actor and the units queued on it (status ref -> unit)."""
-
-    lent: Lent
-    queued: dict[Any, _Unit] = field(default_factory=dict)
-
-
 @dataclass
 class _Slot:
     """One evaluator actor and the units it holds until they are committed."""
 
     lent: Lent
     pending: int = 0
-    held: dict[int, _Unit] = field(default_factory=dict)
+    held: dict[int, Unit] = field(default_factory=dict)
 
 
 def _drivers_for(cpus: int, examples: int | None) -> int:
@@ -169,14 +139,10 @@ class Coordinator:
             errors=run.errors_count,
         )
         self.units_seen = 0
-        self._runtime_ref = ray.put(runtime)
-        self._drivers: list[_Driver] = []
+        self._drivers = Drivers(run.id, ray.put(runtime), context, self.unit_concurrency)
         self._slots: list[_Slot] = []
-        self._driving: dict[Any, _Driver] = {}  # status ref -> its driver
-        self._again: deque[_Unit] = deque()  # units to drive again (their driver died)
-        self._deaths: dict[int, int] = {}  # unit id -> drivers it killed
         self._sizes: dict[int, int] = {}  # unit id -> bytes of its examples, until committed
-        self._ready: deque[_Unit] = deque()
+        self._ready: deque[Unit] = deque()
         self._evaluating: dict[Any, tuple[_Slot, int]] = {}
         self._flushing: dict[Any, tuple[_Slot, bool]] = {}  # ref -> (slot, final)
         self._last_beat = self._last_tick = time.monotonic()
@@ -199,8 +165,7 @@ class Coordinator:
             update_attempt(self.db, self.run.id, self.attempt, unit_size=self.unit_size)
         self._report()  # the total shows from the start, not from the first commit
         chunks = self._chunks()
-        drivers = pool.acquire("driver", spread(self.nodes, self.n_workers))
-        self._drivers = [_Driver(lent) for lent in drivers]
+        self._drivers.start(pool.acquire("driver", spread(self.nodes, self.n_workers)))
         evaluators = pool.acquire("evaluator", spread(self.nodes, self.n_evaluators))
         self._slots = [self._aim(lent) for lent in evaluators]
         done = False
@@ -219,7 +184,7 @@ class Coordinator:
                 self._wait()
                 self._housekeeping()
         finally:
-            drivers = [driver.lent for driver in self._drivers]
+            drivers = self._drivers.lents
             evaluators = [slot.lent for slot in self._slots]
             if done:
                 pool.release("driver", drivers)
@@ -236,7 +201,11 @@ class Coordinator:
 
     def _idle(self) -> bool:
         return not (
-            self._driving or self._again or self._ready or self._evaluating or self._flushing
+            self._drivers.driving
+            or self._drivers.again
+            or self._ready
+            or self._evaluating
+            or self._flushing
         )
 
     def _aim(self, lent: Lent) -> _Slot:
@@ -256,12 +225,12 @@ class Coordinator:
     def _feed(self, chunks: Iterator[tuple[int, Chunk]]) -> bool:
         """Queue units on the drivers while the pools have room; True once the source is
         exhausted (units to drive again are sent first)."""
+        drivers = self._drivers
         while len(self._ready) < max(self.n_evaluators, self.n_workers):
-            driver = min(self._drivers, key=lambda d: len(d.queued))
-            if len(driver.queued) >= _DRIVER_QUEUE:
+            if not drivers.room():
                 return False
-            if self._again:
-                unit = self._again.popleft()
+            if drivers.again:
+                unit = drivers.again.popleft()
             else:
                 if self._sizes and self.progress.held_bytes >= self.settings.inflight_bytes:
                     return False  # enough examples in memory: commit some first
@@ -269,23 +238,16 @@ class Coordinator:
                 if item is None:
                     return True
                 unit = self._held(*item)
-            self._drive(driver, unit)
+            drivers.drive(unit)
         return False
 
-    def _held(self, unit_id: int, chunk: Chunk) -> _Unit:
+    def _held(self, unit_id: int, chunk: Chunk) -> Unit:
         """A unit read from the source, put in the object store until it is committed."""
         data = pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL)
         self._sizes[unit_id] = len(data)
         self.progress.held_bytes += len(data)
         self._report()
-        return _Unit(unit_id, ray.put(data), len(data))
-
-    def _drive(self, driver: _Driver, unit: _Unit) -> None:
-        status, payload = driver.lent.actor.drive.remote(
-            self._runtime_ref, unit.chunk, unit.unit_id, self.context, self.unit_concurrency
-        )
-        driver.queued[status] = _Unit(unit.unit_id, unit.chunk, unit.size, payload)
-        self._driving[status] = driver
+        return Unit(unit_id, ray.put(data), len(data))
 
     def _dispatch(self) -> None:
         while self._ready:
@@ -301,15 +263,18 @@ class Coordinator:
     # -- completions -------------------------------------------------------------------
 
     def _wait(self) -> None:
-        refs = [*self._driving, *self._evaluating, *self._flushing]
+        driving = self._drivers.driving
+        refs = [*driving, *self._evaluating, *self._flushing]
         if not refs:
             return
         done, _ = ray.wait(refs, num_returns=1, timeout=0.5)
         if done:
             done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         for ref in done:
-            if ref in self._driving:
-                self._driven(ref)
+            if ref in driving:
+                unit = self._drivers.driven(ref)
+                if unit is not None:
+                    self._ready.append(unit)
         for ref in done:
             if ref in self._evaluating:
                 slot, unit_id = self._evaluating.pop(ref)
@@ -319,45 +284,6 @@ class Coordinator:
                 slot, final = self._flushing.pop(ref)
                 self._collect(slot, ref, final=final)
 
-    def _driven(self, status: Any) -> None:
-        driver = self._driving.pop(status, None)
-        if driver is None:
-            return  # a dead driver's unit, queued to drive again already
-        try:
-            ray.get(status)
-        except _ACTOR_GONE:
-            self._replace_driver(driver)
-            return
-        except RayTaskError as exc:
-            # its payload holds the same error: read it, or Ray reports it unhandled later
-            with contextlib.suppress(RayTaskError):
-                ray.get(driver.queued[status].payload)
-            raise self._error(exc) from None
-        self._ready.append(driver.queued.pop(status))
-
-    def _replace_driver(self, dead: _Driver) -> None:
-        """A driver died: start another and drive every unit queued on it again."""
-        self._drivers[self._drivers.index(dead)] = _Driver(pool.replace("driver", dead.lent))
-        units = list(dead.queued.values())
-        if units:  # an actor runs its units in order: the first was running when it died
-            first = units[0].unit_id
-            deaths = self._deaths[first] = self._deaths.get(first, 0) + 1
-            if deaths >= _MAX_DRIVER_DEATHS:
-                raise EngineError(
-                    f"run {self.run.id}: unit {first} killed its worker process {deaths} "
-                    "times; look for code that exits or crashes the interpreter on one of "
-                    "its examples"
-                )
-        for status in dead.queued:
-            self._driving.pop(status, None)
-        self._again.extend(unit.undriven() for unit in units)
-
-    def _error(self, exc: RayTaskError) -> Exception:
-        cause = getattr(exc, "cause", None)
-        if isinstance(cause, HypermetricError):
-            return cause
-        return EngineError(f"run {self.run.id}: {str(exc).strip().splitlines()[-1]}")
-
     def _collect(
         self, slot: _Slot, ref: Any, *, unit_id: int | None = None, final: bool = False
     ) -> None:
@@ -365,17 +291,17 @@ class Coordinator:
             return  # a replaced actor's late answer: its units were re-sent already
         try:
             result = ray.get(ref)
-        except _ACTOR_GONE:
+        except ACTOR_GONE:
             self._replace(slot)
             return
         except ObjectLostError:
             if unit_id is None:
                 raise
             # the node holding a driven payload died before an evaluator read it
-            self._again.append(slot.held.pop(unit_id).undriven())
+            self._drivers.again.append(slot.held.pop(unit_id).undriven())
             return
         except RayTaskError as exc:
-            raise self._error(exc) from None
+            raise task_error(self.run.id, exc) from None
         if isinstance(result, UnitDone):
             if result.lineage:
                 self._record_lineage(result.lineage)
