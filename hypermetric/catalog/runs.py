@@ -50,6 +50,13 @@ def _select_runs() -> Select[Run, str]:
     return select(Run, Evaluation.name).join(Evaluation, Run.evaluation_id == Evaluation.id)
 
 
+def _insert(session: Session, row: Run) -> RunRecord:
+    session.add(row)
+    session.flush()
+    name = session.scalar(select(Evaluation.name).where(Evaluation.id == row.evaluation_id))
+    return run_record(row, name or "")
+
+
 def create_run(
     db: Database,
     evaluation_id: int,
@@ -88,27 +95,10 @@ def create_run(
         queued_at=utcnow(),
     )
     if session is not None:
-        session.add(row)
-        session.flush()
-        name = session.scalar(select(Evaluation.name).where(Evaluation.id == evaluation_id))
-        return run_record(row, name or "")
+        return _insert(session, row)
     try:
         with db.session() as own:
-            return create_run(
-                db,
-                evaluation_id,
-                run_type=run_type,
-                logical_date=logical_date,
-                run_key=row.run_key,
-                data_interval=data_interval,
-                version_label=version_label,
-                code_version=code_version,
-                versions=versions,
-                params=params,
-                dataset=dataset,
-                unit_size=unit_size,
-                session=own,
-            )
+            return _insert(own, row)
     except IntegrityError:
         raise ConflictError(
             f"evaluation {evaluation_id} already has a run for {logical_date.isoformat()} "
