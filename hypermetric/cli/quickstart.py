@@ -92,7 +92,9 @@ def quickstart_cmd(ctx: click.Context) -> None:
     for what, command in NEXT_STEPS:
         console().print(f"  {command.format(run_id=ids[1]):<72} [dim]# {what}[/]")
     console().print()
-    console().print(f"[bold]Look at it all in a browser:[/] {UI_COMMAND}  [dim]# then open {UI_URL}[/]")
+    console().print(
+        f"[bold]Look at it all in a browser:[/] {UI_COMMAND}  [dim]# then open {UI_URL}[/]"
+    )
 
 
 def _backfill(root: click.Group) -> None:

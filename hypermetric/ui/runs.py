@@ -157,8 +157,9 @@ def _examples(
         "ORDER BY example_id, component, call_index, metric",
     )
     for row in (*calls, *scores):
-        if row.get("error"):
-            row["error"] = masked(row["error"])
+        for column in ("error", "inputs", "output"):
+            if row.get(column):
+                row[column] = masked(row[column])
     out = [
         ExampleRows(
             example_id=example_id,
