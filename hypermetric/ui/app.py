@@ -31,14 +31,15 @@ from hypermetric.catalog.evaluations import get_evaluation
 from hypermetric.catalog.records import RUN_STATES
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import ConflictError, HypermetricError, NotFoundError
-from hypermetric.query.history import history
 from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
+from hypermetric.ui.cache import RunStats
 from hypermetric.ui.charts import charts_for
 from hypermetric.ui.comparison import compare_view
 from hypermetric.ui.console import run_sql, stream_rows
-from hypermetric.ui.grid import RunMeans, build_grid
+from hypermetric.ui.evaluation import evaluation_history
+from hypermetric.ui.grid import build_grid
 from hypermetric.ui.jsonable import fmt_time, jsonable
-from hypermetric.ui.runs import run_view, shown_evaluation
+from hypermetric.ui.runs import run_view
 from hypermetric.ui.writes import ACTIONS, check_token, do_write
 
 __all__ = ["create_app"]
@@ -129,7 +130,7 @@ class _Views:
     def __init__(self, settings: Settings, token: str | None) -> None:
         self.settings = settings
         self.token = token
-        self.means = RunMeans(settings)
+        self.stats = RunStats(settings)
         self.env = _environment()
 
     # -- helpers -----------------------------------------------------------------------
@@ -162,7 +163,7 @@ class _Views:
             get_evaluation(database(self.settings), evaluation)
         return build_grid(
             self.settings,
-            self.means,
+            self.stats,
             evaluation=evaluation,
             state=state,
             version=_param(request, "version"),
@@ -186,15 +187,13 @@ class _Views:
     # -- an evaluation's history -------------------------------------------------------
 
     def _history(self, request: Request) -> tuple[Any, list[Any]]:
-        name = request.path_params["name"]
-        evaluation = shown_evaluation(get_evaluation(database(self.settings), name))
-        points = history(
-            name,
+        return evaluation_history(
+            self.settings,
+            self.stats,
+            request.path_params["name"],
             metric=_param(request, "metric"),
             window=_int(request, "window", 7, 1, 1000),
-            settings=self.settings,
         )
-        return evaluation, points
 
     def evaluation_page(self, request: Request) -> Response:
         def build() -> HTMLResponse:

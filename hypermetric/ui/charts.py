@@ -17,7 +17,7 @@ from hypermetric.query.history import HistoryPoint
 
 __all__ = ["Chart", "ChartPoint", "VersionMark", "chart_for", "charts_for"]
 
-WIDTH, HEIGHT = 620, 220
+WIDTH, HEIGHT = 580, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 40
 
 

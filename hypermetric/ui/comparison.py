@@ -17,10 +17,10 @@ from dataclasses import dataclass, replace
 import duckdb
 
 from hypermetric.config import Settings
-from hypermetric.masking import masked
 from hypermetric.query.compare import Comparison, ExampleChange, compare
 from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.sources import quote_literal
+from hypermetric.ui.jsonable import masked_all
 from hypermetric.ui.runs import shown_run
 
 __all__ = ["CompareView", "Regression", "Segment", "compare_view", "diff_words", "shown_value"]
@@ -58,15 +58,14 @@ class CompareView:
 
 def shown_value(text: str | None) -> str:
     """A JSON cell as a person reads it: a string without its quotes, anything else as
-    compact JSON; masked."""
+    compact JSON (not masked: :func:`compare_view` masks a page's cells at once)."""
     if text is None:
         return ""
     try:
         value = json.loads(text)
     except ValueError:
-        return masked(text)
-    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return masked(shown)
+        return text
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _merge(pieces: list[Segment]) -> tuple[Segment, ...]:
@@ -124,11 +123,16 @@ def compare_view(
     result = replace(result, run_a=shown_run(result.run_a), run_b=shown_run(result.run_b))
     ra, rb = result.run_a.id, result.run_b.id
     outputs = _outputs(settings, ra, rb, result.regressions)
-    regressions = []
+    texts: list[str | None] = []
     for change in result.regressions:
         key = (change.component, change.example_id, change.call_index)
         out_a, inputs = outputs.get((ra, *key), (None, None))
         out_b, inputs_b = outputs.get((rb, *key), (None, None))
-        left, right = diff_words(shown_value(out_a), shown_value(out_b))
-        regressions.append(Regression(change, left, right, shown_value(inputs or inputs_b)))
+        texts += [shown_value(out_a), shown_value(out_b), shown_value(inputs or inputs_b)]
+    shown = masked_all(texts)
+    regressions = []
+    for i, change in enumerate(result.regressions):
+        out_a, out_b, inputs = (t or "" for t in shown[3 * i : 3 * i + 3])
+        left, right = diff_words(out_a, out_b)
+        regressions.append(Regression(change, left, right, inputs))
     return CompareView(result, tuple(regressions))

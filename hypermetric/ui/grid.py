@@ -5,20 +5,15 @@ A cell shows the run's state and its **headline metric**: the metric the page as
 scored. Its colour places the value between the row's worst and best, in the metric's
 direction (green is better), so a bad night stands out in a row of good ones.
 
-Means come from the runs' shards, read once per run: a finished run's scores do not change
-unless it is retried (a new attempt) or rows are added, so :class:`RunMeans` keeps them by
-(run, attempt, state, row count) and a refresh reads only the runs that are new or moving.
+Means come from the runs' shards through :class:`~hypermetric.ui.cache.RunStats`, so a
+refresh reads only the runs that are new or still moving.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-
-import duckdb
 
 from hypermetric.catalog.browsing import grid_runs, version_labels
 from hypermetric.catalog.db import database
@@ -26,71 +21,9 @@ from hypermetric.catalog.evaluations import list_evaluations
 from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings
 from hypermetric.query.compare import higher_is_better
-from hypermetric.query.connection import open_connection, query_error
+from hypermetric.ui.cache import RunStats, Stats
 
-__all__ = ["Cell", "Grid", "GridRow", "RunMeans", "build_grid"]
-
-#: a run's means: (component, metric) -> (count of values, mean or None)
-Means = dict[tuple[str | None, str], tuple[int, float | None]]
-
-_MEANS_SQL = """
-SELECT run_id, component, metric, count(value) AS n, avg(value) AS mean
-FROM scores GROUP BY run_id, component, metric
-"""
-
-
-class RunMeans:
-    """Each run's mean per (component, metric), cached while the run cannot change."""
-
-    def __init__(self, settings: Settings, size: int = 20_000) -> None:
-        self._settings = settings
-        self._size = size
-        self._lock = threading.Lock()
-        self._cache: OrderedDict[tuple[int, int, str, int], Means] = OrderedDict()
-
-    @staticmethod
-    def _key(run: RunRecord) -> tuple[int, int, str, int]:
-        return (run.id, run.attempt, run.state, run.rows_count)
-
-    def of(self, runs: Sequence[RunRecord]) -> dict[int, Means]:
-        """The means of ``runs`` (runs without scores get an empty dict)."""
-        out: dict[int, Means] = {}
-        missing: list[RunRecord] = []
-        with self._lock:
-            for run in runs:
-                found = self._cache.get(self._key(run))
-                if found is None:
-                    missing.append(run)
-                else:
-                    out[run.id] = found
-        if missing:
-            read = self._read([r.id for r in missing if r.rows_count])
-            with self._lock:
-                for run in missing:
-                    out[run.id] = read.get(run.id, {})
-                    if run.finished:
-                        self._cache[self._key(run)] = out[run.id]
-                while len(self._cache) > self._size:
-                    self._cache.popitem(last=False)
-        return out
-
-    def _read(self, run_ids: list[int]) -> dict[int, Means]:
-        if not run_ids:
-            return {}
-        con = open_connection(self._settings, run_ids=run_ids, views=["scores"])
-        try:
-            rows = con.sql(_MEANS_SQL).fetchall()
-        except duckdb.Error as exc:
-            raise query_error(exc) from None
-        finally:
-            con.close()
-        out: dict[int, Means] = {}
-        for run_id, component, metric, n, mean in rows:
-            out.setdefault(int(run_id), {})[(component, metric)] = (
-                int(n),
-                None if mean is None else float(mean),
-            )
-        return out
+__all__ = ["Cell", "Grid", "GridRow", "build_grid"]
 
 
 @dataclass(frozen=True)
@@ -130,7 +63,7 @@ class Grid:
 
 
 def _headline(
-    runs: Sequence[RunRecord], means: dict[int, Means], metric: str | None
+    runs: Sequence[RunRecord], means: dict[int, Stats], metric: str | None
 ) -> tuple[str | None, str | None]:
     keys = sorted({k for r in runs for k in means.get(r.id, {})}, key=lambda k: (k[0] or "", k[1]))
     if metric is not None:
@@ -153,15 +86,15 @@ def _row(
     paused: bool,
     runs: Sequence[RunRecord],
     dates: Sequence[datetime],
-    means: dict[int, Means],
+    means: dict[int, Stats],
     metric: str | None,
 ) -> GridRow:
     component, headline = _headline(runs, means, metric)
     up = higher_is_better(headline, *sorted(runs, key=lambda r: -r.id)) if headline else None
     values = {
-        r.id: v
+        r.id: stat.mean
         for r in runs
-        if (v := means.get(r.id, {}).get((component, headline or ""), (0, None))[1]) is not None
+        if (stat := means.get(r.id, {}).get((component, headline or ""))) is not None
     }
     shades = _shades(values, up)
     by_date = {r.logical_date: r for r in runs}
@@ -180,7 +113,7 @@ def _row(
 
 def build_grid(
     settings: Settings,
-    means: RunMeans,
+    stats: RunStats,
     *,
     evaluation: str | None = None,
     state: str | None = None,
@@ -191,7 +124,7 @@ def build_grid(
     """The grid of the ``columns`` newest logical dates that pass the filters."""
     db = database(settings)
     found = grid_runs(db, evaluation=evaluation, state=state, version=version, limit=columns)
-    run_means = means.of(found.runs)
+    run_stats = stats.of(found.runs)
     definitions = {e.name: e for e in list_evaluations(db)}
     by_evaluation: dict[str, list[RunRecord]] = {}
     for run in found.runs:
@@ -203,7 +136,7 @@ def build_grid(
             bool(definitions[name].paused) if name in definitions else False,
             by_evaluation.get(name, []),
             found.dates,
-            run_means,
+            run_stats,
             metric,
         )
         for name in names

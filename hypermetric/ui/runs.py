@@ -24,6 +24,7 @@ from hypermetric.masking import masked
 from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.result import SummaryRow, summarize
 from hypermetric.query.sources import quote_literal
+from hypermetric.ui.jsonable import masked_all
 
 __all__ = [
     "ErrorGroup",
@@ -156,10 +157,11 @@ def _examples(
         f"FROM scores WHERE example_id IN ({ids}) "
         "ORDER BY example_id, component, call_index, metric",
     )
-    for row in (*calls, *scores):
-        for column in ("error", "inputs", "output"):
-            if row.get(column):
-                row[column] = masked(row[column])
+    cells = [
+        (row, c) for row in (*calls, *scores) for c in ("error", "inputs", "output") if c in row
+    ]
+    for (row, column), text in zip(cells, masked_all([r[c] for r, c in cells]), strict=True):
+        row[column] = text
     out = [
         ExampleRows(
             example_id=example_id,

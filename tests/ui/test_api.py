@@ -14,6 +14,7 @@ from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings
 from hypermetric.query.history import history
 from hypermetric.ui.app import create_app
+from hypermetric.ui.jsonable import jsonable
 from tests.query.conftest import Runs
 from tests.ui.conftest import make_run
 
@@ -106,6 +107,37 @@ def test_an_evaluation_page_draws_every_run_with_its_band_and_marks(
         assert f'href="/runs/{run_id}"' in html
     every = client.get("/evaluations/qa").text
     assert every.count('<section class="chart"') == 2  # exact_match and words
+
+
+def test_the_history_page_has_exactly_what_hypermetric_history_computes(
+    runs: Runs, client: TestClient, settings: Settings
+) -> None:
+    for i in range(9):
+        make_run(runs, "qa", "v1" if i < 5 else "v2", [0.4 + 0.05 * (i % 4), 0.6, 1.0, 0.0])
+    client.get("/api/evaluations/qa")  # the cache filled
+    make_run(runs, "qa", "v2", [0.0, 0.0, 0.1, 0.0])  # one more night: read alone
+    for query in ("", "?metric=words", "?window=3"):
+        window = 3 if "window" in query else 7
+        metric = "words" if "words" in query else None
+        expected = jsonable(history("qa", metric=metric, window=window, settings=settings))
+        assert client.get(f"/api/evaluations/qa{query}").json()["points"] == expected, query
+
+
+def test_a_run_is_read_again_when_its_rows_change(runs: Runs, client: TestClient) -> None:
+    from tests.query.conftest import ids, scores_table
+
+    run_id = runs.start("qa", version="v1")
+    runs.commit(run_id, 0, {"scores": scores_table(run_id, ids(2), [1.0, 1.0])})
+
+    def value() -> float:
+        (row,) = client.get("/api/grid").json()["rows"]
+        return float(row["cells"][0]["value"])
+
+    assert value() == 1.0
+    runs.commit(run_id, 1, {"scores": scores_table(run_id, ids(2, "other"), [0.0, 0.0])})
+    assert value() == 0.5
+    runs.finish(run_id)
+    assert value() == 0.5
 
 
 def test_an_unknown_evaluation_is_404_and_a_bad_window_400(client: TestClient) -> None:
