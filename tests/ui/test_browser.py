@@ -10,6 +10,7 @@ shows.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import threading
@@ -31,6 +32,7 @@ from hypermetric.ui.app import create_app
 from hypermetric.ui.server import allowed_hosts_for
 
 playwright_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+expect = playwright_api.expect
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 TOKEN = "browser-test-token"
@@ -220,25 +222,27 @@ def test_a_write_without_the_token_is_refused(page: Any, quickstart: Settings) -
     page.goto("/evaluations/demo-qa-nightly")
     page.click("button[data-action=trigger]")
     result = page.locator("#write-result")
-    result.wait_for()
-    page.wait_for_function("document.getElementById('write-result').textContent.length > 0")
-    assert result.inner_text().startswith("401")
+    expect(result).to_have_text(re.compile(r"^401: this write needs the token"))
     page.fill("#token", "not-the-token")
     page.click("button[data-action=trigger]")
-    page.wait_for_function("document.getElementById('write-result').textContent.startsWith('403')")
+    expect(result).to_have_text(re.compile(r"^403: wrong token"))
     assert len(list_runs(db, evaluation="demo-qa-nightly", limit=None)) == before
     page.fill("#token", TOKEN)
     page.click("button[data-action=pause]")
-    page.wait_for_function("document.getElementById('write-result').textContent.includes('done')")
+    expect(result).to_contain_text("done")
     from hypermetric.catalog.evaluations import get_evaluation
 
     assert get_evaluation(db, "demo-qa-nightly").paused is True
+    page.reload()  # the button now unpauses
+    page.click("button[data-action=unpause]")
+    expect(result).to_contain_text("done")
+    assert get_evaluation(db, "demo-qa-nightly").paused is False
 
 
 def test_a_screenshot_of_the_history_is_not_blank(page: Any, tmp_path: Path) -> None:
     from PIL import Image
 
-    page.goto("/evaluations/demo-qa")
+    page.goto("/evaluations/demo-qa-nightly")
     path = tmp_path / "ui.png"
     page.screenshot(path=str(path))
     image = Image.open(path).convert("RGB")
