@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from hypermetric.catalog.db import database, dispose
-from hypermetric.catalog.runs import list_runs
+from hypermetric.catalog.runs import get_run, list_runs
 from hypermetric.cli import cli
 from hypermetric.config import Settings, load_settings, reset_settings
 from hypermetric.query.compare import compare
@@ -138,6 +139,37 @@ def test_the_grid_shows_the_quickstarts_runs(page: Any, quickstart: Settings) ->
     page.click("form.filters button")
     page.wait_for_url("**/?evaluation=demo-qa**")
     assert page.locator("table.grid tbody tr").count() == 1
+
+
+def test_the_grid_refreshes_itself_while_a_run_goes_on(page: Any, quickstart: Settings) -> None:
+    from tests.query.conftest import Runs, ids, scores_table
+
+    db = database(quickstart)
+    runs = Runs(db, quickstart)
+    run_id = runs.start("demo-qa", version="v3", logical_date=datetime.now(UTC))
+    try:
+        page.goto("/?evaluation=demo-qa")
+        cell = page.locator(f'a[data-run="{run_id}"]')
+        expect(cell).to_contain_text("running")
+        expect(page.locator("#grid")).to_have_attribute("data-live", "1")
+        table = scores_table(
+            run_id,
+            ids(4),
+            [1.0, 1.0, 0.0, 1.0],
+            evaluation="demo-qa",
+            version="v3",
+            metric="exact_match",
+            component="answer",
+        )
+        runs.commit(run_id, 0, {"scores": table})
+        runs.finish(run_id)
+        # no reload: the page fetches the grid again while a run is not finished
+        expect(cell).to_contain_text("success", timeout=15_000)
+        expect(cell).to_contain_text("0.750")
+        expect(page.locator("#grid")).to_have_attribute("data-live", "0")
+    finally:
+        if not get_run(db, run_id).finished:
+            runs.finish(run_id)
 
 
 def test_the_history_chart_draws_every_runs_point_with_its_band(

@@ -78,7 +78,7 @@ def test_hypermetric_ui_serves_the_history_until_stopped(
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
-    assert proc.returncode in (0, -signal.SIGTERM)
+    assert proc.returncode == 0  # a stop asked for is no failure
 
 
 def test_hypermetric_ui_says_what_it_serves() -> None:

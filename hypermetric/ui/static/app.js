@@ -28,16 +28,20 @@
   function liveGrid() {
     var holder = document.getElementById("grid-holder");
     if (!holder) return;
-    function refresh() {
+    // every 3 s while a run in view is queued or running, else every 30 s (new runs)
+    function later() {
       var grid = document.getElementById("grid");
-      if (!grid || grid.getAttribute("data-live") !== "1") return;
+      var live = grid && grid.getAttribute("data-live") === "1";
+      setTimeout(refresh, live ? 3000 : 30000);
+    }
+    function refresh() {
       fetch(holder.getAttribute("data-src"), { headers: { Accept: "text/html" } })
         .then(function (response) { return response.ok ? response.text() : null; })
         .then(function (html) { if (html !== null) holder.innerHTML = html; })
         .catch(function () {})
-        .then(function () { setTimeout(refresh, 3000); });
+        .then(later);
     }
-    setTimeout(refresh, 3000);
+    later();
   }
 
   function writes() {
