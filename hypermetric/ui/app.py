@@ -10,8 +10,10 @@ took (``Server-Timing: app;dur=MS``) and forbids framing, sniffing and inline sc
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -320,12 +322,15 @@ def create_app(
     *,
     token: str | None = None,
     allowed_hosts: list[str] | None = None,
+    warm: bool = False,
 ) -> Starlette:
     """The web view over ``settings``' metadata DB and shards.
 
     ``token`` enables writes (see :mod:`hypermetric.ui.writes`); ``allowed_hosts`` refuses
     requests whose ``Host`` header is not one of them (a page bound to 127.0.0.1 then
-    cannot be read through a rebound DNS name); None allows any.
+    cannot be read through a rebound DNS name); None allows any. ``warm`` reads every
+    finished run's stats in a background thread at start, so the first grid and history
+    pages find them read.
     """
     views = _Views(settings or get_settings(), token)
     routes = [
@@ -347,4 +352,13 @@ def create_app(
     middleware = [Middleware(_Timing)]
     if allowed_hosts is not None:
         middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts))
-    return Starlette(routes=routes, middleware=middleware)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if warm:
+            threading.Thread(
+                target=views.stats.warm, name="hypermetric-ui-warm", daemon=True
+            ).start()
+        yield
+
+    return Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -9,18 +9,24 @@ running are read every time and never kept.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import duckdb
 
+from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RunRecord
+from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings
+from hypermetric.masking import masked
 from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.history import RunStat
 
 __all__ = ["RunStats", "Stats"]
+
+logger = logging.getLogger(__name__)
 
 #: a run's stats: (component, metric) -> RunStat (metrics with no value left out)
 Stats = dict[tuple[str | None, str], RunStat]
@@ -85,3 +91,16 @@ class RunStats:
                 stat = RunStat(int(n), float(mean), float(var or 0.0))
                 out.setdefault(int(run_id), {})[(component, metric)] = stat
         return out
+
+    def warm(self, batch: int = 200) -> int:
+        """Read the stats of every finished run, newest first, ``batch`` runs a query; returns
+        how many runs were read. A server calls it once in the background at start, so its
+        first pages find the history read; a failure is logged, never raised."""
+        try:
+            runs = [r for r in list_runs(database(self._settings), limit=None) if r.finished]
+            for start in range(0, len(runs), batch):
+                self.of(runs[start : start + batch])
+            return len(runs)
+        except Exception as exc:  # a page reads what it needs anyway
+            logger.warning("could not read the runs' stats ahead: %s", masked(str(exc)))
+            return 0

@@ -59,6 +59,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, settings: Settings | None =
         settings or get_settings(),
         token=os.environ.get(TOKEN_ENV) or None,
         allowed_hosts=allowed_hosts_for(host),
+        warm=True,
     )
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", server_header=False)
     _Server(config).run()

@@ -7,8 +7,9 @@ HYPERMETRIC_HOME on SQLite; the version label changes every 50 nights. Each page
 requested ``--repeat`` times through an in-process HTTP client, and the figure is the
 server time the response reports in its ``Server-Timing`` header (routing, DB, DuckDB,
 rendering: everything but the network), first request and best of the rest. The first
-request of ``/`` reads every visible run's means from the shards; later ones find them
-cached.
+request of a page reads the stats of the runs it shows from the shards (cold); later ones
+find them cached. ``hypermetric ui`` reads every finished run's stats in the background when
+it starts (timed last), so its first pages are the warm case.
 """
 
 from __future__ import annotations
@@ -218,5 +219,11 @@ def run(args: argparse.Namespace) -> int:
         ]
         with TestClient(create_app(settings)) as client:
             within = _measure(client, pages, args.repeat)
+        from hypermetric.ui.cache import RunStats
+
+        started = time.perf_counter()
+        read = RunStats(settings).warm()
+        took = time.perf_counter() - started
+        print(f"warm-up (hypermetric ui, in the background at start): {read} runs in {took:.1f}s")
         print(f"every median within {BUDGET_MS:.0f} ms: {'yes' if within else 'no'}")
     return 0

@@ -140,6 +140,28 @@ def test_a_run_is_read_again_when_its_rows_change(runs: Runs, client: TestClient
     assert value() == 0.5
 
 
+def test_warming_reads_every_finished_run_once(
+    runs: Runs, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypermetric.ui.cache import RunStats
+
+    a = make_run(runs, "qa", "v1", [1.0, 0.0, 1.0])
+    b = make_run(runs, "qa", "v2", [0.0, 0.0], state="failed")
+    running = runs.start("qa", version="v3")
+    stats = RunStats(settings)
+    assert stats.warm() == 2
+
+    def no_read(run_ids: list[int]) -> dict[int, object]:
+        raise AssertionError(f"runs {run_ids} read again")
+
+    monkeypatch.setattr(stats, "_read", no_read)
+    found = stats.of([r for r in list_runs(runs.db) if r.id != running])
+    assert found[a][("generate", "exact_match")].mean == pytest.approx(2 / 3)
+    assert found[b][("generate", "exact_match")].n == 2
+    with pytest.raises(AssertionError, match="read again"):
+        stats.of(list_runs(runs.db))  # the running run is never kept
+
+
 def test_an_unknown_evaluation_is_404_and_a_bad_window_400(client: TestClient) -> None:
     assert client.get("/evaluations/nope").status_code == 404
     assert client.get("/api/evaluations/nope").json()["error"].startswith("no evaluation")
