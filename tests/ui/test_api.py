@@ -353,7 +353,10 @@ def test_every_response_says_its_server_time_and_forbids_framing(client: TestCli
     assert "script-src 'self'" in response.headers["content-security-policy"]
     static = client.get("/static/app.js")
     assert static.status_code == 200 and "Authorization" in static.text
-    assert client.get("/static/../app.py").status_code == 404
+    # no path from a URL to a file outside the package's static folder
+    for escape in ("/static/..%2fapp.py", "/static/%2e%2e/app.py", "/static/%2fetc%2fpasswd"):
+        response = client.get(escape)
+        assert response.status_code == 404 and "create_app" not in response.text, escape
 
 
 def test_a_loopback_server_answers_only_loopback_host_names(settings: Settings) -> None:
