@@ -1,9 +1,11 @@
 """The SQL console: ``hypermetric sql`` in a page, behind the same read-only lock.
 
-A query runs through :func:`hypermetric.query.connection.sql`, so it sees the same views
-and meets the same refusals (no file access, no COPY/EXPORT/ATTACH, locked configuration).
-The page shows the first rows; the CSV download streams every row from the query's Arrow
-batches to the response — nothing is written on the server.
+A query runs on a connection of :func:`hypermetric.query.connection.open_connection` through
+:func:`~hypermetric.query.connection.run_query`, as ``hypermetric sql`` runs it, so it sees
+the same views and meets the same refusals (no file access, no COPY/EXPORT/ATTACH, locked
+configuration). The page shows the first rows, and stops a query that runs too long; the
+CSV download streams every row from the query's Arrow batches to the response — nothing is
+written on the server.
 """
 
 from __future__ import annotations
@@ -19,13 +21,15 @@ import duckdb
 
 from hypermetric.config import Settings
 from hypermetric.errors import QueryError
-from hypermetric.query.connection import query_error, sql
+from hypermetric.query.connection import open_connection, query_error, run_query, sql, views_read_by
 from hypermetric.query.output import write_rows
 
 __all__ = ["SqlResult", "run_sql", "stream_rows"]
 
 #: a query longer than this is refused (a page's URL carries it)
 MAX_QUERY_CHARS = 20_000
+#: a page's query is interrupted after this long (the CSV download streams, unlimited)
+TIMEOUT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,14 +52,30 @@ def _checked(query: str) -> str:
     return query
 
 
-def run_sql(settings: Settings, query: str, max_rows: int = 500) -> SqlResult:
-    """The first ``max_rows`` rows of ``query``; QueryError when it is refused or fails."""
-    relation = sql(_checked(query), settings=settings)
+def run_sql(
+    settings: Settings, query: str, max_rows: int = 500, timeout: float = TIMEOUT_SECONDS
+) -> SqlResult:
+    """The first ``max_rows`` rows of ``query``; QueryError when it is refused, fails or
+    runs past ``timeout`` seconds (then it is interrupted: a page never holds the server)."""
+    query = _checked(query)
+    con = open_connection(settings, views=views_read_by(query))
+    timer = threading.Timer(timeout, con.interrupt)
     try:
+        relation = run_query(con, query)  # the same checks as `hypermetric sql`
+        columns = tuple(relation.columns)
+        timer.start()
         rows = relation.limit(max_rows + 1).fetchall()
     except duckdb.Error as exc:
+        if isinstance(exc, duckdb.InterruptException):
+            raise QueryError(
+                f"the query ran past {timeout:g} s and was stopped; narrow it (WHERE run_id = "
+                "..., LIMIT) or run it with `hypermetric sql`, which has no time limit"
+            ) from None
         raise query_error(exc) from None
-    return SqlResult(tuple(relation.columns), tuple(rows[:max_rows]), len(rows) > max_rows)
+    finally:
+        timer.cancel()
+        con.close()
+    return SqlResult(columns, tuple(rows[:max_rows]), len(rows) > max_rows)
 
 
 class _QueueSink(io.RawIOBase):

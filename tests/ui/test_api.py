@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from hypermetric.catalog.evaluations import get_evaluation, upsert_evaluation
 from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings
+from hypermetric.errors import QueryError
 from hypermetric.query.history import history
 from hypermetric.ui.app import create_app
 from hypermetric.ui.jsonable import jsonable
@@ -296,6 +298,16 @@ def test_sql_refuses_what_hypermetric_sql_refuses(
     if query.strip():
         page = client.get("/sql", params={"q": query})
         assert page.status_code == 400 and 'id="sql-error"' in page.text
+
+
+def test_a_query_past_its_time_is_stopped_with_one_line(settings: Settings) -> None:
+    from hypermetric.ui.console import run_sql
+
+    started = time.monotonic()
+    with pytest.raises(QueryError, match=r"ran past 0.3 s and was stopped; narrow it"):
+        run_sql(settings, "SELECT count(*) FROM range(100000000000) a", timeout=0.3)
+    assert time.monotonic() - started < 10
+    assert run_sql(settings, "SELECT 1 AS one", timeout=5).rows == ((1,),)
 
 
 def test_writes_need_the_token_in_a_header(runs: Runs, settings: Settings) -> None:
