@@ -33,6 +33,7 @@ from hypermetric.catalog.evaluations import get_evaluation
 from hypermetric.catalog.records import RUN_STATES
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import ConflictError, HypermetricError, NotFoundError
+from hypermetric.masking import masked
 from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
 from hypermetric.ui.cache import RunStats
 from hypermetric.ui.charts import charts_for
@@ -146,13 +147,14 @@ class _Views:
             return build()
         except (HypermetricError, ValueError) as exc:
             code = _status(exc)
-            return self.page("error.html", code, status=code, message=str(exc), request=request)
+            message = masked(str(exc))
+            return self.page("error.html", code, status=code, message=message, request=request)
 
     def guarded_json(self, build: Callable[[], Any]) -> Response:
         try:
             return JSONResponse(jsonable(build()))
         except (HypermetricError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+            return JSONResponse({"error": masked(str(exc))}, status_code=_status(exc))
 
     # -- the grid ----------------------------------------------------------------------
 
@@ -270,7 +272,7 @@ class _Views:
             try:
                 result = run_sql(self.settings, query, _int(request, "max_rows", 500, 1, 10_000))
             except (HypermetricError, ValueError) as exc:
-                error = str(exc)
+                error = masked(str(exc))
         status = 400 if error else 200
         return self.page("sql.html", status, query=query, result=result, error=error)
 
@@ -287,7 +289,7 @@ class _Views:
         try:
             chunks = stream_rows(self.settings, request.query_params.get("q", ""), "csv")
         except (HypermetricError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+            return JSONResponse({"error": masked(str(exc))}, status_code=_status(exc))
         headers = {"content-disposition": 'attachment; filename="hypermetric-query.csv"'}
         return StreamingResponse(chunks, media_type="text/csv", headers=headers)
 
@@ -313,7 +315,7 @@ class _Views:
         try:
             done = await run_in_threadpool(do_write, self.settings, action, name, body)
         except (HypermetricError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+            return JSONResponse({"error": masked(str(exc))}, status_code=_status(exc))
         return JSONResponse(jsonable(done))
 
 

@@ -300,6 +300,14 @@ def test_sql_refuses_what_hypermetric_sql_refuses(
         assert page.status_code == 400 and 'id="sql-error"' in page.text
 
 
+def test_an_error_that_quotes_a_credential_shows_it_masked(client: TestClient) -> None:
+    query = 'SELECT "postgresql://hm:hunter2222@db/hm" FROM runs'
+    for url in ("/api/sql", "/sql"):
+        response = client.get(url, params={"q": query})
+        assert response.status_code == 400 and "not found" in response.text
+        assert "hunter2222" not in response.text and "***" in response.text
+
+
 def test_a_query_past_its_time_is_stopped_with_one_line(settings: Settings) -> None:
     from hypermetric.ui.console import run_sql
 
