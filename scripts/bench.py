@@ -4,6 +4,7 @@
     python scripts/bench.py engine      # issue: the distributed evaluation engine
     python scripts/bench.py query       # SQL over history, compaction, compare
     python scripts/bench.py scheduler   # trigger latency, loop time vs history size
+    python scripts/bench.py ui          # the web view's server time per page, 1,000 runs
 
 Benchmarks are measured runs, never timed tests: run them on a quiet machine and read the
 ratios (the baselines run in the same process, so machine noise affects both sides).
@@ -22,6 +23,7 @@ AREAS = {
     "engine": "benchmarks.engine",
     "query": "benchmarks.query",
     "scheduler": "benchmarks.scheduler",
+    "ui": "benchmarks.ui",
 }
 
 

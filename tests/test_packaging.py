@@ -35,6 +35,8 @@ def test_wheel_ships_migrations_and_upgrades_a_db(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "hypermetric/_migrations/env.py" in names
     assert any(n.startswith("hypermetric/_migrations/versions/0003") for n in names)
+    # the web view's templates and hand-written JavaScript and CSS: no build step
+    assert {"hypermetric/ui/templates/base.html", "hypermetric/ui/static/app.js"} <= set(names)
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
     workdir = tmp_path / "elsewhere"

@@ -30,6 +30,8 @@ from hypermetric.config import Settings
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 LONG_RUNNING = "# runs until stopped"
+#: what a long-running command prints once it is up (the scheduler, the web view)
+READY = ("Ray head", "web view on http")
 
 
 def blocks() -> list[tuple[str, str]]:
@@ -72,7 +74,7 @@ def _run_long(command: str, cwd: Path, env: dict[str, str]) -> None:
     seen: list[str] = []
     try:
         deadline = time.monotonic() + 120
-        while not any("Ray head" in line for line in seen):
+        while not any(mark in line for line in seen for mark in READY):
             assert proc.poll() is None, f"{command!r} ended early: {''.join(seen)}"
             assert time.monotonic() < deadline, f"{command!r} never came up: {''.join(seen)}"
             with contextlib.suppress(queue.Empty):

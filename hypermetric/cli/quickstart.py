@@ -21,6 +21,9 @@ from hypermetric.cli.render import console
 __all__ = ["quickstart_cmd", "register"]
 
 DEMO = "hypermetric.examples.qa"
+#: the last line the quickstart prints: the web view over what it made
+UI_COMMAND = "hypermetric ui"
+UI_URL = "http://127.0.0.1:8765/"
 NEXT_STEPS = [
     ("history of a metric across runs", "hypermetric history demo-qa --metric exact_match"),
     ("one run in detail", "hypermetric runs show {run_id}"),
@@ -88,6 +91,10 @@ def quickstart_cmd(ctx: click.Context) -> None:
     console().print(f"[bold green]Done in {time.monotonic() - started:.0f}s.[/] Try next:")
     for what, command in NEXT_STEPS:
         console().print(f"  {command.format(run_id=ids[1]):<72} [dim]# {what}[/]")
+    console().print()
+    console().print(
+        f"[bold]Look at it all in a browser:[/] {UI_COMMAND}  [dim]# then open {UI_URL}[/]"
+    )
 
 
 def _backfill(root: click.Group) -> None:

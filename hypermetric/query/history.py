@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,7 +50,7 @@ from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.sources import quote_literal
 from hypermetric.query.stats import mean_interval, t_quantile
 
-__all__ = ["HistoryPoint", "RunStat", "expected_interval", "history"]
+__all__ = ["HistoryPoint", "RunStat", "expected_interval", "history", "history_of"]
 
 _Z95 = 1.959963984540054
 
@@ -206,7 +206,19 @@ def history(
         key=lambda r: (r.logical_date, r.id),
     )
     series = _series(settings, [r.id for r in runs], metric) if runs else {}
+    return history_of(runs, series, window=window)
+
+
+def history_of(
+    runs: Sequence[RunRecord],
+    series: Mapping[tuple[str | None, str], Mapping[int, RunStat]],
+    *,
+    window: int = 7,
+) -> list[HistoryPoint]:
+    """What :func:`history` returns, from stats already at hand: ``runs`` (successful,
+    oldest first) and each (component, metric)'s :class:`RunStat` by run id (runs without
+    values left out). For a caller that keeps the stats of runs that cannot change."""
     points: list[HistoryPoint] = []
     for key, stats in sorted(series.items(), key=lambda kv: str(kv[0])):
-        points.extend(_points(runs, key, stats, window))
+        points.extend(_points(runs, key, dict(stats), window))
     return points
