@@ -17,7 +17,7 @@ from hypermetric.catalog.runs import run_record
 from hypermetric.catalog.shards import version_record
 from hypermetric.catalog.types import UTCDateTime
 from hypermetric.errors import NotFoundError
-from hypermetric.masking import masked
+from hypermetric.masking import masker
 
 __all__ = [
     "METADATA_TABLES",
@@ -153,12 +153,13 @@ def _mask_columns(
     where = [i for i, c in enumerate(columns) if c.name in names]
     if not where:
         return rows
+    mask = masker()
     out = []
     for row in rows:
         values = list(row)
         for i in where:
             if isinstance(values[i], str):
-                values[i] = masked(values[i])
+                values[i] = mask(values[i])
         out.append(tuple(values))
     return out
 
