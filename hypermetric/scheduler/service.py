@@ -45,7 +45,7 @@ from hypermetric.errors import SchedulerError
 from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.definitions import plan_due
-from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher
+from hypermetric.scheduler.launcher import Launcher, launcher_for
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
 from hypermetric.scheduler.processes import pid_alive
 from hypermetric.scheduler.rayhead import LocalRayHead
@@ -73,7 +73,7 @@ class Scheduler:
         self.options = options or SchedulerOptions()
         self.db = db or database(self.settings)
         self.clock = clock or SystemClock()
-        self.launcher = launcher or SubprocessLauncher(self.settings)
+        self.launcher = launcher or launcher_for(self.settings)
         self.instance_id = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.stale_after = self.options.stale_seconds(self.settings.heartbeat_seconds)

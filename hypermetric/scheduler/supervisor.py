@@ -12,8 +12,12 @@ Each pass, without ever waiting on a run:
 * a kill is checked before the run is touched: while a process of this host that drives
   the run outlives its kill, the run is left as it is and the kill tried again at the next
   pass, so a run is never queued again while its process lives (two drivers);
-* runs that left the running set since the last pass are retried if they failed, so
-  runs launched by a scheduler that died are looked after too;
+* runs that left the running set since the last pass are retried if they failed (so runs
+  launched by a scheduler that died are looked after too), and what drives a canceled one
+  is killed;
+* with a remote launcher (Ray jobs), a running run this scheduler does not watch yet is
+  reconciled with the cluster: the job of its attempt is adopted, and one that ended
+  without ending the run makes the run lost at the next pass;
 * ready queued runs are claimed within the limits and launched.
 """
 
@@ -119,6 +123,8 @@ class Supervisor:
         gone = sorted(self._watched - current - set(report.resumed) - set(report.failed))
         ending: set[int] = set()
         for run_id, state in run_states(self.db, gone).items():
+            if state == "canceled" and self.launcher.remote:
+                self._stop_canceled(run_id)
             if state != "failed":
                 continue
             if self._runs_here(run_id):
@@ -181,7 +187,7 @@ class Supervisor:
             run = get_run(self.db, run_id)
             if run.state == "queued" and run.owner == self.owner:
                 self._exited_early(run_id, code, child.handle, report)
-            elif run.state == "running" and run.pid == child.handle.pid:
+            elif run.state == "running" and child.handle.drives(run):
                 reason = f"its process exited with code {code} without ending the run"
                 self._lost(run_id, reason, self._max_attempts_of(run_id), report, pid=run.pid)
             elif run.state == "failed":
@@ -215,6 +221,8 @@ class Supervisor:
             if not starting and run.last_seen < now - timedelta(seconds=self.stale_after):
                 self._lost(run.run_id, "its launch was lost", 0, report)
             return
+        if child is None and self.launcher.remote:
+            self._reconcile(run)
         grace = timedelta(seconds=self.stale_after)
         if (
             run.timeout_s
@@ -230,7 +238,29 @@ class Supervisor:
             self._lost(run.run_id, reason, max_attempts, report)
 
     def _booting(self, run: ActiveRun) -> bool:
-        return self.launcher.adopt(run.run_id, run.pid) is not None
+        handle = self._adopt(run.run_id, run.host, run.pid, None, run.evaluation, run.attempt + 1)
+        return handle is not None and handle.poll() is None
+
+    def _reconcile(self, run: ActiveRun) -> None:
+        """Watch the job that drives ``run`` (launched by another scheduler) from now on."""
+        handle = self._adopt(
+            run.run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt
+        )
+        if handle is not None:
+            self.children[run.run_id] = _Child(handle)
+            log.info("run %d: watching its job, launched by another scheduler", run.run_id)
+
+    def _stop_canceled(self, run_id: int) -> None:
+        child = self.children.get(run_id)
+        run = get_run(self.db, run_id)
+        handle = (
+            child.handle
+            if child
+            else self._adopt(run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt)
+        )
+        if handle is not None and handle.poll() is None:
+            log.info("run %d was canceled; stopping what drives it", run_id)
+            handle.kill()
 
     def _time_out(self, run: ActiveRun, report: Tally) -> None:
         if not self._stopped(run):
@@ -256,7 +286,9 @@ class Supervisor:
         if child is not None:
             handle: RunHandle | None = child.handle
         else:
-            handle = self._adopt(run.run_id, run.host, run.pid, run.started_at)
+            handle = self._adopt(
+                run.run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt
+            )
         if handle is None:
             return not self._lives_here(run)
         handle.kill()
@@ -288,19 +320,29 @@ class Supervisor:
             log.error("run %d: %s and still runs; the run waits for it to end", run_id, why)
 
     def _adopt(
-        self, run_id: int, host: str | None, pid: int | None, started_at: datetime | None
+        self,
+        run_id: int,
+        host: str | None,
+        pid: int | None,
+        started_at: datetime | None,
+        evaluation: str,
+        attempt: int,
     ) -> RunHandle | None:
-        """A live process of this host driving ``run_id`` that this scheduler did not start."""
-        if host != self.host:
+        """What drives ``run_id`` that this scheduler did not start: a live process of this
+        host, or (remote launcher) the job of that attempt, wherever it runs."""
+        if host != self.host and not self.launcher.remote:
             return None
-        return self.launcher.adopt(run_id, pid, created_before=started_at)
+        return self.launcher.adopt(
+            run_id, pid, created_before=started_at, evaluation=evaluation, attempt=attempt
+        )
 
     def _runs_here(self, run_id: int) -> bool:
-        """True while a process of this host drives ``run_id`` (it may be ending)."""
+        """True while something this scheduler can see drives ``run_id`` (it may be ending)."""
         if run_id in self.children:
             return True
         run = get_run(self.db, run_id)
-        return self._adopt(run_id, run.host, run.pid, run.started_at) is not None
+        handle = self._adopt(run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt)
+        return handle is not None and not handle.stopped()
 
     def _max_attempts_of(self, run_id: int) -> int:
         retries = get_evaluation(self.db, get_run(self.db, run_id).evaluation_id).retries
