@@ -115,7 +115,7 @@ class RayJobsLauncher(Launcher):
     def _auth_problem(self, message: str) -> str:
         if self.token is None or "required" in message.lower() or "missing" in message.lower():
             return (
-                f"the Ray cluster at {self.address} requires its authentication token: set "
+                f"the Ray cluster at {self.address} requires its authentication token; set "
                 "RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a file holding it (`ray "
                 "get-auth-token` on the head prints it)"
             )

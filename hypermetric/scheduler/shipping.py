@@ -43,9 +43,10 @@ PACKAGE_LIMIT = 100 * 1024 * 1024
 #: settings that only the scheduler uses: they do not travel to the job
 _SCHEDULER_ONLY = {"home", "ray_address", "launcher", "job_working_dir", "job_excludes"}
 _SHARED = f"{ENV_PREFIX}SHARED_PATHS=1"
-#: Ray's packaging says at INFO that it packs a folder, at every launch: warnings only
+#: Ray's packaging says that it packs a folder (every launch) and which files are big:
+#: the size check says what matters, in its own words
 _PACKING = logging.getLogger("hypermetric.scheduler.packing")
-_PACKING.setLevel(logging.WARNING)
+_PACKING.setLevel(logging.ERROR)
 
 
 def _is_local(storage: str) -> bool:
