@@ -72,6 +72,11 @@ class RunHandle(ABC):
         """True if what it stands for is what drives ``run``'s current attempt."""
         return run.pid == self.pid
 
+    @property
+    def name(self) -> str:
+        """What it stands for, in log lines and reasons (``process 123``)."""
+        return f"process {self.pid}"
+
 
 class Launcher(ABC):
     """Starts runs. ``needs_ray``: its processes want the scheduler's Ray address.

@@ -243,6 +243,11 @@ class RayJobHandle(RunHandle):
         if self.poll() is None:
             self.launcher.stop(self.submission_id)
 
+    @property
+    def name(self) -> str:
+        """``job SUBMISSION_ID``."""
+        return f"job {self.submission_id}"
+
     def drives(self, run: RunRecord) -> bool:
         """True if the run is running at this job's attempt."""
         return run.state == "running" and run.attempt == self.attempt

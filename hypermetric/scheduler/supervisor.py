@@ -156,7 +156,7 @@ class Supervisor:
             self.children[run.id] = _Child(handle)
             record_launch(self.db, run.id, self.owner, handle.pid)
             report.launched.append(run.id)
-            log.info("run %d (%s) launched, pid %s", run.id, run.evaluation, handle.pid)
+            log.info("run %d (%s) launched: %s", run.id, run.evaluation, handle.name)
 
     def kill_children(self) -> list[int]:
         """Kill every launched process (the scheduler's Ray is going away).
@@ -171,7 +171,7 @@ class Supervisor:
             if child.handle.stopped():
                 gone.append(run_id)
             else:
-                log.error("run %d: its process %s outlived its kill", run_id, child.handle.pid)
+                log.error("run %d: its %s outlived its kill", run_id, child.handle.name)
         return gone
 
     # -- children ----------------------------------------------------------------------
@@ -188,7 +188,7 @@ class Supervisor:
             if run.state == "queued" and run.owner == self.owner:
                 self._exited_early(run_id, code, child.handle, report)
             elif run.state == "running" and child.handle.drives(run):
-                reason = f"its process exited with code {code} without ending the run"
+                reason = f"its {child.handle.name} exited with code {code} without ending the run"
                 self._lost(run_id, reason, self._max_attempts_of(run_id), report, pid=run.pid)
             elif run.state == "failed":
                 self._retry(run_id, report)
@@ -263,7 +263,8 @@ class Supervisor:
             handle.kill()
 
     def _time_out(self, run: ActiveRun, report: Tally) -> None:
-        if not self._stopped(run):
+        remote = self.launcher.remote
+        if not remote and not self._stopped(run):
             return
         now = self.clock.now()
         reason = (
@@ -272,7 +273,13 @@ class Supervisor:
         cutoff = now - timedelta(seconds=run.timeout_s or 0)
         if fail_timed_out(self.db, run.run_id, now, started_before=cutoff, reason=reason):
             log.warning("run %d (%s) %s", run.run_id, run.evaluation, reason)
-            if not self._retry(run.run_id, report):
+            if remote:
+                # a job is stopped with SIGTERM, and its driver would write an end of its own:
+                # the attempt is failed (fenced) first, then its job stopped; the run is
+                # retried once the job has ended (it is "gone" and failed from now on)
+                report.failed.append(run.run_id)
+                self._stopped(run)
+            elif not self._retry(run.run_id, report):
                 report.failed.append(run.run_id)
 
     def _stopped(self, run: ActiveRun) -> bool:
@@ -295,7 +302,7 @@ class Supervisor:
         if child is not None:
             child.killed = True
         if not handle.stopped():
-            self._note_unkilled(run.run_id, f"its process {handle.pid} outlived its kill")
+            self._note_unkilled(run.run_id, f"its {handle.name} outlived its kill")
             return False
         if child is not None:
             child.handle.poll()  # reaped now: a killed child is never looked at again

@@ -141,6 +141,9 @@ def test_a_run_past_its_timeout_has_its_job_stopped(
     env = {**cluster_env, "HYPERMETRIC_HEARTBEAT_SECONDS": "0.5"}
     target = write_eval(code, "stuck", "stuck", timeout=4, params={"n": 4, "pause": 3600})
     assert cli(env, code, "evals", "register", target).returncode == 0
+    # the code the job ships has no timeout (its own deadline never comes): only the
+    # scheduler, holding the definition's 4 s, can stop it
+    write_eval(code, "stuck", "stuck", params={"n": 4, "pause": 3600})
     assert cli(env, code, "evals", "trigger", "stuck").returncode == 0
     proc = spawn(env, code, "scheduler", "--tick", "1", "--stale-after", "4")
     (run,) = list_runs(db, evaluation="stuck")
