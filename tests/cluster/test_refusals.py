@@ -29,8 +29,8 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     return env
 
 
-def _refusal(env: dict[str, str], cwd: Path) -> str:
-    done = cli(env, cwd, "scheduler", "--once")
+def _refusal(env: dict[str, str], cwd: Path, *args: str) -> str:
+    done = cli(env, cwd, "scheduler", "--once", *args)
     assert done.returncode == 1, done.stdout + done.stderr
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
@@ -41,7 +41,9 @@ PG = "postgresql+psycopg://hm@db.invalid/hm"
 
 
 def test_sqlite_with_a_cluster_is_refused(tmp_path: Path) -> None:
-    line = _refusal(_env(tmp_path, HYPERMETRIC_STORAGE="s3://bucket/shards"), tmp_path)
+    env = _env(tmp_path, HYPERMETRIC_STORAGE="s3://bucket/shards")
+    del env["HYPERMETRIC_LAUNCHER"]  # the option says it here
+    line = _refusal(env, tmp_path, "--launcher", "ray-jobs")
     assert "SQLite" in line and "postgresql+psycopg://" in line
     assert "HYPERMETRIC_SHARED_PATHS=1" in line
 

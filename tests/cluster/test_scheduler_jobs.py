@@ -124,6 +124,8 @@ def test_runs_are_ray_jobs_one_per_attempt_across_a_scheduler_kill(
     statuses = {j.submission_id: str(j.status.value) for j in jobs_of(ray_jobs_cluster)}
     assert {statuses[sid] for sid in expected} == {"SUCCEEDED"}, statuses
 
+    for log in tmp_path.glob("process-*.log"):  # the schedulers' logs
+        assert ray_jobs_cluster.token and ray_jobs_cluster.token not in log.read_text()
     shown = cli(env, code, "runs", "logs", str(runs[0].id))
     assert shown.returncode == 0, shown.stderr
     assert f"== job {submission_id('every5', runs[0].id, 1)} (SUCCEEDED) ==" in shown.stdout
