@@ -36,9 +36,14 @@ from hypermetric.scheduler.processes import (
     sigkill,
 )
 
-__all__ = ["Launcher", "RunHandle", "SubprocessLauncher", "launcher_for"]
+__all__ = ["LaunchDeferred", "Launcher", "RunHandle", "SubprocessLauncher", "launcher_for"]
 
 log = logging.getLogger("hypermetric.scheduler")
+
+
+class LaunchDeferred(Exception):
+    """A launcher cannot launch now (its cluster does not answer): the run waits and is
+    launched again later, rather than failed."""
 
 
 class RunHandle(ABC):

@@ -33,7 +33,7 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings
 from hypermetric.errors import SchedulerError
 from hypermetric.masking import masked
-from hypermetric.scheduler.launcher import Launcher, RunHandle
+from hypermetric.scheduler.launcher import LaunchDeferred, Launcher, RunHandle
 from hypermetric.scheduler.shipping import (
     ClusterToken,
     check_reachable,
@@ -159,7 +159,10 @@ class RayJobsLauncher(Launcher):
         attempt = run.attempt + 1
         sid = submission_id(run.evaluation, run.id, attempt)
         handle = RayJobHandle(self, run.id, sid, attempt)
-        info = self.job_info(sid)
+        try:
+            info = self.job_info(sid)
+        except Exception as exc:  # the cluster does not answer now: not the run's fault
+            raise LaunchDeferred(self._hide(f"the Ray Jobs API at {self.address}: {exc}")) from None
         if info is not None and not info.status.is_terminal():
             log.info("run %d: job %s was submitted already; adopting it", run.id, sid)
             return handle

@@ -42,13 +42,15 @@ from hypermetric.catalog.supervision import (
 )
 from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock
-from hypermetric.scheduler.launcher import Launcher, RunHandle
+from hypermetric.scheduler.launcher import LaunchDeferred, Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
 from hypermetric.scheduler.processes import pid_alive
 
 __all__ = ["PassReport", "Supervisor", "Tally"]
 
 log = logging.getLogger("hypermetric.scheduler")
+#: seconds before a launch the launcher deferred is tried again
+_DEFERRED = 10.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,11 @@ class Supervisor:
                 handle = self.launcher.launch(
                     run, ray_address() if self.launcher.needs_ray else None
                 )
+            except LaunchDeferred as exc:
+                retry_at = self.clock.now() + timedelta(seconds=_DEFERRED)
+                release_claim(self.db, run.id, self.owner, self.clock.now(), retry_at=retry_at)
+                log.warning("run %d not launched, again in %gs: %s", run.id, _DEFERRED, exc)
+                continue
             except Exception as exc:  # a launcher failure fails the run, never the scheduler
                 reason = masked(f"could not launch its process: {type(exc).__name__}: {exc}")
                 log.error("run %d %s", run.id, reason)

@@ -14,7 +14,7 @@ from hypermetric.catalog.runs import cancel_run, get_run, start_run, update_run
 from hypermetric.config import Settings
 from hypermetric.scheduler.clock import ManualClock
 from hypermetric.scheduler.definitions import trigger
-from hypermetric.scheduler.launcher import Launcher, RunHandle
+from hypermetric.scheduler.launcher import LaunchDeferred, Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions
 from hypermetric.scheduler.service import Scheduler
 from tests.scheduler.conftest import passes
@@ -52,8 +52,12 @@ class FakeCluster(Launcher):
         self.db = db
         self.jobs: dict[tuple[int, int], FakeJob] = {}
         self.asked: list[tuple[int, int]] = []
+        self.down = 0  # launches the cluster does not answer
 
     def launch(self, run: RunRecord, ray_address: str | None) -> RunHandle:
+        if self.down:
+            self.down -= 1
+            raise LaunchDeferred("the Ray Jobs API at http://head:8265: connection refused")
         job = self.jobs[(run.id, run.attempt + 1)] = FakeJob(run.id, run.attempt + 1)
         return job
 
@@ -153,5 +157,22 @@ def test_a_timed_out_run_is_failed_before_its_job_is_stopped(
         assert final.state == "failed"
         assert final.error == "timed out: attempt 1 ran longer than its timeout of 5s"
         assert job.seen_state_at_stop == "failed" and job.stops == 1
+    finally:
+        service.stop()
+
+
+def test_a_launch_the_cluster_does_not_answer_waits_and_is_tried_again(
+    db: Database, settings: Settings, clock: ManualClock, define: Define
+) -> None:
+    define(schedule=None)
+    service, cluster = scheduler(db, settings, clock)
+    try:
+        cluster.down = 1
+        run = trigger(db, "every2", clock=clock)
+        passes(service, clock, 1)
+        waiting = get_run(db, run.id)
+        assert (waiting.state, waiting.owner, cluster.jobs) == ("queued", None, {})
+        passes(service, clock, 12)
+        assert (run.id, 1) in cluster.jobs and get_run(db, run.id).state == "queued"
     finally:
         service.stop()
