@@ -178,9 +178,12 @@ class RayJobsLauncher(Launcher):
             )
         except RuntimeError as exc:
             if "already exists" not in str(exc):
-                raise SchedulerError(self._hide(f"job {sid} was not submitted: {exc}")) from None
+                lines = [ln for ln in str(exc).splitlines() if ln.strip()]
+                said = lines[-1] if lines else type(exc).__name__  # Ray's text ends with why
+                raise SchedulerError(self._hide(f"job {sid} was not submitted: {said}")) from None
             log.info("run %d: job %s was submitted meanwhile; adopting it", run.id, sid)
-        log.info("run %d: submitted job %s", run.id, sid)
+        else:
+            log.info("run %d: submitted job %s", run.id, sid)
         return handle
 
     def adopt(
