@@ -17,7 +17,7 @@ from typing import Any
 from hypermetric.errors import ConfigError
 from hypermetric.masking import masked
 
-__all__ = ["Settings", "get_settings", "load_settings", "reset_settings"]
+__all__ = ["LAUNCHERS", "Settings", "get_settings", "load_settings", "reset_settings"]
 
 ENV_PREFIX = "HYPERMETRIC_"
 
@@ -47,6 +47,17 @@ class Settings:
     inflight_bytes: int = 256 * 1024 * 1024
     #: seconds between run heartbeats
     heartbeat_seconds: float = 5.0
+    #: how the scheduler starts runs: ``local`` processes, or ``ray-jobs`` (the Jobs API of
+    #: the cluster at RAY_ADDRESS=http://HEAD:8265)
+    launcher: str = "local"
+    #: the folder shipped to the cluster with each Ray job (default: the scheduler's working
+    #: directory), or ``none`` when the cluster's image has the evaluations installed
+    job_working_dir: str | None = None
+    #: comma-separated paths or patterns (as in .gitignore) left out of that folder
+    job_excludes: str | None = None
+    #: the local paths of HYPERMETRIC_STORAGE and a SQLite HYPERMETRIC_DB_URL are the same
+    #: shared mount on every node of the cluster (else the ray-jobs launcher refuses them)
+    shared_paths: bool = False
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
@@ -70,6 +81,9 @@ _INT_KEYS = {
     "inflight_bytes",
 }
 _FLOAT_KEYS = {"flush_seconds", "heartbeat_seconds"}
+_BOOL_KEYS = {"shared_paths"}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+LAUNCHERS = ("local", "ray-jobs")
 _KEYS = {f.name for f in fields(Settings)} - {"source"}
 
 
@@ -91,6 +105,16 @@ def _read_file(path: Path) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
+    if key in _BOOL_KEYS:
+        word = str(value).strip().lower()
+        if word not in (*_TRUE, *_FALSE):
+            raise ConfigError(f"{key}={value!r} from {origin} is not a yes/no value; give 1 or 0")
+        return word in _TRUE
+    if key == "launcher" and value not in LAUNCHERS:
+        raise ConfigError(
+            f"launcher={value!r} from {origin} is not a launcher; "
+            f"give one of {', '.join(LAUNCHERS)}"
+        )
     try:
         if key in _INT_KEYS:
             number = int(value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from hypermetric.catalog.attempts import list_attempts
@@ -9,6 +11,7 @@ from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RUN_STATES, RUN_TYPES
 from hypermetric.catalog.runs import get_run, list_runs
 from hypermetric.cli.render import fmt_duration, fmt_time, print_table
+from hypermetric.config import LAUNCHERS, get_settings
 from hypermetric.masking import masked
 
 __all__ = ["register", "runs_group"]
@@ -16,7 +19,7 @@ __all__ = ["register", "runs_group"]
 
 @click.group("runs")
 def runs_group() -> None:
-    """List, inspect, resume, retry and cancel runs."""
+    """List, inspect, resume, retry and cancel runs; print their logs."""
 
 
 @runs_group.command("list")
@@ -153,6 +156,41 @@ def retry_cmd(run_id: int, queue: bool, ray_address: str | None, progress: bool)
         progress,
         lambda on_progress: retry_run(run_id, ray_address=ray_address, progress=on_progress),
     )
+
+
+@runs_group.command("logs")
+@click.argument("run_id", type=int)
+@click.option(
+    "--launcher",
+    type=click.Choice(LAUNCHERS),
+    help="Where its processes ran [default: HYPERMETRIC_LAUNCHER, else local].",
+)
+@click.option(
+    "--ray-address", envvar="RAY_ADDRESS", help="The Jobs API, http://HEAD:8265 (ray-jobs)."
+)
+def logs_cmd(run_id: int, launcher: str | None, ray_address: str | None) -> None:
+    """Print what RUN_ID's processes printed: the log file of its local processes, or the
+    logs of its Ray jobs, one per attempt."""
+    from hypermetric.scheduler.launcher import launcher_for
+
+    run = get_run(database(), run_id)
+    settings = get_settings()
+    settings = replace(settings, launcher=launcher or settings.launcher)
+    if ray_address:
+        settings = replace(settings, ray_address=ray_address)
+    found = launcher_for(settings, check=False).logs(run)
+    if not found:
+        where = (
+            "the cluster has no job for it (its head may have restarted since)"
+            if settings.launcher == "ray-jobs"
+            else f"no {settings.home / 'logs' / 'runs' / f'run-{run_id}.log'} (a run started "
+            "by `hypermetric run` printed to its terminal; --launcher ray-jobs reads Ray jobs)"
+        )
+        click.echo(f"run {run_id} has no logs: {where}")
+        return
+    for where, text in found:
+        click.echo(f"== {where} ==")
+        click.echo(masked(text).rstrip("\n"))
 
 
 @runs_group.command("cancel")

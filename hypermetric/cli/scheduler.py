@@ -12,7 +12,7 @@ import click
 
 from hypermetric.catalog.db import database
 from hypermetric.cli.render import console, fmt_time, print_table
-from hypermetric.config import get_settings
+from hypermetric.config import LAUNCHERS, get_settings
 from hypermetric.errors import SchedulerError
 from hypermetric.masking import MaskingFormatter
 
@@ -23,6 +23,8 @@ def _launcher_factory(path: str) -> object:
     from hypermetric.api.component import resolve_import
 
     module, _, name = path.rpartition(":")
+    if not module:
+        raise SchedulerError(f"--launcher {path}: give {' or '.join(LAUNCHERS)}, or MODULE:FACTORY")
     try:
         return resolve_import(module, name)
     except Exception as exc:
@@ -62,8 +64,9 @@ def _launcher_factory(path: str) -> object:
 @click.option(
     "--launcher",
     "launcher_path",
-    metavar="MODULE:FACTORY",
-    help="Start runs with FACTORY(settings) -> Launcher instead of subprocesses.",
+    metavar="local|ray-jobs|MODULE:FACTORY",
+    help="How runs start: local processes (default, or HYPERMETRIC_LAUNCHER), Ray jobs on "
+    "the cluster at RAY_ADDRESS=http://HEAD:8265, or FACTORY(settings) -> Launcher.",
 )
 @click.option(
     "--log-level",
@@ -97,7 +100,9 @@ def scheduler_cmd(
     if ray_address:
         settings = replace(settings, ray_address=ray_address)
     launcher = None
-    if launcher_path:
+    if launcher_path in LAUNCHERS:
+        settings = replace(settings, launcher=launcher_path)
+    elif launcher_path:
         launcher = _launcher_factory(launcher_path)(settings)  # type: ignore[operator]
         if not isinstance(launcher, Launcher):
             raise SchedulerError(f"{launcher_path} did not return a Launcher")

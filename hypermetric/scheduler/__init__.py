@@ -10,6 +10,8 @@ processes that drive them on Ray, watched, timed out, retried and recovered afte
     ticker.py       APScheduler ticks the passes (in-memory jobs rebuilt from the DB)
     supervisor.py   claim and launch runs; time out, resume and retry them
     launcher.py     how a run's process starts (``runs resume`` in a subprocess)
+    rayjobs.py      or as a Ray job on a cluster, one per attempt (``--launcher ray-jobs``)
+    shipping.py     what a job takes along (code, settings, token) and what is refused
     processes.py    processes on this host through psutil (pid and creation time): alive,
                     driving a run, killed with what they started, left behind by Ray
     rayhead.py      the local Ray head a scheduler owns when there is no RAY_ADDRESS

@@ -4,7 +4,8 @@ The default, :class:`SubprocessLauncher`, runs ``python -m hypermetric runs resu
 in a session of its own (so it outlives a scheduler restart and its whole tree can be
 killed), writing its output to ``<home>/logs/runs/run-<id>.log``. Another launcher (a
 container, a remote host) implements :class:`Launcher` and is named with
-``hypermetric scheduler --launcher MODULE:FACTORY``.
+``hypermetric scheduler --launcher MODULE:FACTORY``. :class:`~hypermetric.scheduler.rayjobs.
+RayJobsLauncher` (``--launcher ray-jobs``) submits each run attempt to a Ray cluster as a job.
 
 A kill is checked: :meth:`RunHandle.stopped` tells whether the process that drives the run
 is gone, and the scheduler acts on a killed run only once it is.
@@ -35,9 +36,14 @@ from hypermetric.scheduler.processes import (
     sigkill,
 )
 
-__all__ = ["Launcher", "RunHandle", "SubprocessLauncher"]
+__all__ = ["LaunchDeferred", "Launcher", "RunHandle", "SubprocessLauncher", "launcher_for"]
 
 log = logging.getLogger("hypermetric.scheduler")
+
+
+class LaunchDeferred(Exception):
+    """A launcher cannot launch now (its cluster does not answer): the run waits and is
+    launched again later, rather than failed."""
 
 
 class RunHandle(ABC):
@@ -67,27 +73,50 @@ class RunHandle(ABC):
         """The last line it printed, for error messages (may be empty)."""
         return ""
 
+    def drives(self, run: RunRecord) -> bool:
+        """True if what it stands for is what drives ``run``'s current attempt."""
+        return run.pid == self.pid
+
+    @property
+    def name(self) -> str:
+        """What it stands for, in log lines and reasons (``process 123``)."""
+        return f"process {self.pid}"
+
 
 class Launcher(ABC):
-    """Starts runs. ``needs_ray``: its processes want the scheduler's Ray address."""
+    """Starts runs. ``needs_ray``: its processes want the scheduler's Ray address.
+    ``remote``: they run elsewhere (a cluster), so a run of any host may be one of them."""
 
     needs_ray: bool = False
+    remote: bool = False
 
     @abstractmethod
     def launch(self, run: RunRecord, ray_address: str | None) -> RunHandle:
         """Start the process that drives ``run`` (queued, claimed) and return at once."""
 
     def adopt(
-        self, run_id: int, pid: int | None, *, created_before: datetime | None = None
+        self,
+        run_id: int,
+        pid: int | None,
+        *,
+        created_before: datetime | None = None,
+        evaluation: str = "",
+        attempt: int = 0,
     ) -> RunHandle | None:
-        """A handle on a live process of this host that drives ``run_id``, launched by an
-        earlier scheduler (or another one here); None if there is none.
+        """A handle on what drives attempt ``attempt`` of ``run_id`` (of ``evaluation``),
+        launched by an earlier scheduler (or another one); None if there is none.
 
-        The default finds ``pid`` if its command line is ``... resume RUN_ID`` and it was
-        created by ``created_before`` (the attempt's start), so a reused pid never counts.
+        The default finds the live process ``pid`` of this host if its command line is
+        ``... resume RUN_ID`` and it was created by ``created_before`` (the attempt's start),
+        so a reused pid never counts. A remote launcher may return a handle on something
+        that already ended (its :meth:`RunHandle.poll` says so).
         """
         ref = find_run_process(pid, run_id, created_before=created_before)
         return None if ref is None else _ProcessHandle(run_id, ref, killer=self.killer)
+
+    def logs(self, run: RunRecord) -> list[tuple[str, str]]:
+        """``(where, text)`` of each log ``run``'s launches left, oldest first."""
+        return []
 
     @property
     def killer(self) -> Killer:
@@ -196,6 +225,14 @@ class SubprocessLauncher(Launcher):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (os.getcwd(), path) if p)
         return env
 
+    def logs(self, run: RunRecord) -> list[tuple[str, str]]:
+        """The log file of ``run``'s processes (every launch appends to it), if any."""
+        log = self.log_dir / f"run-{run.id}.log"
+        try:
+            return [(str(log), log.read_text(errors="replace"))]
+        except OSError:
+            return []
+
     def launch(self, run: RunRecord, ray_address: str | None) -> RunHandle:
         """Start ``runs resume`` for ``run``; its output goes to its log file."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -214,3 +251,13 @@ class SubprocessLauncher(Launcher):
         # one already gone has nothing left to kill (its ref then matches no process)
         ref = ProcessRef.of(process.pid) or ProcessRef(process.pid, -1.0)
         return _ProcessHandle(run.id, ref, killer=self.killer, process=process, log=log)
+
+
+def launcher_for(settings: Settings, *, check: bool = True) -> Launcher:
+    """The launcher ``settings.launcher`` names: ``local`` or ``ray-jobs`` (``check``: refuse
+    what a cluster could not use; off to read logs only)."""
+    if settings.launcher == "ray-jobs":
+        from hypermetric.scheduler.rayjobs import RayJobsLauncher
+
+        return RayJobsLauncher(settings, check=check)
+    return SubprocessLauncher(settings)

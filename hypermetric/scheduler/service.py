@@ -45,7 +45,7 @@ from hypermetric.errors import SchedulerError
 from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.definitions import plan_due
-from hypermetric.scheduler.launcher import Launcher, SubprocessLauncher
+from hypermetric.scheduler.launcher import Launcher, launcher_for
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
 from hypermetric.scheduler.processes import pid_alive
 from hypermetric.scheduler.rayhead import LocalRayHead
@@ -71,9 +71,10 @@ class Scheduler:
     ) -> None:
         self.settings = settings or get_settings()
         self.options = options or SchedulerOptions()
+        # first: what a launcher refuses (state a cluster cannot reach...) needs no DB
+        self.launcher = launcher or launcher_for(self.settings)
         self.db = db or database(self.settings)
         self.clock = clock or SystemClock()
-        self.launcher = launcher or SubprocessLauncher(self.settings)
         self.instance_id = uuid.uuid4().hex
         self.host = socket.gethostname()
         self.stale_after = self.options.stale_seconds(self.settings.heartbeat_seconds)

@@ -12,8 +12,12 @@ Each pass, without ever waiting on a run:
 * a kill is checked before the run is touched: while a process of this host that drives
   the run outlives its kill, the run is left as it is and the kill tried again at the next
   pass, so a run is never queued again while its process lives (two drivers);
-* runs that left the running set since the last pass are retried if they failed, so
-  runs launched by a scheduler that died are looked after too;
+* runs that left the running set since the last pass are retried if they failed (so runs
+  launched by a scheduler that died are looked after too), and what drives a canceled one
+  is killed;
+* with a remote launcher (Ray jobs), a running run this scheduler does not watch yet is
+  reconciled with the cluster: the job of its attempt is adopted, and one that ended
+  without ending the run makes the run lost at the next pass;
 * ready queued runs are claimed within the limits and launched.
 """
 
@@ -38,13 +42,15 @@ from hypermetric.catalog.supervision import (
 )
 from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock
-from hypermetric.scheduler.launcher import Launcher, RunHandle
+from hypermetric.scheduler.launcher import LaunchDeferred, Launcher, RunHandle
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
 from hypermetric.scheduler.processes import pid_alive
 
 __all__ = ["PassReport", "Supervisor", "Tally"]
 
 log = logging.getLogger("hypermetric.scheduler")
+#: seconds before a launch the launcher deferred is tried again
+_DEFERRED = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class Supervisor:
         gone = sorted(self._watched - current - set(report.resumed) - set(report.failed))
         ending: set[int] = set()
         for run_id, state in run_states(self.db, gone).items():
+            if state == "canceled" and self.launcher.remote:
+                self._stop_canceled(run_id)
             if state != "failed":
                 continue
             if self._runs_here(run_id):
@@ -141,6 +149,11 @@ class Supervisor:
                 handle = self.launcher.launch(
                     run, ray_address() if self.launcher.needs_ray else None
                 )
+            except LaunchDeferred as exc:
+                retry_at = self.clock.now() + timedelta(seconds=_DEFERRED)
+                release_claim(self.db, run.id, self.owner, self.clock.now(), retry_at=retry_at)
+                log.warning("run %d not launched, again in %gs: %s", run.id, _DEFERRED, exc)
+                continue
             except Exception as exc:  # a launcher failure fails the run, never the scheduler
                 reason = masked(f"could not launch its process: {type(exc).__name__}: {exc}")
                 log.error("run %d %s", run.id, reason)
@@ -150,7 +163,7 @@ class Supervisor:
             self.children[run.id] = _Child(handle)
             record_launch(self.db, run.id, self.owner, handle.pid)
             report.launched.append(run.id)
-            log.info("run %d (%s) launched, pid %s", run.id, run.evaluation, handle.pid)
+            log.info("run %d (%s) launched: %s", run.id, run.evaluation, handle.name)
 
     def kill_children(self) -> list[int]:
         """Kill every launched process (the scheduler's Ray is going away).
@@ -165,7 +178,7 @@ class Supervisor:
             if child.handle.stopped():
                 gone.append(run_id)
             else:
-                log.error("run %d: its process %s outlived its kill", run_id, child.handle.pid)
+                log.error("run %d: its %s outlived its kill", run_id, child.handle.name)
         return gone
 
     # -- children ----------------------------------------------------------------------
@@ -181,8 +194,8 @@ class Supervisor:
             run = get_run(self.db, run_id)
             if run.state == "queued" and run.owner == self.owner:
                 self._exited_early(run_id, code, child.handle, report)
-            elif run.state == "running" and run.pid == child.handle.pid:
-                reason = f"its process exited with code {code} without ending the run"
+            elif run.state == "running" and child.handle.drives(run):
+                reason = f"its {child.handle.name} exited with code {code} without ending the run"
                 self._lost(run_id, reason, self._max_attempts_of(run_id), report, pid=run.pid)
             elif run.state == "failed":
                 self._retry(run_id, report)
@@ -215,6 +228,8 @@ class Supervisor:
             if not starting and run.last_seen < now - timedelta(seconds=self.stale_after):
                 self._lost(run.run_id, "its launch was lost", 0, report)
             return
+        if child is None and self.launcher.remote:
+            self._reconcile(run)
         grace = timedelta(seconds=self.stale_after)
         if (
             run.timeout_s
@@ -230,10 +245,33 @@ class Supervisor:
             self._lost(run.run_id, reason, max_attempts, report)
 
     def _booting(self, run: ActiveRun) -> bool:
-        return self.launcher.adopt(run.run_id, run.pid) is not None
+        handle = self._adopt(run.run_id, run.host, run.pid, None, run.evaluation, run.attempt + 1)
+        return handle is not None and handle.poll() is None
+
+    def _reconcile(self, run: ActiveRun) -> None:
+        """Watch the job that drives ``run`` (launched by another scheduler) from now on."""
+        handle = self._adopt(
+            run.run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt
+        )
+        if handle is not None:
+            self.children[run.run_id] = _Child(handle)
+            log.info("run %d: watching its job, launched by another scheduler", run.run_id)
+
+    def _stop_canceled(self, run_id: int) -> None:
+        child = self.children.get(run_id)
+        run = get_run(self.db, run_id)
+        handle = (
+            child.handle
+            if child
+            else self._adopt(run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt)
+        )
+        if handle is not None and handle.poll() is None:
+            log.info("run %d was canceled; stopping what drives it", run_id)
+            handle.kill()
 
     def _time_out(self, run: ActiveRun, report: Tally) -> None:
-        if not self._stopped(run):
+        remote = self.launcher.remote
+        if not remote and not self._stopped(run):
             return
         now = self.clock.now()
         reason = (
@@ -242,7 +280,13 @@ class Supervisor:
         cutoff = now - timedelta(seconds=run.timeout_s or 0)
         if fail_timed_out(self.db, run.run_id, now, started_before=cutoff, reason=reason):
             log.warning("run %d (%s) %s", run.run_id, run.evaluation, reason)
-            if not self._retry(run.run_id, report):
+            if remote:
+                # a job is stopped with SIGTERM, and its driver would write an end of its own:
+                # the attempt is failed (fenced) first, then its job stopped; the run is
+                # retried once the job has ended (it is "gone" and failed from now on)
+                report.failed.append(run.run_id)
+                self._stopped(run)
+            elif not self._retry(run.run_id, report):
                 report.failed.append(run.run_id)
 
     def _stopped(self, run: ActiveRun) -> bool:
@@ -256,14 +300,16 @@ class Supervisor:
         if child is not None:
             handle: RunHandle | None = child.handle
         else:
-            handle = self._adopt(run.run_id, run.host, run.pid, run.started_at)
+            handle = self._adopt(
+                run.run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt
+            )
         if handle is None:
             return not self._lives_here(run)
         handle.kill()
         if child is not None:
             child.killed = True
         if not handle.stopped():
-            self._note_unkilled(run.run_id, f"its process {handle.pid} outlived its kill")
+            self._note_unkilled(run.run_id, f"its {handle.name} outlived its kill")
             return False
         if child is not None:
             child.handle.poll()  # reaped now: a killed child is never looked at again
@@ -288,19 +334,29 @@ class Supervisor:
             log.error("run %d: %s and still runs; the run waits for it to end", run_id, why)
 
     def _adopt(
-        self, run_id: int, host: str | None, pid: int | None, started_at: datetime | None
+        self,
+        run_id: int,
+        host: str | None,
+        pid: int | None,
+        started_at: datetime | None,
+        evaluation: str,
+        attempt: int,
     ) -> RunHandle | None:
-        """A live process of this host driving ``run_id`` that this scheduler did not start."""
-        if host != self.host:
+        """What drives ``run_id`` that this scheduler did not start: a live process of this
+        host, or (remote launcher) the job of that attempt, wherever it runs."""
+        if host != self.host and not self.launcher.remote:
             return None
-        return self.launcher.adopt(run_id, pid, created_before=started_at)
+        return self.launcher.adopt(
+            run_id, pid, created_before=started_at, evaluation=evaluation, attempt=attempt
+        )
 
     def _runs_here(self, run_id: int) -> bool:
-        """True while a process of this host drives ``run_id`` (it may be ending)."""
+        """True while something this scheduler can see drives ``run_id`` (it may be ending)."""
         if run_id in self.children:
             return True
         run = get_run(self.db, run_id)
-        return self._adopt(run_id, run.host, run.pid, run.started_at) is not None
+        handle = self._adopt(run_id, run.host, run.pid, run.started_at, run.evaluation, run.attempt)
+        return handle is not None and not handle.stopped()
 
     def _max_attempts_of(self, run_id: int) -> int:
         retries = get_evaluation(self.db, get_run(self.db, run_id).evaluation_id).retries
