@@ -51,8 +51,14 @@ CALL_FIELDS = pa.schema(
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
         ("error", pa.string()),
+        ("attempts", pa.int32()),
+        ("cached", pa.bool_()),
     ]
 )
+#: the columns recorded for every call (attempts and cached follow, from the marks)
+_RECORDED = list(CALL_FIELDS)[:-2]
+_ONE = pa.scalar(1, pa.int32())
+_NO = pa.scalar(False, pa.bool_())
 
 
 @dataclass(frozen=True)
@@ -172,7 +178,8 @@ class Scorer:
             p.call_latency,
             p.call_error,
         )
-        arrays = [pa.array(c, f.type) for c, f in zip(columns, CALL_FIELDS, strict=True)]
+        arrays = [pa.array(c, f.type) for c, f in zip(columns, _RECORDED, strict=True)]
+        arrays.extend(_marks(p.marks, len(call_ids)))
         return pa.RecordBatch.from_arrays(arrays, schema=CALL_FIELDS)
 
     def _score(self, p: Any, call_ids: list[str], s: dict[str, list[Any]]) -> tuple[int, set[int]]:
@@ -251,6 +258,17 @@ class Scorer:
                     errors += 1
                     failed.add(positions[i])
         return errors
+
+
+def _marks(marks: dict[int, tuple[int, bool]], n: int) -> list[pa.Array]:
+    """The ``attempts`` and ``cached`` columns: one attempt, not cached, but for the calls
+    a rate limit, a retry or the cache saw (only those are marked)."""
+    if not marks:
+        return [pa.repeat(_ONE, n), pa.repeat(_NO, n)]
+    attempts, cached = [1] * n, [False] * n
+    for row, (tries, hit) in marks.items():
+        attempts[row], cached[row] = tries, hit
+    return [pa.array(attempts, pa.int32()), pa.array(cached, pa.bool_())]
 
 
 def _failed(p: Any, failed: set[int], s: dict[str, list[Any]]) -> tuple[FailedExample, ...]:
