@@ -3,8 +3,9 @@
 ``run_runtime`` is what ``Runtime.run()`` calls; ``resume_run`` continues a run whose
 driver died (or starts a queued one: the scheduler launches ``hypermetric runs resume``),
 re-running only the units the ledger does not hold; ``retry_run`` runs a failed run's
-failed work again. Each is a new attempt of the run, whose every write is fenced by its
-attempt number (:mod:`hypermetric.catalog.attempts`).
+failed work again; ``rescore_run`` makes a new run that scores a stored run's calls with
+the current evals (:mod:`hypermetric.engine.replay`). Each is a new attempt of the run, whose
+every write is fenced by its attempt number (:mod:`hypermetric.catalog.attempts`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from hypermetric.catalog.runs import check_startable, create_run, get_run, start
 from hypermetric.catalog.shards import ledger_totals
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
+from hypermetric.engine.calls import RunServices
 from hypermetric.engine.cluster import connect
 from hypermetric.engine.coordinator import Coordinator, Progress
+from hypermetric.engine.replay import Replay, source_calls
 from hypermetric.errors import (
     ConflictError,
     DatasetError,
@@ -53,7 +56,7 @@ from hypermetric.errors import (
 from hypermetric.masking import masked
 from hypermetric.storage.files import store_for
 
-__all__ = ["load_runtime", "resume_run", "retry_run", "run_runtime"]
+__all__ = ["load_runtime", "rescore_run", "resume_run", "retry_run", "run_runtime"]
 
 ProgressFn = Callable[[Progress], None]
 _RUNTIME_DATASET = "runtime"
@@ -124,8 +127,12 @@ def run_runtime(
     logical_date: datetime | None = None,
     progress: ProgressFn | None = None,
     run_type: str = "manual",
+    cache: bool | None = None,
 ) -> RunRecord:
-    """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails."""
+    """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails.
+
+    ``cache``: True caches every component's calls, False bypasses the call cache, None
+    (the default) caches the components declared with ``cache=True``."""
     settings = get_settings()
     db = database(settings)
     source = dataset if dataset is not None else runtime.dataset
@@ -147,7 +154,7 @@ def run_runtime(
         dataset=_describe(source, own=dataset is None),
         unit_size=settings.unit_size,
     )
-    return _attempt(db, settings, run, runtime, opened, ray_address, progress)
+    return _attempt(db, settings, run, runtime, opened, ray_address, progress, cache=cache)
 
 
 def resume_run(
@@ -198,6 +205,60 @@ def retry_run(
         )
     runtime, source = _rerun(db, run, dataset)
     return _attempt(db, settings, run, runtime, source, ray_address, progress, "retry")
+
+
+def rescore_run(
+    run_id: int,
+    *,
+    version: str | None = None,
+    runtime: Runtime | None = None,
+    dataset: Any = None,
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> RunRecord:
+    """A new run of run ``run_id``'s evaluation that replays its stored component calls and
+    scores them with the current code's evals; no component runs. ``runtime`` is the
+    current code (default: the evaluation's import path, imported again), ``version`` the
+    new run's label (default: the stored run's). RunFailedError if it fails."""
+    settings = get_settings()
+    db = database(settings)
+    source = get_run(db, run_id)
+    if not source.finished:
+        raise ConflictError(
+            f"run {run_id} is {source.state}; rescore a run that ended (success or failed)"
+        )
+    if runtime is None:
+        runtime, opened = _rerun(db, source, dataset)
+    else:
+        opened = _source_for(source, runtime, dataset)
+    info = runtime.versions()
+    run = create_run(
+        db,
+        source.evaluation_id,
+        run_type="manual",
+        logical_date=utcnow(),
+        version_label=version or source.version_label,
+        code_version=info["code_version"],
+        versions=info,
+        params=dict(source.params),
+        dataset=source.dataset,
+        unit_size=settings.unit_size,
+        source_run_id=source.id,
+    )
+    source_path = opened if not isinstance(opened, (str, Path)) else check_path(str(opened))
+    return _attempt(db, settings, run, runtime, source_path, ray_address, progress)
+
+
+def replay_of(db: Database, store: Any, run: RunRecord, runtime: Runtime) -> Replay:
+    """What the drivers of rescore ``run`` replay: its source run's stored calls."""
+    from hypermetric.api.versions import discover_components
+
+    source = run.source_run_id
+    assert source is not None
+    calls = source_calls(db, store, source)
+    if calls.num_rows == 0:
+        raise DatasetError(f"run {source} stored no calls: there is nothing to rescore")
+    return Replay(runtime, source, calls, discover_components(runtime.fn))
 
 
 def _rerun(db: Database, run: RunRecord, dataset: Any) -> tuple[Runtime, Any]:
@@ -279,8 +340,11 @@ def _attempt(
     ray_address: str | None,
     on_progress: ProgressFn | None,
     mode: str = "resume",
+    cache: bool | None = None,
 ) -> RunRecord:
     context = _context(run)
+    store = store_for(settings)
+    services = RunServices(cache_mode=cache, params=dict(run.params), store=store)
     resolved = resolve_source(source, context)
     run = start_run(
         db,
@@ -295,10 +359,11 @@ def _attempt(
         if survey is not None and survey.count != run.examples_total:
             update_attempt(db, run.id, run.attempt, examples_total=survey.count)
             run = get_run(db, run.id)
+        replay = replay_of(db, store, run, runtime) if run.source_run_id else None
         connect(ray_address)
         units = Coordinator(
             db=db,
-            store=store_for(settings),
+            store=store,
             run=run,
             runtime=runtime,
             context=context,
@@ -308,6 +373,8 @@ def _attempt(
             survey=survey,
             on_progress=on_progress,
             timeout=runtime.schedule.timeout,
+            services=services,
+            replay=replay,
         ).execute()
     except SupersededError:
         raise  # the run belongs to another attempt now: write nothing more
