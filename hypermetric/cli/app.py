@@ -83,9 +83,9 @@ def _masked_last_resort() -> logging.Handler:
 
 
 def _register() -> None:
-    from hypermetric.cli import db, evals, query, quickstart, run, runs, scheduler, storage
+    from hypermetric.cli import cache, db, evals, query, quickstart, run, runs, scheduler, storage
 
-    for module in (db, evals, query, quickstart, run, runs, scheduler, storage):
+    for module in (cache, db, evals, query, quickstart, run, runs, scheduler, storage):
         module.register(cli)
 
 
