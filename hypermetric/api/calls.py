@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_RETRY",
+    "MISS",
     "CallCache",
     "CallServices",
     "Limiter",
@@ -168,22 +169,32 @@ def storable(value: Any) -> str | None:
 
 
 class _Call:
-    """The bookkeeping of one guarded call, shared by the sync and async paths."""
+    """The bookkeeping of one guarded call, shared by the sync and async paths: the cache,
+    the limiter, the attempts made, and the record of how the call ended."""
 
     def __init__(
-        self, component: Component, recorder: CallRecorder, inputs: dict[str, Any]
+        self,
+        component: Component,
+        recorder: CallRecorder,
+        index: int,
+        inputs: dict[str, Any],
+        failed: BaseException | None,
     ) -> None:
-        self.component = component
+        self.component, self.recorder, self.index, self.inputs = component, recorder, index, inputs
         self.services: CallServices | None = recorder.services
         self.retry = component.retry or DEFAULT_RETRY
         self.limit = component.rate_limit
         self.limiter = _limiter(self.services, self.limit) if self.limit else None
+        #: the last attempt's error (the first attempt may have been made already)
+        self.failed = failed
+        self.attempt = 0 if failed is None else 1
+        self.elapsed = 0.0
         self.key: str | None = None
         self.cache: CallCache | None = None
         services = self.services
         mode = services.cache_mode if services else None
         wanted = mode or (mode is None and component.cache)
-        if services is not None and services.cache is not None and wanted:
+        if services is not None and services.cache is not None and wanted and failed is None:
             self.cache = services.cache
             self.key = cache_key(component.code_hash, inputs, services.params)
             if self.key is None:
@@ -192,12 +203,54 @@ class _Call:
                     "its arguments or the run's params are not JSON; its calls are not cached",
                 )
 
+    def _record(self, output: Any, error: str | None, cached: bool = False) -> None:
+        self.recorder.add(self.component.name, self.index, self.inputs, output, error, self.elapsed)
+        self.recorder.mark(self.attempt, cached)
+
     def cached(self) -> Any:
+        """The output the cache holds for this call (recorded as the call), or MISS."""
         if self.cache is None or self.key is None:
             return MISS
-        return self.cache.get(self.component.name, self.key)
+        hit = self.cache.get(self.component.name, self.key)
+        if hit is not MISS:
+            self._record(hit, None, cached=True)
+        return hit
 
-    def store(self, output: Any) -> None:
+    def wait(self) -> float:
+        """Seconds to wait before the next attempt (0 for the first); raises the last error
+        (recorded) when there is to be no other."""
+        exc = self.failed
+        if exc is None:
+            return 0.0
+        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
+        if isinstance(exc, RateLimited) and self.limiter is not None:
+            self.limiter.limited(retry_after)
+        if self.attempt >= self.retry.attempts or not self.retry.retries(exc):
+            self._record(None, _error(exc))
+            raise exc
+        return self.retry.delay(self.attempt, retry_after)
+
+    def begin(self) -> float:
+        """An attempt starts (after its permit): its start time."""
+        self.attempt += 1
+        return time.perf_counter()
+
+    def raised(self, exc: BaseException, start: float) -> None:
+        """The attempt raised ``exc``."""
+        self.failed, self.elapsed = exc, (time.perf_counter() - start) * 1e3
+        if self.limiter is not None:
+            self.limiter.release()
+
+    def returned(self, output: Any, start: float) -> Any:
+        """The attempt returned ``output``: store it in the cache and record the call."""
+        self.elapsed = (time.perf_counter() - start) * 1e3
+        if self.limiter is not None:
+            self.limiter.release()
+        self._store(output)
+        self._record(output, None)
+        return output
+
+    def _store(self, output: Any) -> None:
         if self.cache is None or self.key is None:
             return
         text = storable(output)
@@ -209,15 +262,6 @@ class _Call:
             )
             return
         self.cache.put(self.component.name, self.key, text)
-
-    def again(self, exc: BaseException, attempt: int) -> float | None:
-        """Seconds to wait before another attempt, or None: the call failed for good."""
-        retry_after = exc.retry_after if isinstance(exc, RateLimited) else None
-        if isinstance(exc, RateLimited) and self.limiter is not None:
-            self.limiter.limited(retry_after)
-        if attempt >= self.retry.attempts or not self.retry.retries(exc):
-            return None
-        return self.retry.delay(attempt, retry_after)
 
 
 def _error(exc: BaseException) -> str:
@@ -238,41 +282,21 @@ def call_sync(
     """Make a guarded call (``failed``: the first attempt, made already, raised this)."""
     from hypermetric.api.component import CAUGHT
 
-    call = _Call(component, recorder, inputs)
-    attempt, elapsed = 0, 0.0
-    if failed is None:
-        hit = call.cached()
-        if hit is not MISS:
-            recorder.add(component.name, index, inputs, hit, None, 0.0)
-            recorder.mark(0, True)
-            return hit
-    else:
-        attempt = 1
+    call = _Call(component, recorder, index, inputs, failed)
+    hit = call.cached()
+    if hit is not MISS:
+        return hit
     while True:
-        if failed is not None:
-            wait = call.again(failed, attempt)
-            if wait is None:
-                recorder.add(component.name, index, inputs, None, _error(failed), elapsed)
-                recorder.mark(attempt, False)
-                raise failed
-            time.sleep(wait)
+        time.sleep(call.wait())
         if call.limiter is not None:
             call.limiter.acquire()
-        attempt += 1
-        start = time.perf_counter()
+        start = call.begin()
         try:
             output = component.fn(*args, **kwargs)
         except CAUGHT as exc:
-            failed, elapsed = exc, (time.perf_counter() - start) * 1e3
+            call.raised(exc, start)
             continue
-        finally:
-            if call.limiter is not None:
-                call.limiter.release()
-        elapsed = (time.perf_counter() - start) * 1e3
-        call.store(output)
-        recorder.add(component.name, index, inputs, output, None, elapsed)
-        recorder.mark(attempt, False)
-        return output
+        return call.returned(output, start)
 
 
 async def call_async(
@@ -287,38 +311,18 @@ async def call_async(
     """:func:`call_sync` for an ``async def`` component."""
     from hypermetric.api.component import CAUGHT
 
-    call = _Call(component, recorder, inputs)
-    attempt, elapsed = 0, 0.0
-    if failed is None:
-        hit = call.cached()
-        if hit is not MISS:
-            recorder.add(component.name, index, inputs, hit, None, 0.0)
-            recorder.mark(0, True)
-            return hit
-    else:
-        attempt = 1
+    call = _Call(component, recorder, index, inputs, failed)
+    hit = call.cached()
+    if hit is not MISS:
+        return hit
     while True:
-        if failed is not None:
-            wait = call.again(failed, attempt)
-            if wait is None:
-                recorder.add(component.name, index, inputs, None, _error(failed), elapsed)
-                recorder.mark(attempt, False)
-                raise failed
-            await asyncio.sleep(wait)
+        await asyncio.sleep(call.wait())
         if call.limiter is not None:
             await call.limiter.acquire_async()
-        attempt += 1
-        start = time.perf_counter()
+        start = call.begin()
         try:
             output = await component.fn(*args, **kwargs)
         except CAUGHT as exc:
-            failed, elapsed = exc, (time.perf_counter() - start) * 1e3
+            call.raised(exc, start)
             continue
-        finally:
-            if call.limiter is not None:
-                call.limiter.release()
-        elapsed = (time.perf_counter() - start) * 1e3
-        call.store(output)
-        recorder.add(component.name, index, inputs, output, None, elapsed)
-        recorder.mark(attempt, False)
-        return output
+        return call.returned(output, start)

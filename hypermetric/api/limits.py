@@ -115,14 +115,15 @@ class Retry:
         return max(delay, retry_after or 0.0)
 
 
-#: after a 429 the rate is multiplied by this, then grows back by _RECOVERY of the limit
-#: every second without one (additive increase, multiplicative decrease)
+#: after a 429 the rate is multiplied by this, then grows back by _RECOVERY of itself every
+#: second without one, up to the limit (a limit set far above what the API allows settles
+#: near what it allows instead of overshooting it again at once)
 _DECREASE = 0.5
 _RECOVERY = 0.1
 #: the slowest a backed-off limit goes (calls per second)
 _FLOOR = 0.2
 #: 429s within this many seconds of a cut are one overload: the rate is cut once for them
-_SETTLE = 0.5
+_SETTLE = 0.2
 #: how far ahead a caller may hold permits: a bound on bursts, and on how long a limit
 #: that just backed off keeps being used at the old rate
 HORIZON = 0.1
@@ -163,8 +164,7 @@ class Pacer:
         self.calm_since += steps
         target = self.limit.rate
         if self.rate is not None and (target is None or self.rate < target):
-            step = (target or self.rate) * _RECOVERY * steps
-            grown = self.rate + max(step, _FLOOR)
+            grown = max(self.rate * (1 + _RECOVERY) ** steps, self.rate + _FLOOR)
             if target is None and grown > 2 * max(self._observed(now), _FLOOR):
                 self.rate = None  # faster than anyone asks: unbounded again
             else:

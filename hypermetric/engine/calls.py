@@ -57,6 +57,10 @@ class LimiterActor:
         """A caller met a 429."""
         self.pacer.limited(retry_after)
 
+    async def state(self) -> tuple[float | None, float | None]:
+        """The current rate and slots of concurrency (after backing off, below the limit's)."""
+        return self.pacer.rate, self.pacer.slots
+
     async def take_slot(self, limit: RateLimit) -> bool:
         """One slot of concurrency, waiting a little for one to free."""
         self.pacer.configure(limit)

@@ -58,17 +58,17 @@ def test_a_429_cuts_the_rate_once_per_overload_and_it_recovers_gradually() -> No
     for _ in range(8):  # the calls in flight all answer 429
         pacer.limited(None)
     assert pacer.rate == 50.0
-    clock.now += 0.6
+    clock.now += 0.3
     pacer.limited(retry_after=2.0)
     assert pacer.rate == 25.0
     delay, _, granted = pacer.reserve(1)  # everyone paused for retry_after
     assert granted == 0 and 2.0 - HORIZON < delay < 2.0
     rates = []
-    for _ in range(10):
+    for _ in range(20):
         clock.now += 1.0
         pacer.reserve(1)
         rates.append(pacer.rate)
-    assert rates == sorted(rates) and rates[0] == 35.0 and rates[-1] == 100.0
+    assert rates == sorted(rates) and rates[0] == pytest.approx(27.5) and rates[-1] == 100.0
 
 
 def test_an_unbounded_limit_backs_off_from_what_it_was_granting() -> None:
