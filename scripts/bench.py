@@ -4,6 +4,7 @@
     python scripts/bench.py engine      # issue: the distributed evaluation engine
     python scripts/bench.py query       # SQL over history, compaction, compare
     python scripts/bench.py scheduler   # trigger latency, loop time vs history size
+    python scripts/bench.py api         # rate limits against a fake model API, the call cache
 
 Benchmarks are measured runs, never timed tests: run them on a quiet machine and read the
 ratios (the baselines run in the same process, so machine noise affects both sides).
@@ -22,6 +23,7 @@ AREAS = {
     "engine": "benchmarks.engine",
     "query": "benchmarks.query",
     "scheduler": "benchmarks.scheduler",
+    "api": "benchmarks.api",
 }
 
 

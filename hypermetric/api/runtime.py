@@ -207,7 +207,7 @@ class Runtime:
 
 
 def rescore(
-    run_id: int,
+    run_id: int | str,
     *,
     version: str | None = None,
     runtime: Runtime | None = None,
@@ -215,7 +215,8 @@ def rescore(
     ray_address: str | None = None,
     progress: bool = False,
 ) -> RunResult:
-    """Score run ``run_id``'s stored outputs again with the evals of the current code.
+    """Score run ``run_id``'s stored outputs again with the evals of the current code
+    (``run_id``: an id, or ``"EVALUATION@VERSION"`` for that version's latest successful run).
 
     A new run of the same evaluation replays the stored component calls (their inputs and
     outputs) and scores them; no component runs, so no model is called. It records
@@ -226,11 +227,13 @@ def rescore(
     """
     from hypermetric.engine.progress import progress_display
     from hypermetric.engine.runner import rescore_run
+    from hypermetric.query.compare import resolve_run
     from hypermetric.query.result import RunResult
 
-    with progress_display(progress, f"rescore of run {run_id}") as on_progress:
+    source = resolve_run(run_id).id
+    with progress_display(progress, f"rescore of run {source}") as on_progress:
         record = rescore_run(
-            run_id,
+            source,
             version=version,
             runtime=runtime,
             dataset=dataset,

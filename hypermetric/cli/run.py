@@ -112,25 +112,28 @@ def run_cmd(
 
 
 @click.command("rescore")
-@click.argument("run_id", type=int)
+@click.argument("run")
 @click.option("--version", "version_label", help="The new run's label (default: RUN's).")
 @click.option("--dataset", help="Read this dataset (path or URI) instead of RUN's.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
 def rescore_cmd(
-    run_id: int,
+    run: str,
     version_label: str | None,
     dataset: str | None,
     ray_address: str | None,
     progress: bool,
 ) -> None:
-    """Score run RUN_ID's stored outputs again with the evals of today's code.
+    """Score RUN's stored outputs again with the evals of today's code.
 
-    A new run of the same evaluation replays RUN_ID's component calls (no component runs,
-    no model is called); `hypermetric compare RUN_ID NEW` pairs their examples.
+    RUN is a run id or EVALUATION@VERSION (its latest successful run). A new run of the same
+    evaluation replays RUN's component calls (no component runs, no model is called);
+    `hypermetric compare RUN NEW` pairs their examples.
     """
     from hypermetric.engine.runner import rescore_run
+    from hypermetric.query.compare import resolve_run
 
+    run_id = resolve_run(run).id
     drive_and_report(
         f"rescore of run {run_id}",
         progress,
