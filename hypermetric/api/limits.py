@@ -124,9 +124,11 @@ _RECOVERY = 0.1
 _FLOOR = 0.2
 #: 429s within this many seconds of a cut are one overload: the rate is cut once for them
 _SETTLE = 0.2
-#: how far ahead a caller may hold permits: a bound on bursts, and on how long a limit
-#: that just backed off keeps being used at the old rate
-HORIZON = 0.1
+#: how far ahead a caller may hold permits, and how late it may use one: a permit is used
+#: within HORIZON of its time, so no window of w seconds holds more than
+#: ``rate * (w + HORIZON) + 1`` calls; it also bounds how long a limit that just backed off
+#: keeps being used at the old rate
+HORIZON = 0.05
 
 
 class Pacer:

@@ -6,7 +6,7 @@ A rate limit is one detached, named Ray actor per limit name (in the ``hypermetr
 namespace), so every driver of every run on the cluster that names it shares one
 :class:`~hypermetric.api.limits.Pacer`. A process does not ask it once per call: it leases
 permits in batches that reach at most :data:`~hypermetric.api.limits.HORIZON` seconds ahead
-(about 10 leases a second per process whatever the rate), which keeps the budget exact to
+(about 20 leases a second per busy process whatever the rate), which keeps the budget exact to
 within one batch and lets thousands of permits a second through. Slots of ``concurrency``
 are taken and given back per call.
 """

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from hypermetric.api.datasets import Chunk
 from hypermetric.api.identity import IdStream
@@ -108,8 +107,9 @@ def replay_unit(replay: Replay, chunk: Chunk, unit_id: int, scorer: Scorer) -> S
     wanted = [(position, row) for position, e in enumerate(ids) for row in index.get(e, ())]
     calls = replay.calls.take(pa.array([row for _, row in wanted], pa.int64()))
     columns = {name: calls[name].to_pylist() for name in _COLUMNS[1:]}
-    columns["cached"] = pc.fill_null(calls["cached"], False).to_pylist()
-    columns["attempts"] = pc.fill_null(calls["attempts"], 1).to_pylist()
+    # calls stored before these columns existed made one attempt and were not cached
+    columns["cached"] = [bool(c) for c in columns["cached"]]
+    columns["attempts"] = [1 if a is None else a for a in columns["attempts"]]
     seen = set()
     runtime_name = replay.runtime.name
     for i, (position, _) in enumerate(wanted):

@@ -227,6 +227,12 @@ def rescore_run(
         raise ConflictError(
             f"run {run_id} is {source.state}; rescore a run that ended (success or failed)"
         )
+    described = source.dataset or ""
+    if dataset is None and described.startswith(_MEMORY):
+        raise DatasetError(
+            f"run {run_id} read an in-memory dataset ({described[len(_MEMORY) :]}); "
+            f"pass the same data again: hm.rescore({run_id}, dataset=...)"
+        )
     if runtime is None:
         runtime, opened = _rerun(db, source, dataset)
     else:

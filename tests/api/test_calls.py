@@ -18,6 +18,7 @@ from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import iter_chunks
 from hypermetric.api.limits import HORIZON, Pacer
 from hypermetric.catalog.types import utcnow
+from hypermetric.engine.scoring import complete_calls
 from hypermetric.engine.worker import drive_unit
 from hypermetric.errors import DefinitionError
 from hypermetric.storage.cache import StoreCache
@@ -157,7 +158,7 @@ def _calls(component: Any, prompts: list[str], services: Any = None) -> dict[str
     chunk = next(iter_chunks(rows, len(rows)))
     context = RunContext(evaluation="t", logical_date=utcnow())
     scored = drive_unit(_runtime(component), chunk, 0, context, services=services)
-    calls = scored.calls.to_pydict()
+    calls = complete_calls(scored.calls).to_pydict()
     keep = [i for i, c in enumerate(calls["component"]) if c == component.name]
     return {k: [v[i] for i in keep] for k, v in calls.items()}
 
