@@ -52,12 +52,12 @@ class Limited:
 
     def __init__(self, is_async: bool) -> None:
         self.is_async = is_async
-        self.components: dict[tuple[str, float | None], Any] = {}
+        self.components: dict[tuple[str, float | None, int | None], Any] = {}
 
-    def component(self, name: str, per_second: float | None) -> Any:
-        key = (name, per_second)
+    def component(self, name: str, per_second: float | None, concurrency: int | None) -> Any:
+        key = (name, per_second, concurrency)
         if key not in self.components:
-            limit = hm.RateLimit(name, per_second=per_second)
+            limit = hm.RateLimit(name, per_second=per_second, concurrency=concurrency)
             if self.is_async:
 
                 async def generate(prompt: str, url: str) -> str:
@@ -80,14 +80,14 @@ _sync_limited = Limited(is_async=False)
 @hm.runtime(name="api-limited", concurrency=8)
 async def limited(example: dict, context: hm.RunContext) -> str:
     p = context.params
-    generate = _async_limited.component(p["limit"], p.get("per_second"))
+    generate = _async_limited.component(p["limit"], p.get("per_second"), p.get("concurrency"))
     return str(await generate(example["prompt"], p["url"]))
 
 
 @hm.runtime(name="api-limited-sync")
 def limited_sync(example: dict, context: hm.RunContext) -> str:
     p = context.params
-    generate = _sync_limited.component(p["limit"], p.get("per_second"))
+    generate = _sync_limited.component(p["limit"], p.get("per_second"), p.get("concurrency"))
     return str(generate(example["prompt"], p["url"]))
 
 

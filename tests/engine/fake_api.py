@@ -29,6 +29,8 @@ class FakeAPI:
         self.prompts: list[str] = []  # and its prompt
         self.answered: list[float] = []  # arrivals of the requests answered 200
         self.codes: dict[int, int] = {}
+        self.in_flight = 0
+        self.most_in_flight = 0  # the most requests being answered at once
         self.url = ""
 
     def arrive(self, prompt: str) -> int:
@@ -83,7 +85,12 @@ def _handler(api: FakeAPI) -> type[BaseHTTPRequestHandler]:
             prompt = parse_qs(urlparse(self.path).query).get("prompt", [""])[0]
             code = api.arrive(prompt)
             if code == 200:
+                with api.lock:
+                    api.in_flight += 1
+                    api.most_in_flight = max(api.most_in_flight, api.in_flight)
                 time.sleep(api.delay)
+                with api.lock:
+                    api.in_flight -= 1
             body = f"answer:{prompt}".encode() if code == 200 else b"busy"
             self.send_response(code)
             self.send_header("Content-Length", str(len(body)))

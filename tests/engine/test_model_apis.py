@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -85,6 +86,17 @@ def test_a_limit_set_too_high_backs_off_on_429_and_loses_no_call(
     assert rate is not None and rate < 100
 
 
+def test_concurrency_bounds_the_calls_in_flight_across_drivers(
+    engine_settings: Settings, api: FakeAPI
+) -> None:
+    api.delay = 0.05
+    n = 120  # two drivers, each overlapping several examples
+    params = {"url": api.url, "limit": _name(), "concurrency": 3}
+    result = api_sample.limited.run(dataset=api_sample.prompts(n), params=params)
+    assert result.run.state == "success" and _errors(result.run_id) == 0
+    assert api.codes == {200: n} and api.most_in_flight == 3
+
+
 def test_two_runs_at_once_share_one_limit_by_name(
     engine_settings: Settings, env: dict[str, str], ray_cluster: str, api: FakeAPI
 ) -> None:
@@ -152,6 +164,21 @@ def test_a_cached_rerun_calls_nothing_and_scores_the_same(
     assert f"cleared {3 * n} cached calls" in done
     api_sample.cached.run(dataset=api_sample.prompts(n), params=params)
     assert api.requests == 5 * n
+
+
+def test_run_cache_caches_every_component_from_the_command_line(
+    engine_settings: Settings, api: FakeAPI, tmp_path: Path
+) -> None:
+    n = 12
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(f'{{"id": {i}, "prompt": "p{i}"}}\n' for i in range(n)))
+    run = ["run", "tests.engine.api_sample:scored", "--dataset", str(data), "--no-progress"]
+    run += ["--param", f"url={api.url}"]
+    run_cli_inline([*run, "--cache"])  # a component without cache=True, cached for this run
+    run_cli_inline([*run, "--cache"])
+    assert api.requests == n
+    run_cli_inline(run)  # without --cache: that component is not cached
+    assert api.requests == 2 * n
 
 
 def run_cli_inline(args: list[str]) -> str:
