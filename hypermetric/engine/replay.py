@@ -21,12 +21,14 @@ from hypermetric.api.datasets import Chunk
 from hypermetric.api.identity import IdStream
 from hypermetric.api.runtime import Runtime
 from hypermetric.catalog.db import Database
+from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.shards import live_retractions, live_shards
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import UnitPayload
+from hypermetric.errors import DatasetError
 from hypermetric.storage.files import ShardStore
 
-__all__ = ["Replay", "replay_unit", "source_calls"]
+__all__ = ["Replay", "replay_of", "replay_unit", "source_calls"]
 
 _COLUMNS = (
     "example_id",
@@ -77,6 +79,18 @@ class Replay:
     calls: pa.Table
     components: dict[str, Any]
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def replay_of(db: Database, store: ShardStore, run: RunRecord, runtime: Runtime) -> Replay:
+    """What the drivers of rescore ``run`` replay: its source run's stored calls."""
+    from hypermetric.api.versions import discover_components
+
+    source = run.source_run_id
+    assert source is not None
+    calls = source_calls(db, store, source)
+    if calls.num_rows == 0:
+        raise DatasetError(f"run {source} stored no calls: there is nothing to rescore")
+    return Replay(runtime, source, calls, discover_components(runtime.fn))
 
 
 #: a driver process's index of the replay it serves: token -> example id -> call rows
