@@ -124,6 +124,8 @@ _RECOVERY = 0.1
 _FLOOR = 0.2
 #: 429s within this many seconds of a cut are one overload: the rate is cut once for them
 _SETTLE = 0.2
+#: seconds after which a slot of concurrency not given back is taken back (its holder died)
+MAX_HOLD = 600.0
 #: how far ahead a caller may hold permits, and how late it may use one: a permit is used
 #: within HORIZON of its time, so no window of w seconds holds more than
 #: ``rate * (w + HORIZON) + 1`` calls; it also bounds how long a limit that just backed off
@@ -150,7 +152,12 @@ class Pacer:
         self.calm_since = clock()
         self.cut_at = -math.inf
         self.granted: deque[tuple[float, int]] = deque()  # (time, permits) of the last second
-        self.in_flight = 0
+        self.held: deque[float] = deque()  # when each slot in use was taken, oldest first
+
+    @property
+    def in_flight(self) -> int:
+        """Slots of concurrency in use."""
+        return len(self.held)
 
     def configure(self, limit: RateLimit) -> None:
         """Adopt new numbers for the same name (the latest definition wins)."""
@@ -214,15 +221,18 @@ class Pacer:
         self.calm_since = now
 
     def take_slots(self, n: int) -> int:
-        """Up to ``n`` slots of concurrency (0 when all are in use)."""
-        self._recover(self.clock())
-        if self.slots is None:
-            self.in_flight += n
-            return n
-        granted = max(0, min(n, int(self.slots) - self.in_flight))
-        self.in_flight += granted
+        """Up to ``n`` slots of concurrency (0 when all are in use). A slot held longer than
+        :data:`MAX_HOLD` is taken back: its holder died during its call (a process killed
+        mid-call never gives its slot back, and the budget would shrink for good)."""
+        now = self.clock()
+        self._recover(now)
+        while self.held and self.held[0] < now - MAX_HOLD:
+            self.held.popleft()
+        granted = n if self.slots is None else max(0, min(n, int(self.slots) - len(self.held)))
+        self.held.extend([now] * granted)
         return granted
 
     def give_slots(self, n: int) -> None:
-        """Slots back, their calls done."""
-        self.in_flight = max(0, self.in_flight - n)
+        """Slots back, their calls done (the oldest holds are the ones that end first)."""
+        for _ in range(min(n, len(self.held))):
+            self.held.popleft()

@@ -16,7 +16,7 @@ import hypermetric as hm
 from hypermetric.api.calls import LocalLimiter, cache_key, storable
 from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import iter_chunks
-from hypermetric.api.limits import HORIZON, Pacer
+from hypermetric.api.limits import HORIZON, MAX_HOLD, Pacer
 from hypermetric.catalog.types import utcnow
 from hypermetric.engine.scoring import complete_calls
 from hypermetric.engine.worker import drive_unit
@@ -84,10 +84,13 @@ def test_an_unbounded_limit_backs_off_from_what_it_was_granting() -> None:
 
 
 def test_concurrency_slots_are_a_bound_on_calls_in_flight() -> None:
-    pacer = Pacer(hm.RateLimit("p", concurrency=2), clock=Clock())
+    clock = Clock()
+    pacer = Pacer(hm.RateLimit("p", concurrency=2), clock=clock)
     assert [pacer.take_slots(1) for _ in range(3)] == [1, 1, 0]
     pacer.give_slots(1)
-    assert pacer.take_slots(1) == 1
+    assert pacer.take_slots(1) == 1 and pacer.take_slots(1) == 0
+    clock.now += MAX_HOLD + 1  # their holders died mid-call: the slots come back
+    assert pacer.take_slots(2) == 2 and pacer.in_flight == 2
 
 
 def test_retry_delays_grow_exponentially_with_jitter_up_to_the_cap() -> None:
