@@ -13,7 +13,8 @@ from hypermetric import errors, metrics
 from hypermetric.api.component import Component, component
 from hypermetric.api.context import RunContext
 from hypermetric.api.evals import Eval, bind, eval
-from hypermetric.api.runtime import Runtime, resume, retry, runtime
+from hypermetric.api.limits import RateLimit, RateLimited, Retry, Transient
+from hypermetric.api.runtime import Runtime, rescore, resume, retry, runtime
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import HypermetricError
 
@@ -21,10 +22,14 @@ __all__ = [
     "Component",
     "Eval",
     "HypermetricError",
+    "RateLimit",
+    "RateLimited",
+    "Retry",
     "RunContext",
     "RunResult",
     "Runtime",
     "Settings",
+    "Transient",
     "bind",
     "compare",
     "component",
@@ -34,6 +39,7 @@ __all__ = [
     "get_settings",
     "history",
     "metrics",
+    "rescore",
     "resume",
     "retry",
     "runtime",

@@ -5,6 +5,7 @@
     python scripts/bench.py query       # SQL over history, compaction, compare
     python scripts/bench.py scheduler   # trigger latency, loop time vs history size
     python scripts/bench.py ui          # the web view's server time per page, 1,000 runs
+    python scripts/bench.py api         # rate limits against a fake model API, the call cache
 
 Benchmarks are measured runs, never timed tests: run them on a quiet machine and read the
 ratios (the baselines run in the same process, so machine noise affects both sides).
@@ -24,6 +25,7 @@ AREAS = {
     "query": "benchmarks.query",
     "scheduler": "benchmarks.scheduler",
     "ui": "benchmarks.ui",
+    "api": "benchmarks.api",
 }
 
 

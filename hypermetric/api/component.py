@@ -1,7 +1,9 @@
 """``@hm.component``: a step of the system under test whose every call is scored.
 
 Outside a run a component is the plain function. Inside one, each call is recorded (inputs
-by parameter name, output or error, latency) for the evaluators to score.
+by parameter name, output or error, latency) for the evaluators to score. A component that
+calls a model API may also take a shared ``rate_limit``, a ``retry`` policy and ``cache=True``
+(:mod:`hypermetric.api.calls` makes such calls); one without them runs as a plain call.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
+from hypermetric.api import calls
 from hypermetric.api.binding import Plan, make_plan
 from hypermetric.api.context import CallRecorder, current_recorder
 from hypermetric.api.evals import Eval, as_eval
+from hypermetric.api.limits import RateLimit, Retry, Transient
 from hypermetric.errors import DefinitionError
 
 __all__ = ["CAUGHT", "Component", "component", "describe_error", "resolve_import"]
@@ -55,12 +59,34 @@ class Component:
     """A decorated step of the system under test, with the evals that score its calls."""
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, evals: Iterable[Any] = ()
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        evals: Iterable[Any] = (),
+        rate_limit: RateLimit | None = None,
+        retry: Retry | None = None,
+        cache: bool = False,
     ) -> None:
         if not callable(fn):
             raise DefinitionError(f"@hm.component decorates a function, not {fn!r}")
         self.fn = fn
         self.name = name or fn.__name__
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise DefinitionError(
+                f"component {self.name!r}: rate_limit takes hm.RateLimit(name, per_second=...), "
+                f"not {rate_limit!r}"
+            )
+        if retry is not None and not isinstance(retry, Retry):
+            raise DefinitionError(
+                f"component {self.name!r}: retry takes hm.Retry(attempts=...), not {retry!r}"
+            )
+        if not isinstance(cache, bool):
+            raise DefinitionError(f"component {self.name!r}: cache is True or False")
+        self.rate_limit, self.retry, self.cache = rate_limit, retry, cache
+        #: calls go through :mod:`hypermetric.api.calls` (plain components never do)
+        self.guarded = rate_limit is not None or retry is not None or cache
+        self._code_hash: str | None = None
         self.evals: tuple[Eval, ...] = tuple(as_eval(e) for e in evals)
         self.is_async = inspect.iscoroutinefunction(fn)
         signature = inspect.signature(fn)
@@ -99,7 +125,16 @@ class Component:
     def __reduce__(self) -> Any:
         if importable(self):
             return (resolve_import, (self.__module__, getattr(self, "__qualname__", self.name)))
-        return (_rebuild, (self.fn, self.name, self.evals))
+        return (_rebuild, (self.fn, self.name, self.evals, self.rate_limit, self.retry, self.cache))
+
+    @property
+    def code_hash(self) -> str:
+        """The hash of the component's source (part of its calls' cache key)."""
+        if self._code_hash is None:
+            from hypermetric.api.versions import source_hash
+
+            self._code_hash = source_hash(self.fn)
+        return self._code_hash
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._plain and not kwargs and len(args) == len(self.params):
@@ -121,10 +156,14 @@ class Component:
             return self._call_async(recorder, args, kwargs)
         index = recorder.next_index(self)
         inputs = self._inputs(args, kwargs)
+        if self.guarded or recorder.guard_all:
+            return calls.call_sync(self, recorder, index, inputs, args, kwargs)
         start = time.perf_counter()
         try:
             output = self.fn(*args, **kwargs)
         except CAUGHT as exc:
+            if isinstance(exc, Transient):  # "retry me", also without a retry policy
+                return calls.call_sync(self, recorder, index, inputs, args, kwargs, exc)
             elapsed = (time.perf_counter() - start) * 1000.0
             recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise
@@ -136,10 +175,14 @@ class Component:
     ) -> Any:
         index = recorder.next_index(self)
         inputs = self._inputs(args, kwargs)
+        if self.guarded or recorder.guard_all:
+            return await calls.call_async(self, recorder, index, inputs, args, kwargs)
         start = time.perf_counter()
         try:
             output = await self.fn(*args, **kwargs)
         except CAUGHT as exc:
+            if isinstance(exc, Transient):
+                return await calls.call_async(self, recorder, index, inputs, args, kwargs, exc)
             elapsed = (time.perf_counter() - start) * 1000.0
             recorder.add(self.name, index, inputs, None, describe_error(exc), elapsed)
             raise
@@ -147,15 +190,29 @@ class Component:
         return output
 
 
-def _rebuild(fn: Callable[..., Any], name: str, evals: tuple[Eval, ...]) -> Component:
-    return Component(fn, name=name, evals=evals)
+def _rebuild(
+    fn: Callable[..., Any],
+    name: str,
+    evals: tuple[Eval, ...],
+    rate_limit: RateLimit | None = None,
+    retry: Retry | None = None,
+    cache: bool = False,
+) -> Component:
+    return Component(fn, name=name, evals=evals, rate_limit=rate_limit, retry=retry, cache=cache)
 
 
 @overload
 def component(fn: Callable[..., Any], /) -> Component: ...
 @overload
 def component(
-    fn: None = None, /, *, name: str | None = None, evals: Iterable[Any] = ()
+    fn: None = None,
+    /,
+    *,
+    name: str | None = None,
+    evals: Iterable[Any] = (),
+    rate_limit: RateLimit | None = None,
+    retry: Retry | None = None,
+    cache: bool = False,
 ) -> Callable[[Callable[..., Any]], Component]: ...
 
 
@@ -165,15 +222,22 @@ def component(
     *,
     name: str | None = None,
     evals: Iterable[Any] = (),
+    rate_limit: RateLimit | None = None,
+    retry: Retry | None = None,
+    cache: bool = False,
 ) -> Component | Callable[[Callable[..., Any]], Component]:
     """Declare a component: ``@hm.component(evals=[exact_match])``.
 
     Each eval is a function (or ``hm.bind``/``hm.eval`` result) whose parameters are bound
     by name to the call's output, the component's arguments and the example's fields.
+    ``rate_limit`` (an :class:`~hypermetric.RateLimit`) shares a budget of calls by name
+    across the cluster; ``retry`` (a :class:`~hypermetric.Retry`) tries a raising call
+    again; ``cache=True`` stores each call's output by its code hash, arguments and the
+    run's params, and a later call with the same key is not made again.
     """
     evals = tuple(evals)
 
     def wrap(f: Callable[..., Any]) -> Component:
-        return Component(f, name=name, evals=evals)
+        return Component(f, name=name, evals=evals, rate_limit=rate_limit, retry=retry, cache=cache)
 
     return wrap if fn is None else wrap(fn)

@@ -43,10 +43,19 @@ class CallRecorder:
         "call_output",
         "components",
         "counters",
+        "guard_all",
+        "marks",
         "position",
+        "services",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, services: Any = None, guard_all: bool = False) -> None:
+        #: the run's :class:`~hypermetric.api.calls.CallServices` (None outside a run)
+        self.services = services
+        #: every component's calls are guarded (the run caches them all)
+        self.guard_all = guard_all
+        #: row -> (attempts, cached) of the guarded calls; other calls made one attempt
+        self.marks: dict[int, tuple[int, bool]] = {}
         self.position = 0
         self.counters: dict[str, int] = {}
         self.components: dict[str, Any] = {}
@@ -98,8 +107,15 @@ class CallRecorder:
         self.call_error.append(error)
         self.call_latency.append(latency_ms)
 
+    def mark(self, attempts: int, cached: bool) -> None:
+        """Note how the call added last was made: its attempts, or served from the cache."""
+        self.marks[len(self.call_component) - 1] = (attempts, cached)
+
     def merge(self, other: CallRecorder) -> None:
         """Append every call another recorder made (for its own example)."""
+        if other.marks:
+            offset = len(self.call_component)
+            self.marks.update({row + offset: m for row, m in other.marks.items()})
         self.components.update(other.components)
         self.call_example.extend(other.call_example)
         self.call_component.extend(other.call_component)

@@ -23,7 +23,7 @@ from hypermetric.errors import DefinitionError, ScheduleError
 if TYPE_CHECKING:
     from hypermetric.query.result import RunResult
 
-__all__ = ["Runtime", "ScheduleSpec", "resume", "retry", "runtime"]
+__all__ = ["Runtime", "ScheduleSpec", "rescore", "resume", "retry", "runtime"]
 
 
 def _aware(value: datetime | date | str | None, tz: ZoneInfo, what: str) -> datetime | None:
@@ -175,12 +175,15 @@ class Runtime:
         ray_address: str | None = None,
         logical_date: datetime | None = None,
         progress: bool = False,
+        cache: bool | None = None,
     ) -> RunResult:
         """Run the evaluation now, on Ray, and return its result once every score is stored.
 
         ``version`` overrides the label, ``params`` are merged over the runtime's, and
         ``ray_address`` (else ``RAY_ADDRESS``) names a cluster; without one a local Ray
         is started once per process. ``progress`` shows a progress bar on a terminal.
+        ``cache=True`` caches every component's calls, ``False`` bypasses the call cache
+        (default: the components declared with ``cache=True``).
         Raises RunFailedError when the run fails (its row says why).
         """
         # The engine and query layers sit above the API; importing them here keeps
@@ -198,8 +201,46 @@ class Runtime:
                 ray_address=ray_address,
                 logical_date=logical_date,
                 progress=on_progress,
+                cache=cache,
             )
         return RunResult(record.id)
+
+
+def rescore(
+    run_id: int | str,
+    *,
+    version: str | None = None,
+    runtime: Runtime | None = None,
+    dataset: Any = None,
+    ray_address: str | None = None,
+    progress: bool = False,
+) -> RunResult:
+    """Score run ``run_id``'s stored outputs again with the evals of the current code
+    (``run_id``: an id, or ``"EVALUATION@VERSION"`` for that version's latest successful run).
+
+    A new run of the same evaluation replays the stored component calls (their inputs and
+    outputs) and scores them; no component runs, so no model is called. It records
+    ``source_run_id``, and ``compare`` pairs its examples with the stored run's. ``version``
+    labels it (default: the stored run's label); ``runtime`` is the current code (default:
+    the evaluation's import path, imported again); ``dataset`` is needed only for runs that
+    read an in-memory dataset. Raises RunFailedError when it fails.
+    """
+    from hypermetric.engine.progress import progress_display
+    from hypermetric.engine.rescore import rescore_run
+    from hypermetric.query.compare import resolve_run
+    from hypermetric.query.result import RunResult
+
+    source = resolve_run(run_id).id
+    with progress_display(progress, f"rescore of run {source}") as on_progress:
+        record = rescore_run(
+            source,
+            version=version,
+            runtime=runtime,
+            dataset=dataset,
+            ray_address=ray_address,
+            progress=on_progress,
+        )
+    return RunResult(record.id)
 
 
 def resume(

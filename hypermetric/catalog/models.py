@@ -127,6 +127,9 @@ class Run(Base):
     errors_count: Mapped[int] = mapped_column(BigCount, default=0)
     examples_done: Mapped[int] = mapped_column(BigCount, default=0)
     shard_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: a rescore: the run whose stored calls this one scored again (no foreign key, so a
+    #: pruned source leaves its rescores as they are)
+    source_run_id: Mapped[int | None] = mapped_column(Integer)
 
     __table_args__ = (
         UniqueConstraint("evaluation_id", "logical_date"),

@@ -89,6 +89,7 @@ class RunRecord:
     errors_count: int
     examples_done: int
     shard_count: int
+    source_run_id: int | None = None
 
     @property
     def finished(self) -> bool:

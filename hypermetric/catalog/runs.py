@@ -71,9 +71,11 @@ def create_run(
     params: dict[str, Any] | None = None,
     dataset: str | None = None,
     unit_size: int | None = None,
+    source_run_id: int | None = None,
     session: Session | None = None,
 ) -> RunRecord:
-    """Insert a queued run. ConflictError if the evaluation has one for that date or key."""
+    """Insert a queued run. ConflictError if the evaluation has one for that date or key.
+    ``source_run_id``: the run a rescore replays."""
     if run_type not in RUN_TYPES:
         raise ValueError(f"run_type must be one of {RUN_TYPES}, not {run_type!r}")
     logical_date = logical_date or utcnow()
@@ -91,6 +93,7 @@ def create_run(
         params=params or {},
         dataset=dataset,
         unit_size=unit_size,
+        source_run_id=source_run_id,
         attempt=0,
         queued_at=utcnow(),
     )

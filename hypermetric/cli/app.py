@@ -83,9 +83,20 @@ def _masked_last_resort() -> logging.Handler:
 
 
 def _register() -> None:
-    from hypermetric.cli import db, evals, query, quickstart, run, runs, scheduler, storage, ui
+    from hypermetric.cli import (
+        cache,
+        db,
+        evals,
+        query,
+        quickstart,
+        run,
+        runs,
+        scheduler,
+        storage,
+        ui,
+    )
 
-    for module in (db, evals, query, quickstart, run, runs, scheduler, storage, ui):
+    for module in (cache, db, evals, query, quickstart, run, runs, scheduler, storage, ui):
         module.register(cli)
 
 

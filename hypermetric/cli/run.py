@@ -1,4 +1,5 @@
-"""``hypermetric run``: run an evaluation now, with a progress bar and its summary."""
+"""``hypermetric run``: run an evaluation now, with a progress bar and its summary;
+``hypermetric rescore``: score a stored run's outputs again with today's evals."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.cli.render import console
 from hypermetric.errors import RunFailedError
 
-__all__ = ["drive_and_report", "parse_params", "print_outcome", "register", "run_cmd"]
+__all__ = [
+    "drive_and_report",
+    "parse_params",
+    "print_outcome",
+    "register",
+    "rescore_cmd",
+    "run_cmd",
+]
 
 
 def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -68,6 +76,12 @@ def drive_and_report(
 @click.option("--dataset", help="Read this dataset (path or URI) instead of the runtime's.")
 @click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+@click.option(
+    "--cache/--no-cache",
+    default=None,
+    help="Cache every component's calls / bypass the call cache "
+    "(default: cache the components declared with cache=True).",
+)
 def run_cmd(
     target: str,
     version_label: str | None,
@@ -75,6 +89,7 @@ def run_cmd(
     dataset: str | None,
     ray_address: str | None,
     progress: bool,
+    cache: bool | None,
 ) -> None:
     """Run the @hm.runtime TARGET (MODULE:NAME or FILE.py:NAME) now and print its summary."""
     # Ray is imported when a command runs an evaluation, not for every command
@@ -91,10 +106,48 @@ def run_cmd(
             dataset=dataset,
             ray_address=ray_address,
             progress=on_progress,
+            cache=cache,
+        ),
+    )
+
+
+@click.command("rescore")
+@click.argument("run")
+@click.option("--version", "version_label", help="The new run's label (default: RUN's).")
+@click.option("--dataset", help="Read this dataset (path or URI) instead of RUN's.")
+@click.option("--ray-address", envvar="RAY_ADDRESS", help="A Ray cluster; default: local Ray.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar on a terminal.")
+def rescore_cmd(
+    run: str,
+    version_label: str | None,
+    dataset: str | None,
+    ray_address: str | None,
+    progress: bool,
+) -> None:
+    """Score RUN's stored outputs again with the evals of today's code.
+
+    RUN is a run id or EVALUATION@VERSION (its latest successful run). A new run of the same
+    evaluation replays RUN's component calls (no component runs, no model is called);
+    `hypermetric compare RUN NEW` pairs their examples.
+    """
+    from hypermetric.engine.rescore import rescore_run
+    from hypermetric.query.compare import resolve_run
+
+    run_id = resolve_run(run).id
+    drive_and_report(
+        f"rescore of run {run_id}",
+        progress,
+        lambda on_progress: rescore_run(
+            run_id,
+            version=version_label,
+            dataset=dataset,
+            ray_address=ray_address,
+            progress=on_progress,
         ),
     )
 
 
 def register(root: click.Group) -> None:
-    """Add ``run`` to the root command."""
+    """Add ``run`` and ``rescore`` to the root command."""
     root.add_command(run_cmd)
+    root.add_command(rescore_cmd)

@@ -65,6 +65,7 @@ def show_cmd(run_id: int) -> None:
             f"{fmt_time(run.data_interval_start)} .. {fmt_time(run.data_interval_end)}",
         ),
         ("version", run.version_label or ""),
+        ("rescore of run", run.source_run_id or ""),
         ("code version", run.code_version or ""),
         ("params", masked(str(run.params))),
         ("dataset", masked(run.dataset or "")),

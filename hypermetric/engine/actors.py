@@ -20,7 +20,9 @@ from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import Chunk
 from hypermetric.api.runtime import Runtime
 from hypermetric.config import Settings, reset_settings
+from hypermetric.engine.calls import RunServices
 from hypermetric.engine.evaluator import EvaluatorCore, Flush, Thresholds, UnitDone
+from hypermetric.engine.replay import Replay, replay_unit
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
 from hypermetric.storage.files import store_for
@@ -41,17 +43,30 @@ class DriverActor:
 
     @ray.method(num_returns=2)
     def drive(
-        self, runtime: Runtime, chunk: bytes, unit_id: int, context: RunContext, concurrency: int
+        self,
+        runtime: Runtime | Replay,
+        chunk: bytes,
+        unit_id: int,
+        context: RunContext,
+        concurrency: int,
+        services: RunServices | None = None,
     ) -> tuple[None, ScoredUnit]:
         """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
         empty status, whose arrival tells the coordinator the unit was driven (or how its
         driver failed) without fetching the rows, and the scored unit, which goes from the
-        object store to an evaluator."""
+        object store to an evaluator. A :class:`Replay` scores a stored run's calls again
+        (a rescore) without calling anything."""
         key = (context.run_id, context.evaluation)
+        own = runtime.runtime if isinstance(runtime, Replay) else runtime
         if self._scorer is None or self._scorer[0] != key:
-            self._scorer = (key, Scorer(runtime))
+            self._scorer = (key, Scorer(own))
         examples: Chunk = pickle.loads(chunk)
-        return None, drive_unit(runtime, examples, unit_id, context, concurrency, self._scorer[1])
+        if isinstance(runtime, Replay):
+            return None, replay_unit(runtime, examples, unit_id, self._scorer[1])
+        scored = drive_unit(
+            runtime, examples, unit_id, context, concurrency, self._scorer[1], services
+        )
+        return None, scored
 
     def pid(self) -> int:
         """The actor's process id (tests kill it)."""

@@ -93,6 +93,9 @@ class Coordinator:
     retry); ``survey`` holds the ids of a dataset read once before the run (None for a
     one-shot iterator, whose ids are assigned here as it is read). Every write carries the
     run's attempt: once it is superseded, the next write raises SupersededError.
+    ``services`` (:class:`~hypermetric.engine.calls.RunServices`) go to the drivers for the
+    calls' rate limits and cache; ``replay`` (:class:`~hypermetric.engine.replay.Replay`)
+    is driven instead of the runtime when the run rescored another's stored calls.
     """
 
     def __init__(
@@ -109,6 +112,8 @@ class Coordinator:
         survey: Survey | None = None,
         on_progress: Callable[[Progress], None] | None = None,
         timeout: float | None = None,
+        services: Any = None,
+        replay: Any = None,
     ) -> None:
         self.db, self.store, self.run, self.runtime = db, store, run, runtime
         self.context, self.settings, self.source = context, settings, source
@@ -139,7 +144,9 @@ class Coordinator:
             errors=run.errors_count,
         )
         self.units_seen = 0
-        self._drivers = Drivers(run.id, ray.put(runtime), context, self.unit_concurrency)
+        # a rescore drives a Replay of stored calls instead of the runtime
+        driven = ray.put(replay if replay is not None else runtime)
+        self._drivers = Drivers(run.id, driven, context, self.unit_concurrency, services)
         self._slots: list[_Slot] = []
         self._sizes: dict[int, int] = {}  # unit id -> bytes of its examples, until committed
         self._ready: deque[Unit] = deque()

@@ -65,9 +65,17 @@ def task_error(run_id: int, exc: RayTaskError) -> Exception:
 class Drivers:
     """The driver actors of one run attempt."""
 
-    def __init__(self, run_id: int, runtime: Any, context: RunContext, concurrency: int) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        runtime: Any,
+        context: RunContext,
+        concurrency: int,
+        services: Any = None,
+    ) -> None:
         self.run_id = run_id
         self._runtime, self._context, self._concurrency = runtime, context, concurrency
+        self._services = services
         self._drivers: list[_Driver] = []
         self.driving: dict[Any, _Driver] = {}  # status ref -> its driver
         self.again: deque[Unit] = deque()  # units to drive again (their driver died)
@@ -89,7 +97,12 @@ class Drivers:
         """Queue a unit on the least busy driver (call only when there is :meth:`room`)."""
         driver = min(self._drivers, key=lambda d: len(d.queued))
         status, payload = driver.lent.actor.drive.remote(
-            self._runtime, unit.chunk, unit.unit_id, self._context, self._concurrency
+            self._runtime,
+            unit.chunk,
+            unit.unit_id,
+            self._context,
+            self._concurrency,
+            self._services,
         )
         driver.queued[status] = Unit(unit.unit_id, unit.chunk, unit.size, payload)
         self.driving[status] = driver

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from hypermetric.catalog.records import ShardFile, UnitSummary
-from hypermetric.engine.scoring import ScoredUnit
+from hypermetric.engine.scoring import ScoredUnit, complete_calls
 from hypermetric.storage.files import ShardStore
 from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
 
@@ -135,7 +135,7 @@ class EvaluatorCore:
         s0, c0 = self.scores.rows, self.calls.rows
         now = datetime.now(UTC)
         self.scores.add(scored.scores, now)
-        self.calls.add(scored.calls, now)
+        self.calls.add(complete_calls(scored.calls), now)
         # the batches' buffers: text counted as its UTF-8 bytes, as it is in memory and files
         self.bytes += scored.scores.nbytes + scored.calls.nbytes
         unit = scored.unit

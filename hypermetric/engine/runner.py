@@ -3,8 +3,9 @@
 ``run_runtime`` is what ``Runtime.run()`` calls; ``resume_run`` continues a run whose
 driver died (or starts a queued one: the scheduler launches ``hypermetric runs resume``),
 re-running only the units the ledger does not hold; ``retry_run`` runs a failed run's
-failed work again. Each is a new attempt of the run, whose every write is fenced by its
-attempt number (:mod:`hypermetric.catalog.attempts`).
+failed work again (:mod:`hypermetric.engine.rescore` makes a run that scores a stored run's
+calls again, and its attempts replay them). Each is a new attempt of the run, whose
+every write is fenced by its attempt number (:mod:`hypermetric.catalog.attempts`).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from hypermetric.catalog.runs import check_startable, create_run, get_run, start
 from hypermetric.catalog.shards import ledger_totals
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
+from hypermetric.engine.calls import RunServices
 from hypermetric.engine.cluster import connect
 from hypermetric.engine.coordinator import Coordinator, Progress
+from hypermetric.engine.replay import replay_of
 from hypermetric.errors import (
     ConflictError,
     DatasetError,
@@ -124,8 +127,12 @@ def run_runtime(
     logical_date: datetime | None = None,
     progress: ProgressFn | None = None,
     run_type: str = "manual",
+    cache: bool | None = None,
 ) -> RunRecord:
-    """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails."""
+    """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails.
+
+    ``cache``: True caches every component's calls, False bypasses the call cache, None
+    (the default) caches the components declared with ``cache=True``."""
     settings = get_settings()
     db = database(settings)
     source = dataset if dataset is not None else runtime.dataset
@@ -147,7 +154,7 @@ def run_runtime(
         dataset=_describe(source, own=dataset is None),
         unit_size=settings.unit_size,
     )
-    return _attempt(db, settings, run, runtime, opened, ray_address, progress)
+    return _attempt(db, settings, run, runtime, opened, ray_address, progress, cache=cache)
 
 
 def resume_run(
@@ -279,8 +286,11 @@ def _attempt(
     ray_address: str | None,
     on_progress: ProgressFn | None,
     mode: str = "resume",
+    cache: bool | None = None,
 ) -> RunRecord:
     context = _context(run)
+    store = store_for(settings)
+    services = RunServices(cache_mode=cache, params=dict(run.params), store=store)
     resolved = resolve_source(source, context)
     run = start_run(
         db,
@@ -295,10 +305,11 @@ def _attempt(
         if survey is not None and survey.count != run.examples_total:
             update_attempt(db, run.id, run.attempt, examples_total=survey.count)
             run = get_run(db, run.id)
+        replay = replay_of(db, store, run, runtime) if run.source_run_id else None
         connect(ray_address)
         units = Coordinator(
             db=db,
-            store=store_for(settings),
+            store=store,
             run=run,
             runtime=runtime,
             context=context,
@@ -308,6 +319,8 @@ def _attempt(
             survey=survey,
             on_progress=on_progress,
             timeout=runtime.schedule.timeout,
+            services=services,
+            replay=replay,
         ).execute()
     except SupersededError:
         raise  # the run belongs to another attempt now: write nothing more

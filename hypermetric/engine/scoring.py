@@ -28,7 +28,7 @@ from hypermetric.api.versions import component_lineage
 from hypermetric.catalog.records import FailedExample, UnitSummary
 from hypermetric.errors import BindingError
 
-__all__ = ["CALL_FIELDS", "SCORE_FIELDS", "ScoredUnit", "Scorer", "json_text"]
+__all__ = ["CALL_FIELDS", "SCORE_FIELDS", "ScoredUnit", "Scorer", "complete_calls", "json_text"]
 
 #: the columns a unit's rows carry (the evaluator adds the run's: its id, evaluation,
 #: version, attempt and the time the unit arrived)
@@ -51,8 +51,15 @@ CALL_FIELDS = pa.schema(
         ("output", pa.string()),
         ("latency_ms", pa.float64()),
         ("error", pa.string()),
+        ("attempts", pa.int32()),
+        ("cached", pa.bool_()),
     ]
 )
+#: the columns recorded for every call: a unit whose calls no rate limit, retry or cache
+#: saw travels with these only (:func:`complete_calls` adds the other two)
+_RECORDED = pa.schema(list(CALL_FIELDS)[:-2])
+_ONE = pa.scalar(1, pa.int32())
+_NO = pa.scalar(False, pa.bool_())
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,10 @@ class Scorer:
             p.call_latency,
             p.call_error,
         )
-        arrays = [pa.array(c, f.type) for c, f in zip(columns, CALL_FIELDS, strict=True)]
+        arrays = [pa.array(c, f.type) for c, f in zip(columns, _RECORDED, strict=True)]
+        if not p.marks:
+            return pa.RecordBatch.from_arrays(arrays, schema=_RECORDED)
+        arrays.extend(_marks(p.marks, len(call_ids)))
         return pa.RecordBatch.from_arrays(arrays, schema=CALL_FIELDS)
 
     def _score(self, p: Any, call_ids: list[str], s: dict[str, list[Any]]) -> tuple[int, set[int]]:
@@ -251,6 +261,26 @@ class Scorer:
                     errors += 1
                     failed.add(positions[i])
         return errors
+
+
+def complete_calls(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A unit's call rows with every column of :data:`CALL_FIELDS`: a unit of plain calls
+    gets one attempt and no cache hit for each (added where the rows are buffered, so that
+    they do not travel)."""
+    if batch.num_columns == len(CALL_FIELDS):
+        return batch
+    n = batch.num_rows
+    columns = [*batch.columns, pa.repeat(_ONE, n), pa.repeat(_NO, n)]
+    return pa.RecordBatch.from_arrays(columns, schema=CALL_FIELDS)
+
+
+def _marks(marks: dict[int, tuple[int, bool]], n: int) -> list[pa.Array]:
+    """The ``attempts`` and ``cached`` columns: one attempt, not cached, but for the calls
+    a rate limit, a retry or the cache saw (only those are marked)."""
+    attempts, cached = [1] * n, [False] * n
+    for row, (tries, hit) in marks.items():
+        attempts[row], cached[row] = tries, hit
+    return [pa.array(attempts, pa.int32()), pa.array(cached, pa.bool_())]
 
 
 def _failed(p: Any, failed: set[int], s: dict[str, list[Any]]) -> tuple[FailedExample, ...]:

@@ -69,9 +69,11 @@ async def _drive_one_async(
     example: dict[str, Any],
     context: RunContext,
     gate: asyncio.Semaphore,
+    services: Any = None,
+    guard_all: bool = False,
 ) -> CallRecorder:
     async with gate:
-        recorder = CallRecorder()
+        recorder = CallRecorder(services, guard_all)
         recorder.start(position)
         current_recorder.set(recorder)  # this task's own copy of the context
         start = time.perf_counter()
@@ -95,8 +97,9 @@ async def _drive_async(
     payload: UnitPayload,
 ) -> None:
     gate = asyncio.Semaphore(concurrency)
+    services, guard_all = payload.services, payload.guard_all
     tasks = [
-        asyncio.create_task(_drive_one_async(runtime, i, row, context, gate))
+        asyncio.create_task(_drive_one_async(runtime, i, row, context, gate, services, guard_all))
         for i, row in enumerate(rows)
     ]
     for recorder in await asyncio.gather(*tasks):
@@ -110,15 +113,21 @@ def drive_unit(
     context: RunContext,
     concurrency: int = 1,
     scorer: Scorer | None = None,
+    services: Any = None,
 ) -> ScoredUnit:
     """Run ``runtime`` over one chunk and score its calls (with ``scorer``, which keeps what
     it learned from earlier units of the run, or a new one).
 
     The chunk carries its examples' ids (assigned over the whole dataset by the process that
-    cut it); a chunk without them gets the ids it would have as a dataset of its own."""
+    cut it); a chunk without them gets the ids it would have as a dataset of its own.
+    ``services`` (:class:`~hypermetric.api.calls.CallServices`) serve the calls' rate limits
+    and cache; without them limits are this process's and nothing is cached."""
     rows = chunk.rows()
     ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
     payload = UnitPayload(unit_id, ids, rows, chunk.positions)
+    if services is not None:
+        payload.services = services
+        payload.guard_all = bool(services.cache_mode) and services.cache is not None
     if runtime.is_async:
         asyncio.run(_drive_async(runtime, rows, context, max(1, concurrency), payload))
     else:

@@ -30,7 +30,9 @@ SCORES_SCHEMA = pa.schema(
     ]
 )
 
-#: one row per (run, example, component call): inputs and output as JSON text
+#: one row per (run, example, component call): inputs and output as JSON text; ``attempts``
+#: is how many times the call was made (retries included, 0 when served from the call
+#: cache, then ``cached`` is true). Shards written before these two existed read them as NULL
 CALLS_SCHEMA = pa.schema(
     [
         ("run_id", pa.int64()),
@@ -45,6 +47,8 @@ CALLS_SCHEMA = pa.schema(
         ("error", pa.string()),
         ("run_attempt", pa.int32()),
         ("created_at", _TS),
+        ("attempts", pa.int32()),
+        ("cached", pa.bool_()),
     ]
 )
 
