@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Select, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
@@ -107,14 +108,34 @@ def lock_evaluation(db: Database, session: Session, name: str | int) -> Evaluati
     return session.scalar(db.dialect.for_update(select(Evaluation).where(column == name)))
 
 
+def _lock_or_create(db: Database, session: Session, name: str) -> tuple[Evaluation, bool]:
+    """The row of evaluation ``name`` locked for this transaction, made first if absent, and
+    whether this transaction made it.
+
+    Two processes starting the first runs of a new evaluation at once both find no row; one
+    insert wins, and the other (on PostgreSQL it waits for the winner's commit) takes the
+    winner's row instead of failing on the unique name.
+    """
+    row = lock_evaluation(db, session, name)
+    if row is not None:
+        return row, False
+    try:
+        with session.begin_nested():
+            row = Evaluation(name=name, params={})
+            session.add(row)
+        return row, True
+    except IntegrityError:
+        row = lock_evaluation(db, session, name)
+        if row is None:
+            raise
+        return row, False
+
+
 def upsert_evaluation(db: Database, name: str, **fields: Any) -> EvaluationRecord:
     """Create the evaluation ``name`` or update the given fields of the existing one."""
     check_fields(fields)
     with db.session() as session:
-        row = lock_evaluation(db, session, name)
-        if row is None:
-            row = Evaluation(name=name, params={})
-            session.add(row)
+        row, _ = _lock_or_create(db, session, name)
         for key, value in fields.items():
             setattr(row, key, value)
         session.flush()
@@ -228,13 +249,10 @@ def store_evaluation(
     """
     check_fields(fields)
     with db.session() as session:
-        row = lock_evaluation(db, session, name)
-        before = None if row is None else to_record(row)
-        moved = reschedule(before, None if row is None else _last_covered_end(session, row.id))
+        row, created = _lock_or_create(db, session, name)
+        before = None if created else to_record(row)
+        moved = reschedule(before, None if created else _last_covered_end(session, row.id))
         check_fields(moved)
-        if row is None:
-            row = Evaluation(name=name, params={})
-            session.add(row)
         for key, value in {**fields, **moved}.items():
             setattr(row, key, value)
         session.flush()

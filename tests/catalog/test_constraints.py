@@ -131,3 +131,41 @@ def test_registering_a_path_twice_says_so(db: Database) -> None:
         commit_units(db, run_id, [_file("scores", 1)], [UnitSummary(1, 1, 1, 1, 0)], attempt=1)
     assert not isinstance(info.value, UnitsAlreadyCommitted)
     assert committed_unit_ids(db, run_id) == {0}
+
+
+def test_two_first_writers_of_a_new_evaluation_share_one_row(db: Database) -> None:
+    """Two processes starting the first runs of a new evaluation at once: the one whose
+    insert loses takes the winner's row (before, it failed on the unique name)."""
+    if db.url.startswith("sqlite"):
+        pytest.skip("SQLite serialises writers: the second cannot insert before the first commits")
+    import threading
+    import time
+
+    from hypermetric.catalog.evaluations import _lock_or_create
+
+    made = threading.Event()
+    release = threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with db.session() as session:
+                _lock_or_create(db, session, "new-eval")
+                made.set()
+                release.wait(10)
+        except BaseException as exc:  # the test reads it
+            errors.append(exc)
+
+    writer = threading.Thread(target=first)
+    writer.start()
+    assert made.wait(10)
+    # the second finds no committed row, inserts and waits on the first's uncommitted one
+    threading.Timer(1.0, release.set).start()
+    started = time.monotonic()
+    second = upsert_evaluation(db, "new-eval", description="from the second")
+    waited = time.monotonic() - started
+    writer.join(10)
+    assert not errors
+    assert waited > 0.5, "the second writer did not meet the first's insert"
+    assert get_evaluation(db, "new-eval").id == second.id
+    assert second.description == "from the second"
