@@ -74,14 +74,27 @@ class CompactionReport:
     complete: bool = True
 
 
+def _owner(candidate: PackCandidate) -> tuple[int, int]:
+    """What a candidate's rows belong to: its run, or (a packed file) the file itself."""
+    shard = candidate.shard
+    return (0, shard.run_id) if shard.run_id is not None else (1, shard.id)
+
+
 def plan_groups(candidates: Sequence[PackCandidate], target_rows: int) -> list[list[PackCandidate]]:
-    """The candidates, in order, in groups of about ``target_rows`` rows; groups of one
-    are dropped (rewriting a file alone gains nothing)."""
+    """The candidates, in order, in groups of about ``target_rows`` rows, cut between runs
+    where a run fits whole (so one run's rows sit in one file: reading it opens one) and
+    inside a run larger than that. Groups of one are dropped (nothing to gain)."""
+    totals: dict[tuple[int, int], int] = {}
+    for candidate in candidates:
+        totals[_owner(candidate)] = totals.get(_owner(candidate), 0) + candidate.shard.rows
     groups: list[list[PackCandidate]] = []
     current: list[PackCandidate] = []
     rows = 0
     for candidate in candidates:
-        if current and rows + candidate.shard.rows > target_rows:
+        owner = _owner(candidate)
+        starts_run = not current or _owner(current[-1]) != owner
+        whole = totals[owner] if starts_run else candidate.shard.rows
+        if current and rows + whole > target_rows:
             groups.append(current)
             current, rows = [], 0
         current.append(candidate)
