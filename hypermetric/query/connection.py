@@ -38,7 +38,7 @@ from hypermetric.catalog.reading import (
 from hypermetric.catalog.shards import DATASETS, live_retractions, live_shards
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
-from hypermetric.query.pruning import runs_named_by
+from hypermetric.query.pruning import parser, runs_named_by
 from hypermetric.query.sources import attach_dataset, attach_metadata_lazily, quote_literal
 from hypermetric.storage.files import store_for
 
@@ -182,12 +182,10 @@ def views_read_by(query: str) -> frozenset[str] | None:
     """The views ``query`` reads, when that is sure; None (make them all) when a statement
     does not parse, or names no view (``SHOW TABLES``) or anything else besides them."""
     names: set[str] = set()
-    parser = duckdb.connect(":memory:")
+    con = parser()
     try:
-        for statement in parser.extract_statements(query):
-            names.update(n.lower() for n in parser.get_table_names(statement.query))
+        for statement in con.extract_statements(query):
+            names.update(n.lower() for n in con.get_table_names(statement.query))
     except duckdb.Error:
         return None
-    finally:
-        parser.close()
     return frozenset(names) if names and names <= _VIEWS else None

@@ -11,6 +11,7 @@ statement, and whose ``WHERE`` has, among its ``AND``-ed terms, ``run_id = N`` o
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,18 @@ import duckdb
 
 from hypermetric.catalog.shards import DATASETS
 
-__all__ = ["runs_named_by"]
+__all__ = ["parser", "runs_named_by"]
+
+_local = threading.local()
+
+
+def parser() -> duckdb.DuckDBPyConnection:
+    """This thread's in-memory DuckDB connection for parsing queries (never given data):
+    opening a database costs more than parsing most queries, so it is opened once."""
+    con = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = duckdb.connect(":memory:", config={"threads": 1})
+    return con
 
 
 def _walk(node: Any) -> Iterator[dict[str, Any]]:
@@ -98,13 +110,10 @@ def _runs_of_statement(statement: dict[str, Any]) -> frozenset[int] | None:
 def runs_named_by(query: str) -> frozenset[int] | None:
     """The run ids ``query`` can read rows of, when its one statement says so for sure
     (see the module docstring); None when it may read any run."""
-    con = duckdb.connect(":memory:")
     try:
-        text = con.execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0]
+        text = parser().execute("SELECT json_serialize_sql(?)", [query]).fetchall()[0][0]
     except duckdb.Error:
         return None
-    finally:
-        con.close()
     parsed = json.loads(text)
     statements = parsed.get("statements", [])
     if parsed.get("error") or len(statements) != 1:
