@@ -43,9 +43,18 @@ from hypermetric.config import Settings, get_settings
 from hypermetric.errors import StorageError
 from hypermetric.storage.files import ShardStore, store_for
 
-__all__ = ["DEFAULT_TARGET_ROWS", "CompactionReport", "compact", "merge_shards", "plan_groups"]
+__all__ = [
+    "DEFAULT_TARGET_BYTES",
+    "DEFAULT_TARGET_ROWS",
+    "CompactionReport",
+    "compact",
+    "merge_shards",
+    "plan_groups",
+]
 
 DEFAULT_TARGET_ROWS = 1_000_000
+#: stored bytes a packed file holds at most (about): its rows are merged in memory
+DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 
 _SORT_KEYS = {
     "scores": ("evaluation", "run_id", "metric", "component", "example_id", "call_index"),
@@ -80,25 +89,35 @@ def _owner(candidate: PackCandidate) -> tuple[int, int]:
     return (0, shard.run_id) if shard.run_id is not None else (1, shard.id)
 
 
-def plan_groups(candidates: Sequence[PackCandidate], target_rows: int) -> list[list[PackCandidate]]:
-    """The candidates, in order, in groups of about ``target_rows`` rows, cut between runs
-    where a run fits whole (so one run's rows sit in one file: reading it opens one) and
-    inside a run larger than that. Groups of one are dropped (nothing to gain)."""
-    totals: dict[tuple[int, int], int] = {}
+def plan_groups(
+    candidates: Sequence[PackCandidate],
+    target_rows: int,
+    target_bytes: int = DEFAULT_TARGET_BYTES,
+) -> list[list[PackCandidate]]:
+    """The candidates, in order, in groups of about ``target_rows`` rows and at most about
+    ``target_bytes`` stored bytes (a group is merged in memory: calls with long prompts
+    are large), cut between runs where a run fits whole (so one run's rows sit in one
+    file: reading it opens one) and inside a run larger than that. Groups of one are
+    dropped (nothing to gain)."""
+    totals: dict[tuple[int, int], tuple[int, int]] = {}
     for candidate in candidates:
-        totals[_owner(candidate)] = totals.get(_owner(candidate), 0) + candidate.shard.rows
+        rows, size = totals.get(_owner(candidate), (0, 0))
+        totals[_owner(candidate)] = (rows + candidate.shard.rows, size + candidate.shard.bytes)
     groups: list[list[PackCandidate]] = []
     current: list[PackCandidate] = []
-    rows = 0
+    rows = size = 0
     for candidate in candidates:
         owner = _owner(candidate)
         starts_run = not current or _owner(current[-1]) != owner
-        whole = totals[owner] if starts_run else candidate.shard.rows
-        if current and rows + whole > target_rows:
+        more_rows, more_bytes = (
+            totals[owner] if starts_run else (candidate.shard.rows, candidate.shard.bytes)
+        )
+        if current and (rows + more_rows > target_rows or size + more_bytes > target_bytes):
             groups.append(current)
-            current, rows = [], 0
+            current, rows, size = [], 0, 0
         current.append(candidate)
         rows += candidate.shard.rows
+        size += candidate.shard.bytes
     if current:
         groups.append(current)
     return [g for g in groups if len(g) > 1]

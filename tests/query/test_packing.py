@@ -17,13 +17,18 @@ from hypermetric.catalog.attempts import queue_retry
 from hypermetric.catalog.backfills import reprocess_run
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.models import DatasetVersion, Shard, ShardRun
-from hypermetric.catalog.packing import acquire_lease, lease_holder, release_lease
-from hypermetric.catalog.records import FailedExample, UnitSummary
+from hypermetric.catalog.packing import (
+    PackCandidate,
+    acquire_lease,
+    lease_holder,
+    release_lease,
+)
+from hypermetric.catalog.records import FailedExample, ShardRecord, UnitSummary
 from hypermetric.catalog.runs import start_run
 from hypermetric.catalog.shards import commit_units, live_shards
 from hypermetric.catalog.types import utcnow
 from hypermetric.query import connection
-from hypermetric.query.compaction import compact
+from hypermetric.query.compaction import compact, plan_groups
 from hypermetric.query.connection import connect, sql
 from hypermetric.query.retention import clean
 from tests.query.conftest import NOW, Runs, ids, scores_table
@@ -219,3 +224,24 @@ def test_a_lease_has_one_holder_until_it_expires_or_is_given_up(db: Database) ->
     assert lease_holder(db, "compaction", NOW + 2 * ttl) == "b"
     release_lease(db, "compaction", "b")
     assert lease_holder(db, "compaction", NOW + 2 * ttl) is None
+
+
+def _candidate(shard_id: int, run_id: int | None, rows: int, size: int) -> PackCandidate:
+    record = ShardRecord(shard_id, run_id, "scores", f"p{shard_id}", rows, size, "f", 1, None, None)
+    return PackCandidate(record, "qa", {run_id or 0: rows})
+
+
+def test_groups_are_cut_between_runs_by_rows_and_by_bytes() -> None:
+    shards = [_candidate(i, 1 + i // 2, 50, 10) for i in range(8)]  # 4 runs, 2 shards each
+    grouped = [[c.shard.run_id for c in g] for g in plan_groups(shards, 200)]
+    assert grouped == [[1, 1, 2, 2], [3, 3, 4, 4]]
+    assert [[c.shard.run_id for c in g] for g in plan_groups(shards, 150)] == [
+        [1, 1],
+        [2, 2],
+        [3, 3],
+        [4, 4],
+    ]
+    by_bytes = plan_groups(shards, 10_000, target_bytes=30)
+    assert [[c.shard.run_id for c in g] for g in by_bytes] == [[1, 1], [2, 2], [3, 3], [4, 4]]
+    big = [_candidate(i, 9, 50, 10) for i in range(5)]  # one run larger than a file
+    assert [len(g) for g in plan_groups(big, 100)] == [2, 2]  # the fifth alone: left as is
