@@ -49,7 +49,6 @@ __all__ = [
     "COMPACTABLE_STATES",
     "Rewrite",
     "commit_rewrite",
-    "compaction_candidates",
     "deletable_shards",
     "expirable_versions",
     "expire_versions",
@@ -84,32 +83,6 @@ class Rewrite:
             packed = self.runs[i] if self.runs else {}
             if run_id is None and sum(packed.values()) != self.files[i].rows:
                 raise ValueError(f"packed file {self.files[i].path} needs its rows per run")
-
-
-def compaction_candidates(
-    db: Database, dataset: str, *, max_rows: int, evaluation: str | None = None
-) -> list[ShardRecord]:
-    """Live shards of ``dataset`` smaller than ``max_rows`` rows, of runs that ended.
-
-    Ordered by run then shard id.
-    """
-    stmt = (
-        select(Shard)
-        .join(Run, Shard.run_id == Run.id)
-        .where(
-            Shard.dataset == dataset,
-            Shard.removed_version_id.is_(None),
-            Shard.rows < max_rows,
-            Run.state.in_(COMPACTABLE_STATES),
-        )
-        .order_by(Shard.run_id, Shard.id)
-    )
-    if evaluation is not None:
-        stmt = stmt.join(Evaluation, Run.evaluation_id == Evaluation.id).where(
-            Evaluation.name == evaluation
-        )
-    with db.session() as session:
-        return [shard_record(r) for r in session.scalars(stmt)]
 
 
 def _check_live(session: Session, db: Database, shard_ids: Sequence[int]) -> list[Shard]:

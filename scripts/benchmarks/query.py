@@ -9,7 +9,8 @@ in a temporary HYPERMETRIC_HOME on SQLite. "The pass" is the scheduler's mainten
 calls ``hypermetric compact``.
 
 The floor of each figure is the same query run by DuckDB on one Parquet file holding the
-same rows (at the simulated scale: that file's hard links, one per 1,000 runs). Every
+same rows (at the simulated scale: hard links to that file, as many as make the same number
+of rows). Every
 timing is the best of ``--repeat``, run alternately with its floor, and includes opening
 the connection (reading the registry) unless it says "query only". "Files read" is DuckDB's
 own count of the files its scan opened (EXPLAIN ANALYZE).
@@ -126,7 +127,6 @@ def _generate(bench: Bench) -> None:
             bench.one_run = run_id
         if (i + 1) % 200 == 0:
             print(f"  {i + 1} runs committed ({time.perf_counter() - started:.0f}s)", flush=True)
-    floor.close()
     base = scores(0, "eval-compare", args.compare_scores, rng)
     shifted = base["value"].to_numpy() + rng.normal(0.01, 0.1, base.num_rows)
     better = base.set_column(7, "value", pa.array(np.clip(shifted, 0.0, 1.0)))
@@ -136,6 +136,8 @@ def _generate(bench: Bench) -> None:
         run_id, committed = commit_run(db, store, "eval-compare", table, flushes)
         ids.append(run_id)
         tables.append(committed)
+        floor.add(committed)  # all history: the compared runs are part of it
+    floor.close()
     pq.write_table(
         pa.concat_tables(tables),
         bench.work / "floor-pair.parquet",
@@ -291,7 +293,8 @@ def _simulated_scale(bench: Bench, sources: list) -> None:
         bench.args.runs // max(1, len([s for s in live_shards(db, "scores") if s.run_id is None])),
     )
     simulate_packing(db, store, simulated, per_file)
-    copies = total // bench.args.runs
+    rows = sum(s.rows for s in live_shards(db, "scores"))
+    copies = max(1, round(rows / pq.read_metadata(bench.work / "floor-all.parquet").num_rows))
     floors = []
     for n in range(copies):
         link = bench.work / f"floor-all-{n}.parquet"

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, compaction_candidates
+from hypermetric.catalog.maintenance import Rewrite, commit_rewrite
 from hypermetric.catalog.models import DatasetVersion, Shard, ShardRun
+from hypermetric.catalog.packing import packing_candidates
 from hypermetric.catalog.runs import start_run
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
@@ -127,7 +128,7 @@ def test_every_unexpired_version_reads_the_same_rows(
 
 def test_a_stale_compaction_plan_is_refused(runs: Runs, db: Database, settings: Settings) -> None:
     _metric_run(runs, 10, shards=2)
-    plan = compaction_candidates(db, "scores", max_rows=1000)
+    plan = [c.shard for c in packing_candidates(db, "scores", max_rows=1000)]
     compact(target_rows=1000)
     with pytest.raises(ConflictError, match="run the command again"):
         commit_rewrite(db, {"scores": Rewrite(tuple(s.id for s in plan))}, kind="compact")
