@@ -124,7 +124,8 @@ def packing_candidates(
         if evaluation is None:
             rows = [shard_record(r) for r in session.scalars(packed)]
             runs = runs_of_shards(session, [r.id for r in rows])
-            out.extend(PackCandidate(r, "", runs.get(r.id, {})) for r in rows)
+            # a packed file lists its runs; one that does not (none should) is left alone
+            out.extend(PackCandidate(r, "", runs[r.id]) for r in rows if runs.get(r.id))
         for row, name in session.execute(single):
             record = shard_record(row)
             out.append(PackCandidate(record, name, {int(row.run_id or 0): int(row.rows)}))
