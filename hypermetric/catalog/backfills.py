@@ -27,6 +27,7 @@ from hypermetric.catalog.models import (
     Shard,
     UnitCommit,
 )
+from hypermetric.catalog.packing import packed_datasets, retract_run
 from hypermetric.catalog.records import FINISHED_STATES, RunRecord
 from hypermetric.catalog.runs import create_run, get_run, run_record
 from hypermetric.errors import ConflictError, NotFoundError
@@ -111,7 +112,10 @@ def reprocess_run(
                 Retraction.run_id == run_id, Retraction.removed_version_id.is_(None)
             )
         ).all()
-        for dataset in sorted({s.dataset for s in live} | {r.dataset for r in retracted}):
+        # rows packed with other runs' rows cannot leave with a file: retract them whole
+        packed = packed_datasets(session, run_id)
+        changed = {s.dataset for s in live} | {r.dataset for r in retracted} | packed
+        for dataset in sorted(changed):
             version = DatasetVersion(
                 dataset=dataset,
                 kind="retract",
@@ -127,6 +131,8 @@ def reprocess_run(
             for retraction in retracted:
                 if retraction.dataset == dataset:
                     retraction.removed_version_id = version.id
+            if dataset in packed:  # every attempt so far; the next one writes row.attempt + 1
+                retract_run(session, dataset, run_id, row.attempt + 1, version.id)
         session.execute(delete(UnitCommit).where(UnitCommit.run_id == run_id))
         _reset(row, now, version_label=version_label, code_version=code_version, params=params)
         session.flush()

@@ -24,7 +24,21 @@ from sqlalchemy import Select, delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import DatasetVersion, Evaluation, Retraction, Run, Shard
+from hypermetric.catalog.models import (
+    DatasetVersion,
+    Evaluation,
+    Retraction,
+    Run,
+    Shard,
+    ShardRun,
+)
+from hypermetric.catalog.packing import (
+    ALL_ATTEMPTS,
+    COMPACTABLE_STATES,
+    packed_datasets,
+    prunable_packed,
+    retract_run,
+)
 from hypermetric.catalog.records import RunRecord, ShardFile, ShardRecord
 from hypermetric.catalog.runs import run_record
 from hypermetric.catalog.shards import DATASETS, shard_record
@@ -35,62 +49,40 @@ __all__ = [
     "COMPACTABLE_STATES",
     "Rewrite",
     "commit_rewrite",
-    "compaction_candidates",
     "deletable_shards",
     "expirable_versions",
     "expire_versions",
     "forget_retractions",
     "forget_shards",
     "prunable_runs",
+    "prune_rewrites",
 ]
-
-#: runs whose shards compaction may merge: those that ended (a failed run resumed later
-#: only adds shards, and a reprocessed one retracts all of its shards by run id)
-COMPACTABLE_STATES = ("success", "failed", "canceled")
 
 
 @dataclass(frozen=True)
 class Rewrite:
     """One dataset's change in a rewrite commit: shards to remove and files to add.
 
-    ``run_ids[i]`` is the run whose rows ``files[i]`` holds: a file never mixes runs, so
-    everything the catalog does by run id (reading a run, retracting it for a reprocess,
-    pruning it) stays exact after a rewrite.
+    ``run_ids[i]`` is the run whose rows ``files[i]`` holds, or None for a file that packs
+    several runs; ``runs[i]`` then gives its rows per run (``shard_runs``), so everything
+    the catalog does by run id (reading a run, retracting it for a reprocess, pruning it)
+    stays exact after a rewrite (see :mod:`hypermetric.catalog.packing`).
     """
 
     removed: tuple[int, ...]
     files: tuple[ShardFile, ...] = ()
-    run_ids: tuple[int, ...] = field(default=())
+    run_ids: tuple[int | None, ...] = field(default=())
+    runs: tuple[dict[int, int], ...] = field(default=())
 
     def __post_init__(self) -> None:
         if len(self.run_ids) != len(self.files):
             raise ValueError("a Rewrite needs one run id per file")
-
-
-def compaction_candidates(
-    db: Database, dataset: str, *, max_rows: int, evaluation: str | None = None
-) -> list[ShardRecord]:
-    """Live shards of ``dataset`` smaller than ``max_rows`` rows, of runs that ended.
-
-    Ordered by run then shard id.
-    """
-    stmt = (
-        select(Shard)
-        .join(Run, Shard.run_id == Run.id)
-        .where(
-            Shard.dataset == dataset,
-            Shard.removed_version_id.is_(None),
-            Shard.rows < max_rows,
-            Run.state.in_(COMPACTABLE_STATES),
-        )
-        .order_by(Shard.run_id, Shard.id)
-    )
-    if evaluation is not None:
-        stmt = stmt.join(Evaluation, Run.evaluation_id == Evaluation.id).where(
-            Evaluation.name == evaluation
-        )
-    with db.session() as session:
-        return [shard_record(r) for r in session.scalars(stmt)]
+        if self.runs and len(self.runs) != len(self.files):
+            raise ValueError("a Rewrite needs the runs of every file, or of none")
+        for i, run_id in enumerate(self.run_ids):
+            packed = self.runs[i] if self.runs else {}
+            if run_id is None and sum(packed.values()) != self.files[i].rows:
+                raise ValueError(f"packed file {self.files[i].path} needs its rows per run")
 
 
 def _check_live(session: Session, db: Database, shard_ids: Sequence[int]) -> list[Shard]:
@@ -111,22 +103,26 @@ def _check_live(session: Session, db: Database, shard_ids: Sequence[int]) -> lis
 def _add_files(
     session: Session, dataset: str, version_id: int, change: Rewrite, now: datetime
 ) -> None:
-    for file, run_id in zip(change.files, change.run_ids, strict=True):
+    for i, (file, run_id) in enumerate(zip(change.files, change.run_ids, strict=True)):
         if file.dataset != dataset:
             raise ValueError(f"file {file.path} is of {file.dataset}, not {dataset}")
-        session.add(
-            Shard(
-                run_id=run_id,
-                dataset=dataset,
-                path=file.path,
-                rows=file.rows,
-                bytes=file.bytes,
-                stats=file.stats or None,
-                schema_fingerprint=file.schema_fingerprint,
-                added_version_id=version_id,
-                created_at=now,
-            )
+        shard = Shard(
+            run_id=run_id,
+            dataset=dataset,
+            path=file.path,
+            rows=file.rows,
+            bytes=file.bytes,
+            stats=file.stats or None,
+            schema_fingerprint=file.schema_fingerprint,
+            added_version_id=version_id,
+            created_at=now,
         )
+        session.add(shard)
+        if run_id is None:
+            session.flush()
+            session.add_all(
+                ShardRun(shard_id=shard.id, run_id=r, rows=n) for r, n in change.runs[i].items()
+            )
 
 
 def commit_rewrite(
@@ -180,21 +176,28 @@ def _retire_retractions(
     message: str | None,
     now: datetime,
 ) -> None:
-    """Deleted runs' retractions leave the datasets with their shards (in the same version)."""
+    """Deleted runs' retractions leave the datasets with their shards (in the same version);
+    their rows in packed files that stay live are retracted whole instead."""
+
+    def version_of(dataset: str) -> int:
+        if dataset not in versions:
+            version = DatasetVersion(dataset=dataset, kind=kind, created_at=now, message=message)
+            session.add(version)
+            session.flush()
+            versions[dataset] = version.id
+        return versions[dataset]
+
+    session.flush()
     for start in range(0, len(run_ids), 500):
         stmt = select(Retraction).where(
             Retraction.run_id.in_(run_ids[start : start + 500]),
             Retraction.removed_version_id.is_(None),
         )
         for retraction in session.scalars(stmt):
-            if retraction.dataset not in versions:
-                version = DatasetVersion(
-                    dataset=retraction.dataset, kind=kind, created_at=now, message=message
-                )
-                session.add(version)
-                session.flush()
-                versions[retraction.dataset] = version.id
-            retraction.removed_version_id = versions[retraction.dataset]
+            retraction.removed_version_id = version_of(retraction.dataset)
+    for run_id in run_ids:
+        for dataset in sorted(packed_datasets(session, run_id)):
+            retract_run(session, dataset, run_id, ALL_ATTEMPTS, version_of(dataset))
 
 
 def _newest_version_id(session: Session) -> int:
@@ -297,3 +300,24 @@ def prunable_runs(db: Database, before: datetime) -> list[RunRecord]:
     )
     with db.session() as session:
         return [run_record(row, name) for row, name in session.execute(stmt)]
+
+
+def prune_rewrites(db: Database, run_ids: Sequence[int]) -> dict[str, Rewrite]:
+    """What pruning ``run_ids`` removes from each dataset: their own live shards, and the
+    packed files that hold rows of pruned runs only (the rows they leave in other packed
+    files are retracted by :func:`commit_rewrite`)."""
+    doomed = sorted(set(run_ids))
+    out: dict[str, Rewrite] = {}
+    with db.session() as session:
+        for dataset in DATASETS:
+            removed: list[int] = []
+            for start in range(0, len(doomed), 500):
+                stmt = select(Shard.id).where(
+                    Shard.dataset == dataset,
+                    Shard.removed_version_id.is_(None),
+                    Shard.run_id.in_(doomed[start : start + 500]),
+                )
+                removed.extend(session.scalars(stmt))
+            removed.extend(prunable_packed(session, dataset, doomed))
+            out[dataset] = Rewrite(tuple(sorted(removed)))
+    return out

@@ -28,11 +28,13 @@ __all__ = [
     "Base",
     "DatasetVersion",
     "Evaluation",
+    "MaintenanceLease",
     "Retraction",
     "Run",
     "RunAttempt",
     "SchedulerInstance",
     "Shard",
+    "ShardRun",
     "UnitCommit",
 ]
 
@@ -156,7 +158,11 @@ class DatasetVersion(Base):
 
 
 class Shard(Base):
-    """An immutable Parquet file of one dataset, live between two versions."""
+    """An immutable Parquet file of one dataset, live between two versions.
+
+    ``run_id`` is the run whose rows the file holds; NULL for a file compaction packed
+    with the rows of several finished runs, which lists them in ``shard_runs``.
+    """
 
     __tablename__ = "shards"
 
@@ -176,6 +182,23 @@ class Shard(Base):
         Index(None, "dataset", "removed_version_id", "added_version_id"),
         Index(None, "run_id"),
     )
+
+
+class ShardRun(Base):
+    """A run with rows in a shard that mixes runs, and how many (what reading, reprocessing
+    or pruning that run must know about the file)."""
+
+    __tablename__ = "shard_runs"
+
+    shard_id: Mapped[int] = mapped_column(
+        ForeignKey("shards.id", ondelete="CASCADE"), primary_key=True
+    )
+    #: the run id written in the rows (no foreign key: a pruned run's rows stay in a packed
+    #: file, retracted, as long as the file is live)
+    run_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rows: Mapped[int] = mapped_column(BigCount)
+
+    __table_args__ = (Index(None, "run_id"),)
 
 
 class UnitCommit(Base):
@@ -207,8 +230,10 @@ class UnitCommit(Base):
 class Retraction(Base):
     """A row-level delete: the rows of one example of a run written by attempts before
     ``attempt`` leave ``dataset`` from version ``added_version_id`` on (a retry drove the
-    example again). Live between two versions, like a shard, so that reading an older
-    version still shows the retracted rows."""
+    example again). ``example_id`` NULL retracts every example of the run: a reprocess or
+    a prune of a run whose rows compaction packed into files shared with other runs. Live
+    between two versions, like a shard, so that reading an older version still shows the
+    retracted rows."""
 
     __tablename__ = "retractions"
 
@@ -217,7 +242,7 @@ class Retraction(Base):
     #: the run id written in the rows (no foreign key: a pruned run's retractions stay as
     #: long as a readable version shows its rows)
     run_id: Mapped[int] = mapped_column(Integer)
-    example_id: Mapped[str] = mapped_column(Text)
+    example_id: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer)
     added_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
     removed_version_id: Mapped[int | None] = mapped_column(ForeignKey("dataset_versions.id"))
@@ -260,3 +285,14 @@ class SchedulerInstance(Base):
     state: Mapped[str] = mapped_column(String(16), default="running")
 
     __table_args__ = (Index(None, "state", "heartbeat_at"),)
+
+
+class MaintenanceLease(Base):
+    """Who does a piece of background maintenance (compaction) until when: several
+    schedulers on one DB take turns, and a lease left by a dead one expires."""
+
+    __tablename__ = "maintenance_leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

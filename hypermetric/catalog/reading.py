@@ -24,6 +24,7 @@ __all__ = [
     "MetadataColumn",
     "MetadataTable",
     "latest_run_with_version",
+    "metadata_columns",
     "metadata_table",
     "readable_version",
     "runs_in",
@@ -164,20 +165,30 @@ def _mask_columns(
     return out
 
 
+def _model(name: str) -> Any:
+    models = {"runs": Run, "evaluations": Evaluation, "dataset_versions": DatasetVersion}
+    if name not in models:
+        raise ValueError(f"unknown metadata table {name!r}; expected one of {METADATA_TABLES}")
+    return models[name]
+
+
+def metadata_columns(name: str) -> tuple[MetadataColumn, ...]:
+    """The columns of the metadata table ``name``, without reading the DB."""
+    model = _model(name)
+    columns = _columns(model)
+    if model is Run:
+        columns.insert(2, MetadataColumn("evaluation", "str"))
+    return tuple(columns)
+
+
 def metadata_table(db: Database, name: str) -> MetadataTable:
     """The rows of the metadata table ``name`` (one of :data:`METADATA_TABLES`).
 
     ``runs`` gets its evaluation's name as an extra ``evaluation`` column.
     """
-    models = {"runs": Run, "evaluations": Evaluation, "dataset_versions": DatasetVersion}
-    if name not in models:
-        raise ValueError(f"unknown metadata table {name!r}; expected one of {METADATA_TABLES}")
-    model = models[name]
-    columns = _columns(model)
-    extra: list[Any] = []
-    if model is Run:
-        columns.insert(2, MetadataColumn("evaluation", "str"))
-        extra = [Evaluation.name]
+    model = _model(name)
+    columns = list(metadata_columns(name))
+    extra: list[Any] = [Evaluation.name] if model is Run else []
     with db.session() as session:
         rows = _rows(session, model, extra)
     if model is Run:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from hypermetric.catalog.attempts import fence
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.ledger import LedgerSplit, record_units, split_units
-from hypermetric.catalog.models import DatasetVersion, Retraction, Run, Shard, UnitCommit
+from hypermetric.catalog.models import DatasetVersion, Retraction, Run, Shard, ShardRun, UnitCommit
 from hypermetric.catalog.records import ShardFile, ShardRecord, UnitSummary, VersionRecord
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError
@@ -222,19 +223,45 @@ def live_shards(
     as_of: int | None = None,
     run_ids: Sequence[int] | None = None,
 ) -> list[ShardRecord]:
-    """The shards of ``dataset`` live at version ``as_of`` (default: now), oldest first."""
-    stmt = select(Shard).where(Shard.dataset == dataset)
+    """The shards of ``dataset`` live at version ``as_of`` (default: now), oldest first.
+
+    With ``run_ids``: the shards of those runs and the packed files holding rows of any of
+    them (other runs' rows too: a reader filters on ``run_id``). Read as plain columns, not
+    ORM objects: a query connection asks this for every dataset it shows.
+    """
+    table = Shard.__table__.c
+    stmt = select(
+        table.id,
+        table.run_id,
+        table.dataset,
+        table.path,
+        table.rows,
+        table.bytes,
+        table.schema_fingerprint,
+        table.added_version_id,
+        table.removed_version_id,
+        table.stats,
+    ).where(table.dataset == dataset)
     if as_of is None:
-        stmt = stmt.where(Shard.removed_version_id.is_(None))
+        stmt = stmt.where(table.removed_version_id.is_(None))
     else:
         stmt = stmt.where(
-            Shard.added_version_id <= as_of,
-            or_(Shard.removed_version_id.is_(None), Shard.removed_version_id > as_of),
+            table.added_version_id <= as_of,
+            or_(table.removed_version_id.is_(None), table.removed_version_id > as_of),
         )
-    if run_ids is not None:
-        stmt = stmt.where(Shard.run_id.in_(list(run_ids)))
     with db.session() as session:
-        return [shard_record(r) for r in session.scalars(stmt.order_by(Shard.id))]
+        if run_ids is None:
+            rows = list(session.execute(stmt.order_by(table.id)))
+        else:
+            found: dict[int, Any] = {}
+            wanted = sorted(set(run_ids))
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                packed = select(ShardRun.shard_id).where(ShardRun.run_id.in_(chunk))
+                where = or_(table.run_id.in_(chunk), table.id.in_(packed))
+                found.update((r.id, r) for r in session.execute(stmt.where(where)))
+            rows = [found[k] for k in sorted(found)]
+    return [ShardRecord(*tuple(r)) for r in rows]
 
 
 def live_retractions(
@@ -243,10 +270,12 @@ def live_retractions(
     *,
     as_of: int | None = None,
     run_ids: Sequence[int] | None = None,
-) -> list[tuple[int, str, int]]:
+) -> list[tuple[int, str | None, int]]:
     """``(run id, example id, attempt)`` of the retractions of ``dataset`` live at version
     ``as_of`` (default: now): rows of that run and example written by an attempt before
-    ``attempt`` are not part of the dataset. One per example, the latest retraction's."""
+    ``attempt`` are not part of the dataset. One per example, the latest retraction's;
+    example id None retracts the run's rows of every example (see
+    :mod:`hypermetric.catalog.packing`)."""
     stmt = select(Retraction.run_id, Retraction.example_id, func.max(Retraction.attempt)).where(
         Retraction.dataset == dataset
     )
@@ -258,7 +287,7 @@ def live_retractions(
             or_(Retraction.removed_version_id.is_(None), Retraction.removed_version_id > as_of),
         )
     stmt = stmt.group_by(Retraction.run_id, Retraction.example_id)
-    found: list[tuple[int, str, int]] = []
+    found: list[tuple[int, str | None, int]] = []
     with db.session() as session:
         if run_ids is None:
             return [(r, e, a) for r, e, a in session.execute(stmt)]

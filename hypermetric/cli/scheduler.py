@@ -69,6 +69,13 @@ def _launcher_factory(path: str) -> object:
     "the cluster at RAY_ADDRESS=http://HEAD:8265, or FACTORY(settings) -> Launcher.",
 )
 @click.option(
+    "--compact-every",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Seconds between background compactions of finished runs' shards (0: never).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -81,6 +88,7 @@ def scheduler_cmd(
     stale_after: float | None,
     ray_address: str | None,
     launcher_path: str | None,
+    compact_every: float,
     log_level: str,
 ) -> None:
     """Run the scheduler: create runs as their intervals come due, launch and watch them.
@@ -107,7 +115,11 @@ def scheduler_cmd(
         if not isinstance(launcher, Launcher):
             raise SchedulerError(f"{launcher_path} did not return a Launcher")
     options = SchedulerOptions(
-        tick_seconds=tick_seconds, parallelism=parallelism, stale_after=stale_after, once=once
+        tick_seconds=tick_seconds,
+        parallelism=parallelism,
+        stale_after=stale_after,
+        once=once,
+        compact_every=compact_every,
     )
     service = Scheduler(settings, options=options, launcher=launcher)
     if once:

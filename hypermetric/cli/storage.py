@@ -79,12 +79,15 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
     default=1_000_000,
     show_default=True,
     type=click.IntRange(min=2),
-    help="Rows per merged file; shards under half of it are merged.",
+    help="Rows per packed file; shards (and packed files) under half of it are packed.",
 )
 def compact_cmd(evaluation: str | None, dataset: str | None, target_rows: int) -> None:
-    """Merge small shards of finished runs into larger files, in one new version.
+    """Pack small shards of finished runs into large files now, in one new version.
 
-    Older versions keep reading the old files until `hypermetric clean` expires them.
+    A running `hypermetric scheduler` does this by itself every few minutes; this is for
+    a home without one, or after a big import. Files may hold many runs, sorted by
+    evaluation, run and metric. Older versions keep reading the old files until
+    `hypermetric clean` expires them.
     """
     from hypermetric.catalog.shards import DATASETS
     from hypermetric.query.compaction import compact

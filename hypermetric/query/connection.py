@@ -10,8 +10,12 @@ refuses ``COPY`` and ``EXPORT`` statements outright, so a query can never write 
 path the views read.
 
 :func:`sql` makes only the views its query names (all of them when it names none, or names
-anything else), so a query on ``scores`` does not read the calls' registry or the metadata
-tables, which grow with every run kept.
+anything else), so a query on ``scores`` does not read the calls' registry; when the query
+plainly reads one run or a few (``WHERE run_id = N``, see :mod:`hypermetric.query.pruning`)
+its views list only the files holding those runs' rows. The metadata views (``runs``,
+``evaluations``, ``dataset_versions``), which grow with every run and version kept, are read
+from the DB only when a query first scans them, so a connection's cost does not grow with
+them.
 
 Reading ``as_of=V`` shows the datasets exactly as dataset version ``V`` left them (also
 after compaction, until ``clean`` expires ``V``); the metadata tables are always current.
@@ -19,17 +23,23 @@ after compaction, until ``clean`` expires ``V``); the metadata tables are always
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 
 import duckdb
 
-from hypermetric.catalog.db import Database, database
-from hypermetric.catalog.reading import METADATA_TABLES, metadata_table, readable_version
-from hypermetric.catalog.records import ShardRecord
+from hypermetric.catalog.db import database
+from hypermetric.catalog.reading import (
+    METADATA_TABLES,
+    metadata_columns,
+    metadata_table,
+    readable_version,
+)
 from hypermetric.catalog.shards import DATASETS, live_retractions, live_shards
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
-from hypermetric.query.sources import attach_dataset, attach_metadata, quote_literal
+from hypermetric.query.pruning import parser, runs_named_by
+from hypermetric.query.sources import attach_dataset, attach_metadata_lazily, quote_literal
 from hypermetric.storage.files import store_for
 
 __all__ = ["connect", "open_connection", "query_error", "run_query", "sql", "views_read_by"]
@@ -65,18 +75,6 @@ def _lock(con: duckdb.DuckDBPyConnection, paths: Sequence[str]) -> None:
     con.execute("SET lock_configuration=true")
 
 
-def _shards(
-    db: Database, dataset: str, as_of: int | None, run_ids: Sequence[int] | None
-) -> list[ShardRecord]:
-    if run_ids is None:
-        return live_shards(db, dataset, as_of=as_of)
-    wanted = sorted(set(run_ids))
-    found: list[ShardRecord] = []
-    for start in range(0, len(wanted), 500):
-        found.extend(live_shards(db, dataset, as_of=as_of, run_ids=wanted[start : start + 500]))
-    return found
-
-
 def open_connection(
     settings: Settings | None = None,
     *,
@@ -86,8 +84,10 @@ def open_connection(
 ) -> duckdb.DuckDBPyConnection:
     """A locked connection with the views ready.
 
-    ``run_ids`` limits the datasets to those runs; ``views`` makes only the views named
-    (all when None): each costs a read of the registry or of a metadata table.
+    ``run_ids`` limits the datasets to those runs (their shards and the packed files that
+    hold their rows); ``views`` makes only the views named (all when None). A dataset view
+    costs one read of its live shards (few, once compaction packed them); a metadata view
+    costs nothing until a query scans it.
     """
     settings = settings or get_settings()
     db = database(settings)
@@ -99,12 +99,13 @@ def open_connection(
         paths: list[str] = []
         for dataset in DATASETS:
             if views is None or dataset in views:
-                shards = _shards(db, dataset, as_of, run_ids)
+                shards = live_shards(db, dataset, as_of=as_of, run_ids=run_ids)
                 retracted = live_retractions(db, dataset, as_of=as_of, run_ids=run_ids)
-                paths.extend(attach_dataset(con, store, dataset, shards, retracted))
+                paths.extend(attach_dataset(con, store, dataset, shards, retracted, run_ids))
         for name in METADATA_TABLES:
             if views is None or name in views:
-                attach_metadata(con, metadata_table(db, name))
+                load = functools.partial(metadata_table, db, name)
+                attach_metadata_lazily(con, name, metadata_columns(name), load)
         _lock(con, paths)
     except duckdb.Error as exc:
         con.close()
@@ -170,19 +171,21 @@ def sql(
     syntax or binding error raises QueryError at once; an error while rows are produced
     is raised by DuckDB when the relation is read.
     """
-    return run_query(open_connection(settings, as_of=as_of, views=views_read_by(query)), query)
+    views = views_read_by(query)
+    named = runs_named_by(query) if views is not None else None
+    run_ids = sorted(named) if named is not None else None
+    con = open_connection(settings, as_of=as_of, views=views, run_ids=run_ids)
+    return run_query(con, query)
 
 
 def views_read_by(query: str) -> frozenset[str] | None:
     """The views ``query`` reads, when that is sure; None (make them all) when a statement
     does not parse, or names no view (``SHOW TABLES``) or anything else besides them."""
     names: set[str] = set()
-    parser = duckdb.connect(":memory:")
+    con = parser()
     try:
-        for statement in parser.extract_statements(query):
-            names.update(n.lower() for n in parser.get_table_names(statement.query))
+        for statement in con.extract_statements(query):
+            names.update(n.lower() for n in con.get_table_names(statement.query))
     except duckdb.Error:
         return None
-    finally:
-        parser.close()
     return frozenset(names) if names and names <= _VIEWS else None

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.maintenance import (
-    Rewrite,
     commit_rewrite,
     deletable_shards,
     expirable_versions,
@@ -36,8 +35,9 @@ from hypermetric.catalog.maintenance import (
     forget_retractions,
     forget_shards,
     prunable_runs,
+    prune_rewrites,
 )
-from hypermetric.catalog.shards import DATASETS, live_shards, registered_paths
+from hypermetric.catalog.shards import DATASETS, registered_paths
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings, get_settings
 from hypermetric.storage.files import TMP_DIR, ShardStore, store_for
@@ -79,14 +79,8 @@ def orphan_files(
 
 
 def _prune(db: Database, run_ids: Sequence[int]) -> None:
-    changes: dict[str, Rewrite] = {}
-    for dataset in DATASETS:
-        removed: list[int] = []
-        for start in range(0, len(run_ids), 500):
-            chunk = run_ids[start : start + 500]
-            removed.extend(s.id for s in live_shards(db, dataset, run_ids=chunk))
-        changes[dataset] = Rewrite(tuple(sorted(removed)))
     message = f"pruned {len(run_ids)} runs"
+    changes = prune_rewrites(db, run_ids)
     commit_rewrite(db, changes, kind="prune", message=message, delete_runs=run_ids)
 
 

@@ -23,7 +23,7 @@ handed over as Arrow tables (DuckDB's database scanners are not used).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from hypermetric.catalog.reading import MetadataTable
+from hypermetric.catalog.reading import MetadataColumn, MetadataTable
 from hypermetric.catalog.records import ShardRecord
 from hypermetric.storage.files import ShardStore
 from hypermetric.storage.schemas import SCHEMAS, fingerprint
@@ -39,6 +39,7 @@ from hypermetric.storage.schemas import SCHEMAS, fingerprint
 __all__ = [
     "attach_dataset",
     "attach_metadata",
+    "attach_metadata_lazily",
     "metadata_arrow",
     "quote_ident",
     "quote_literal",
@@ -73,17 +74,57 @@ def quote_literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _arrow_schema(columns: Sequence[MetadataColumn]) -> pa.Schema:
+    return pa.schema([(c.name, _ARROW_KINDS[c.kind]) for c in columns])
+
+
 def metadata_arrow(table: MetadataTable) -> pa.Table:
     """A metadata table as Arrow: JSON columns as JSON text, times aware UTC."""
-    schema = pa.schema([(c.name, _ARROW_KINDS[c.kind]) for c in table.columns])
+    schema = _arrow_schema(table.columns)
     columns = list(zip(*table.rows, strict=True)) if table.rows else [()] * len(schema)
     arrays = [pa.array(values, type=f.type) for values, f in zip(columns, schema, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+class _LazyTable:
+    """An Arrow stream DuckDB asks for whenever a query scans it: it reads its metadata
+    table from the DB the first time a query does (never when nothing reads it), then
+    keeps it for the connection's life. DuckDB also asks once while registering it, for
+    its schema: it gets an empty table then."""
+
+    def __init__(self, columns: Sequence[MetadataColumn], load: Callable[[], MetadataTable]):
+        self._schema = _arrow_schema(columns)
+        self._load = load
+        self._table: pa.Table | None = None
+        self.armed = False
+
+    def __arrow_c_stream__(self, requested_schema: object = None) -> object:
+        if not self.armed:
+            table = self._schema.empty_table()
+        else:
+            if self._table is None:
+                self._table = metadata_arrow(self._load())
+            table = self._table
+        return table.__arrow_c_stream__(requested_schema)
+
+
 def attach_metadata(con: duckdb.DuckDBPyConnection, table: MetadataTable) -> None:
     """Make ``table`` a view of ``con`` under its own name."""
     con.register(table.name, metadata_arrow(table))
+
+
+def attach_metadata_lazily(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: Sequence[MetadataColumn],
+    load: Callable[[], MetadataTable],
+) -> None:
+    """Make the metadata table ``name`` a view of ``con`` that ``load`` reads from the DB
+    when a query first scans it: a connection costs nothing for the tables it never reads,
+    however many runs and versions they hold."""
+    lazy = _LazyTable(columns, load)
+    con.register(name, lazy)
+    lazy.armed = True
 
 
 def _columns(dataset: str, schemas: Iterable[pa.Schema]) -> list[tuple[str, pa.DataType | None]]:
@@ -155,7 +196,8 @@ def _remote_dataset(
             if field.name not in canonical.names:
                 extra.setdefault(field.name, field)
     schema = pa.schema([*canonical, *extra.values()])
-    # each shard holds one run: a filter on run_id skips the other runs' shards unopened
+    # a shard of one run: a filter on run_id skips the other runs' shards unopened (a packed
+    # file, run_id None, is opened and pruned by its row groups' statistics)
     partitions = [
         pc.field("run_id") == s.run_id if s.run_id is not None else pc.scalar(True) for s in shards
     ]
@@ -173,42 +215,75 @@ def attach_dataset(
     store: ShardStore,
     dataset: str,
     shards: Sequence[ShardRecord],
-    retractions: Sequence[tuple[int, str, int]] = (),
+    retractions: Sequence[tuple[int, str | None, int]] = (),
+    run_ids: Sequence[int] | None = None,
 ) -> list[str]:
     """Create the view ``dataset`` over ``shards`` without the rows ``retractions`` take
-    out; returns the file paths DuckDB must read."""
-    name = f"_hm_{dataset}_shards" if retractions else dataset
+    out, and only the rows of ``run_ids`` when given (a packed file holds other runs' rows
+    too; the filter reaches the scan, whose row-group statistics skip them); returns the
+    file paths DuckDB must read."""
+    wrapped = bool(retractions) or run_ids is not None
+    name = f"_hm_{dataset}_shards" if wrapped else dataset
     if shards and store.is_local:
         paths = _local_view(con, store, name, dataset, shards)
     else:
         con.register(name, _remote_dataset(store, dataset, shards))
         paths = []
-    if retractions:
-        _retract(con, dataset, name, retractions)
+    if wrapped:
+        conditions = _retract(con, dataset, retractions)
+        if run_ids is not None:
+            listed = ", ".join(str(int(r)) for r in sorted(set(run_ids))) or "NULL"
+            conditions.insert(0, f"s.run_id IN ({listed})")
+        con.execute(
+            f"CREATE VIEW {quote_ident(dataset)} AS SELECT s.* FROM {quote_ident(name)} AS s "
+            f"WHERE {' AND '.join(conditions)}"
+        )
     return paths
 
 
 def _retract(
     con: duckdb.DuckDBPyConnection,
     dataset: str,
-    rows: str,
-    retractions: Sequence[tuple[int, str, int]],
-) -> None:
-    """The view ``dataset``: the rows of view ``rows`` but those of a retried example written
-    by an attempt before its retry (rows written before attempts were recorded count as 0)."""
-    run_ids, example_ids, attempts = zip(*retractions, strict=True)
-    table = pa.table(
-        {
-            "run_id": pa.array(run_ids, pa.int64()),
-            "example_id": pa.array(example_ids, pa.string()),
-            "attempt": pa.array(attempts, pa.int32()),
-        }
-    )
-    retracted = f"_hm_{dataset}_retracted"
-    con.register(retracted, table)
-    con.execute(
-        f"CREATE VIEW {quote_ident(dataset)} AS SELECT * FROM {quote_ident(rows)} AS s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {quote_ident(retracted)} AS r "
-        "WHERE r.run_id = s.run_id AND r.example_id = s.example_id "
-        "AND coalesce(s.run_attempt, 0) < r.attempt)"
-    )
+    retractions: Sequence[tuple[int, str | None, int]],
+) -> list[str]:
+    """The conditions that leave out rows of a retried example written by an attempt before
+    its retry (rows written before attempts were recorded count as 0), and rows of a run
+    retracted whole (example id None: a reprocess or prune of a run packed with others)
+    written by an attempt before the retraction's; their tables registered on ``con``."""
+    by_example = [r for r in retractions if r[1] is not None]
+    by_run = [
+        (run_id, attempt) for run_id, example_id, attempt in retractions if example_id is None
+    ]
+    conditions = []
+    if by_example:
+        run_ids, example_ids, attempts = zip(*by_example, strict=True)
+        retracted = f"_hm_{dataset}_retracted"
+        con.register(
+            retracted,
+            pa.table(
+                {
+                    "run_id": pa.array(run_ids, pa.int64()),
+                    "example_id": pa.array(example_ids, pa.string()),
+                    "attempt": pa.array(attempts, pa.int32()),
+                }
+            ),
+        )
+        conditions.append(
+            f"NOT EXISTS (SELECT 1 FROM {quote_ident(retracted)} AS r "
+            "WHERE r.run_id = s.run_id AND r.example_id = s.example_id "
+            "AND coalesce(s.run_attempt, 0) < r.attempt)"
+        )
+    if by_run:
+        whole = f"_hm_{dataset}_retracted_runs"
+        run_ids, attempts = zip(*by_run, strict=True)
+        con.register(
+            whole,
+            pa.table(
+                {"run_id": pa.array(run_ids, pa.int64()), "attempt": pa.array(attempts, pa.int32())}
+            ),
+        )
+        conditions.append(
+            f"NOT EXISTS (SELECT 1 FROM {quote_ident(whole)} AS w "
+            "WHERE w.run_id = s.run_id AND coalesce(s.run_attempt, 0) < w.attempt)"
+        )
+    return conditions

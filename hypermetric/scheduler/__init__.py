@@ -16,6 +16,7 @@ processes that drive them on Ray, watched, timed out, retried and recovered afte
                     driving a run, killed with what they started, left behind by Ray
     rayhead.py      the local Ray head a scheduler owns when there is no RAY_ADDRESS
     options.py      a scheduler's limits and thresholds; the retry backoff
+    maintenance.py  background compaction, one scheduler at a time (a lease in the DB)
     clock.py        the injected clock
 
 ``backfill.backfill`` queues a backfill (the module keeps its name, so the function is

@@ -33,6 +33,15 @@ class SchedulerOptions:
     catchup_batch: int = 100
     #: one pass, then exit (runs already launched go on)
     once: bool = False
+    #: seconds between two background maintenance passes that compact finished runs' small
+    #: shards (None or 0: never; ``hypermetric compact`` still works by hand)
+    compact_every: float | None = 300.0
+    #: rows of a packed file (shards under half of it are packed)
+    compact_target_rows: int = 1_000_000
+    #: files a maintenance pass registers in one dataset version
+    compact_batch_files: int = 4
+    #: seconds after which a maintenance pass begins no new batch
+    compact_budget: float = 120.0
 
     def __post_init__(self) -> None:
         if self.tick_seconds <= 0:
@@ -43,6 +52,17 @@ class SchedulerOptions:
             raise SchedulerError("stale_after must be a positive number of seconds")
         if self.crash_resumes < 0 or self.launch_attempts < 1:
             raise SchedulerError("crash_resumes must be ≥ 0 and launch_attempts ≥ 1")
+        if self.compact_every is not None and self.compact_every < 0:
+            raise SchedulerError("compact_every must be ≥ 0 seconds (0 turns compaction off)")
+        if self.compact_target_rows < 2 or self.compact_batch_files < 1:
+            raise SchedulerError("compact_target_rows must be ≥ 2 and compact_batch_files ≥ 1")
+        if self.compact_budget <= 0:
+            raise SchedulerError("compact_budget must be a positive number of seconds")
+
+    @property
+    def compacts(self) -> bool:
+        """True when this scheduler compacts in the background."""
+        return bool(self.compact_every)
 
     def stale_seconds(self, heartbeat_seconds: float) -> float:
         """The staleness threshold in seconds for this run heartbeat interval."""

@@ -12,6 +12,10 @@ its interval is due. A pass:
 3. supervises launched and running runs (see :mod:`hypermetric.scheduler.supervisor`);
 4. claims ready runs and launches them.
 
+Beside the passes, on a thread of its own, a serving scheduler compacts the history every
+``compact_every`` seconds (see :mod:`hypermetric.scheduler.maintenance`); a pass never
+waits for it.
+
 On SQLite one scheduler may run; a second refuses to start. On PostgreSQL several may,
 and row locks with ``SKIP LOCKED`` keep each run created once and launched once.
 """
@@ -25,6 +29,7 @@ import signal
 import socket
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import FrameType
 
@@ -46,6 +51,7 @@ from hypermetric.masking import masked
 from hypermetric.scheduler.clock import Clock, SystemClock
 from hypermetric.scheduler.definitions import plan_due
 from hypermetric.scheduler.launcher import Launcher, launcher_for
+from hypermetric.scheduler.maintenance import Maintainer, MaintenanceReport
 from hypermetric.scheduler.options import SchedulerOptions, retry_delay
 from hypermetric.scheduler.processes import pid_alive
 from hypermetric.scheduler.rayhead import LocalRayHead
@@ -86,6 +92,13 @@ class Scheduler:
             owner=f"scheduler/{self.instance_id}",
             host=self.host,
             stale_after=self.stale_after,
+        )
+        self.maintainer = Maintainer(
+            self.settings,
+            self.db,
+            self.clock,
+            self.options,
+            owner=f"scheduler/{self.instance_id}",
         )
         self._ray_address = self.settings.ray_address
         self._head: LocalRayHead | None = None
@@ -183,6 +196,11 @@ class Scheduler:
             self.supervisor.supervise(tally)
             self.supervisor.launch_ready(tally, self.ray_address)
             return tally.report()
+
+    def run_maintenance(self, stop: Callable[[], bool] | None = None) -> MaintenanceReport:
+        """One background maintenance pass (compaction), whatever ``compact_every`` says:
+        skipped when another scheduler holds the lease. Never holds up :meth:`run_pass`."""
+        return self.maintainer.run(stop)
 
     def _adopt(self, now: datetime, tally: Tally) -> None:
         for other in reap_instances(self.db, now - timedelta(seconds=self.stale_after)):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -42,10 +42,13 @@ class Ticker:
         self.horizon = max(10.0, 5 * service.options.tick_seconds)
         #: held by a pass from start to end
         self._passing = threading.Lock()
+        #: held by a maintenance pass from start to end
+        self._maintaining = threading.Lock()
         self.aps = BackgroundScheduler(
             jobstores={"default": MemoryJobStore()},
             # one worker: passes never overlap, so they need no locking among themselves
-            executors={"default": ThreadPoolExecutor(1)},
+            # maintenance (compaction) on a thread of its own: a pass never waits for it
+            executors={"default": ThreadPoolExecutor(1), "maintenance": ThreadPoolExecutor(1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
             timezone=UTC,
         )
@@ -60,6 +63,16 @@ class Ticker:
             id="tick",
             next_run_time=datetime.now(UTC),
         )
+        every = self.service.options.compact_every
+        if every:
+            self.aps.add_job(
+                self._maintain,
+                IntervalTrigger(seconds=every, timezone=UTC),
+                id="maintenance",
+                executor="maintenance",
+                # soon after start, not in the middle of the first passes
+                next_run_time=datetime.now(UTC) + timedelta(seconds=min(every, 30.0)),
+            )
         self.aps.start()
         try:
             # sleep, not stop.wait(): a signal handler calling stop.set() while this thread
@@ -72,11 +85,22 @@ class Ticker:
             # running job, and a pass takes that lock to re-plan the due-time jobs
             with self._passing:
                 self.aps.shutdown(wait=False)
+            with self._maintaining:  # its batch ends; it begins no other once stopped
+                pass
 
     def _pass(self) -> None:
         with self._passing:
             if not self.stop.is_set():
                 self._run_pass()
+
+    def _maintain(self) -> None:
+        with self._maintaining:
+            if self.stop.is_set():
+                return
+            try:
+                self.service.run_maintenance(stop=self.stop.is_set)
+            except Exception:
+                log.exception("maintenance pass failed; trying again at the next one")
 
     def _run_pass(self) -> None:
         try:

@@ -111,6 +111,18 @@ class Runs:
 
     def commit(self, run_id: int, unit_id: int, tables: dict[str, pa.Table]) -> list[ShardFile]:
         """Write one shard per dataset and commit them as work unit ``unit_id``."""
+        attempt = get_run(self.db, run_id).attempt
+        # every row carries the attempt that wrote it, as the engine's do
+        tables = {
+            d: t.set_column(
+                t.schema.get_field_index("run_attempt"),
+                "run_attempt",
+                pa.array([attempt] * t.num_rows, pa.int32()),
+            )
+            if "run_attempt" in t.column_names
+            else t
+            for d, t in tables.items()
+        }
         files = [
             self.store.write(dataset, run_id, table, f"u{unit_id}")
             for dataset, table in tables.items()
@@ -121,7 +133,6 @@ class Runs:
         errors = rows - scores["error"].null_count if has_errors else 0
         calls = tables["calls"].num_rows if "calls" in tables else 0
         unit = UnitSummary(unit_id=unit_id, examples=rows, rows=rows, calls=calls, errors=errors)
-        attempt = get_run(self.db, run_id).attempt
         commit_units(self.db, run_id, files, [unit], attempt=attempt)
         return files
 

@@ -130,7 +130,7 @@ def test_history_compact_versions_and_clean(runs: Runs, db: Database) -> None:
     assert compacted.exit_code == 0, compacted.output
     assert "12" in compacted.output and "1200" in compacted.output
     listed = _invoke("versions")
-    assert "compact" in listed.output and "compacted 12 shards into 4 files" in listed.output
+    assert "compact" in listed.output and "compacted 12 shards into 1 file" in listed.output
     dry = _invoke("clean", "--before", "30d", "--dry-run")
     assert dry.exit_code == 0 and "would expire versions: 0" in dry.output
     done = _invoke("clean", "--before", (utcnow() + timedelta(seconds=1)).isoformat())

@@ -44,14 +44,14 @@ def test_views_exist_empty_on_a_fresh_home(settings: Settings, db: Database) -> 
 def test_a_query_reads_only_the_views_it_names(runs: Runs, monkeypatch: pytest.MonkeyPatch) -> None:
     run_id = runs.run(build=lambda rid: scores_table(rid, ids(3), [1.0, 0.0, 1.0]))
     read: list[str] = []
-    real_table, real_shards = connection.metadata_table, connection._shards
+    real_table, real_shards = connection.metadata_table, connection.live_shards
     monkeypatch.setattr(
         connection, "metadata_table", lambda db, name: read.append(name) or real_table(db, name)
     )
     monkeypatch.setattr(
         connection,
-        "_shards",
-        lambda db, dataset, *a: read.append(dataset) or real_shards(db, dataset, *a),
+        "live_shards",
+        lambda db, dataset, **kw: read.append(dataset) or real_shards(db, dataset, **kw),
     )
     assert sql("SELECT sum(value) FROM scores").fetchall() == [(2.0,)]
     assert read == ["scores"]  # not the calls' shards, nor runs, evaluations, versions
@@ -59,10 +59,17 @@ def test_a_query_reads_only_the_views_it_names(runs: Runs, monkeypatch: pytest.M
     joined = sql("SELECT r.state, count(*) FROM Scores s JOIN runs r ON s.run_id = r.id GROUP BY 1")
     assert joined.fetchall() == [("success", 3)] and sorted(read) == ["runs", "scores"]
     read.clear()
-    # a query that names no view, or something else, gets every view
+    # a query that names no view, or something else, gets every view; the metadata tables
+    # are read from the DB only when a query scans them, once per connection
     tables = {r[0] for r in sql("SHOW TABLES").fetchall()}
     assert tables == {"scores", "calls", "runs", "evaluations", "dataset_versions"}
-    assert sorted(read) == sorted(["scores", "calls", "runs", "evaluations", "dataset_versions"])
+    assert sorted(read) == ["calls", "scores"]
+    read.clear()
+    con = connection.connect()
+    assert read == ["scores", "calls"]
+    assert con.sql("SELECT count(*) FROM runs").fetchall() == [(1,)]
+    assert con.sql("SELECT max(id) FROM runs").fetchall() == [(run_id,)]
+    assert read == ["scores", "calls", "runs"]
     assert sql(f"SELECT count(*) FROM scores WHERE run_id = {run_id}").fetchall() == [(3,)]
 
 

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.maintenance import Rewrite, commit_rewrite, compaction_candidates
-from hypermetric.catalog.models import DatasetVersion, Shard
+from hypermetric.catalog.maintenance import Rewrite, commit_rewrite
+from hypermetric.catalog.models import DatasetVersion, Shard, ShardRun
+from hypermetric.catalog.packing import packing_candidates
 from hypermetric.catalog.runs import start_run
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
@@ -74,11 +75,18 @@ def test_every_unexpired_version_reads_the_same_rows(
     current = _snapshot()
 
     reports = {r.dataset: r for r in compact(target_rows=1000)}
-    assert reports["scores"].shards_merged == 5 and reports["scores"].files_written == 2
+    # the two finished runs packed into one file that lists them; the running one untouched
+    assert reports["scores"].shards_merged == 5 and reports["scores"].files_written == 1
     assert reports["calls"].shards_merged == 5 and reports["calls"].rows == 100
     live = [s for s in _shards(db) if s.removed_version_id is None]
-    assert sorted(s.run_id for s in live if s.dataset == "scores") == [first, second, running]
+    assert sorted(s.run_id or 0 for s in live if s.dataset == "scores") == [0, running]
     assert all("compact-" in s.path for s in live if s.run_id != running)
+    packed = next(s for s in live if s.dataset == "scores" and s.run_id is None)
+    with db.session() as session:
+        listed = session.execute(
+            select(ShardRun.run_id, ShardRun.rows).where(ShardRun.shard_id == packed.id)
+        )
+        assert sorted(tuple(r) for r in listed) == [(first, 60), (second, 40)]
     assert _snapshot() == current
     for version, rows in before.items():
         assert _snapshot(version) == rows, version
@@ -120,7 +128,7 @@ def test_every_unexpired_version_reads_the_same_rows(
 
 def test_a_stale_compaction_plan_is_refused(runs: Runs, db: Database, settings: Settings) -> None:
     _metric_run(runs, 10, shards=2)
-    plan = compaction_candidates(db, "scores", max_rows=1000)
+    plan = [c.shard for c in packing_candidates(db, "scores", max_rows=1000)]
     compact(target_rows=1000)
     with pytest.raises(ConflictError, match="run the command again"):
         commit_rewrite(db, {"scores": Rewrite(tuple(s.id for s in plan))}, kind="compact")

@@ -15,7 +15,7 @@ class _SlowPlanner:
     """A service whose pass is quick but whose re-planning of due times is slow."""
 
     def __init__(self) -> None:
-        self.options = SimpleNamespace(tick_seconds=0.05)
+        self.options = SimpleNamespace(tick_seconds=0.05, compact_every=None)
         self.planning = threading.Event()
 
     def run_pass(self) -> None:
