@@ -187,7 +187,7 @@ def _pairs_sql(a: int, b: int, metric: str | None) -> str:
         "FROM scores WHERE run_id = {run}" + where
     )
     return f"""
-CREATE TEMP TABLE pairs AS
+CREATE OR REPLACE TEMP TABLE pairs AS
 WITH a AS ({side.format(run=a)}), b AS ({side.format(run=b)})
 SELECT coalesce(a.component, b.component) AS component,
        coalesce(a.metric, b.metric) AS metric,
@@ -308,6 +308,26 @@ def compare(
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
     con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=["scores"])
     try:
+        return compare_on(
+            con, run_a, run_b, metric=metric, resamples=resamples, seed=seed, examples=examples
+        )
+    finally:
+        con.close()
+
+
+def compare_on(
+    con: duckdb.DuckDBPyConnection,
+    run_a: RunRecord,
+    run_b: RunRecord,
+    *,
+    metric: str | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    examples: int = 20,
+) -> Comparison:
+    """:func:`compare` on a connection whose ``scores`` view holds both runs' rows (the
+    query benchmark runs it on one Parquet file as the floor of the same statistics)."""
+    try:
         con.execute(_pairs_sql(run_a.id, run_b.id, metric))
         metrics = _metrics(con, run_a, run_b, resamples, seed)
         lower = sorted({m.metric for m in metrics if m.higher_is_better is False})
@@ -316,8 +336,6 @@ def compare(
         best = _changes(con, lower, unknown, examples, worst=False)
     except duckdb.Error as exc:
         raise query_error(exc) from None
-    finally:
-        con.close()
     if not metrics:
         raise QueryError(
             f"runs {run_a.id} and {run_b.id} have no scores"

@@ -232,7 +232,7 @@ def _one_run(bench: Bench, scale: str, phase: str, floor_file: Path) -> None:
 
 
 def _compare(bench: Bench, scale: str, phase: str) -> None:
-    from hypermetric.query.compare import compare
+    from hypermetric.query.compare import compare, compare_on, resolve_run
 
     a, b = bench.pair
     direct = _PAIR_FLOOR.format(f=bench.work / "floor-pair.parquet", a=a, b=b)
@@ -241,6 +241,21 @@ def _compare(bench: Bench, scale: str, phase: str) -> None:
     )
     rows = bench.args.compare_scores
     bench.add(Figure(scale, phase, f"compare of two {rows:,}-score runs", ours, floor, "<= 2x"))
+    # the floor of the same statistics (bootstrap CIs, counts, example lists) on one file:
+    # what the catalog and the files cost a compare, its statistics counted on both sides
+    run_a, run_b = resolve_run(a), resolve_run(b)
+
+    def same_on_one_file() -> None:
+        con = duckdb.connect()
+        con.execute(f"CREATE VIEW scores AS SELECT * FROM read_parquet('{pair_file}')")
+        compare_on(con, run_a, run_b)
+        con.close()
+
+    pair_file = bench.work / "floor-pair.parquet"
+    floor, ours = _best(bench.args.repeat, same_on_one_file, lambda: compare(a, b))
+    bench.add(
+        Figure(scale, phase, f"compare of two {rows:,}-score runs, same statistics", ours, floor)
+    )
 
 
 def _automatic_pass(bench: Bench) -> None:
