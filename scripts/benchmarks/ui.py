@@ -99,6 +99,8 @@ def _tables(
             "error": pa.nulls(examples, pa.string()),
             "run_attempt": np.ones(examples, dtype=np.int32),
             "created_at": stamp,
+            "attempts": np.ones(examples, dtype=np.int32),
+            "cached": np.zeros(examples, dtype=bool),
         },
         schema=CALLS_SCHEMA,
     )

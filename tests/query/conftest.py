@@ -73,6 +73,8 @@ def calls_table(run_id: int, example_ids: Sequence[str], *, evaluation: str = "q
             "error": pa.array([None] * n, pa.string()),
             "run_attempt": pa.array([1] * n, pa.int32()),
             "created_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
+            "attempts": pa.array([1] * n, pa.int32()),
+            "cached": pa.array([False] * n, pa.bool_()),
         },
         schema=CALLS_SCHEMA,
     )

@@ -40,6 +40,8 @@ def calls_of(run_id: int, example_ids: Sequence[str], outputs: Sequence[str]) ->
             "error": [None] * n,
             "run_attempt": [1] * n,
             "created_at": [NOW] * n,
+            "attempts": [1] * n,
+            "cached": [False] * n,
         },
         schema=CALLS_SCHEMA,
     )
