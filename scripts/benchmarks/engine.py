@@ -139,9 +139,9 @@ def _ray_data(source: Any, out: Path, loops: int, cpus: int) -> float:
     elif source.endswith(".parquet"):
         # read before the scoring actors take every CPU (a streaming read's listing task
         # would wait for a CPU they hold)
-        ds = ray.data.read_parquet(source).materialize()
+        ds = ray.data.read_parquet(source).materialize().repartition(8 * cpus)
     else:
-        ds = ray.data.read_json(source, lines=True).materialize()
+        ds = ray.data.read_json(source, lines=True).materialize().repartition(8 * cpus)
     ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=cpus), batch_size=5000)
     ds.write_parquet(str(out))
     rows = len(source) if isinstance(source, list) else None

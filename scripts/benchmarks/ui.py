@@ -4,7 +4,10 @@ The data: ``--evaluations`` scheduled evaluations x ``--nights`` nightly runs, e
 ``--scores`` scores (four metrics, one of them lower-is-better) and one call per example,
 committed in ``--shards`` shards per dataset as the engine does, in a temporary
 HYPERMETRIC_HOME on SQLite; the version label changes every 50 nights. Each page is then
-requested ``--repeat`` times through an in-process HTTP client, and the figure is the
+requested ``--repeat`` times through an in-process HTTP client, first over the shards as the
+engine wrote them, then after the scheduler's maintenance pass packed them (on by default,
+so a history the scheduler keeps looks like the second; the budget is judged there), and
+the figure is the
 server time the response reports in its ``Server-Timing`` header (routing, DB, DuckDB,
 rendering: everything but the network), first request and best of the rest. The first
 request of a page reads the stats of the runs it shows from the shards (cold); later ones
@@ -175,6 +178,22 @@ def _measure(client: Any, pages: list[tuple[str, str]], repeat: int) -> bool:
     return within
 
 
+def _maintain(settings: Settings) -> None:
+    """The scheduler's maintenance pass with its default options, until it has nothing left
+    (what a history kept by `hypermetric scheduler` looks like)."""
+    from hypermetric.scheduler.service import Scheduler
+
+    scheduler = Scheduler(settings)
+    started, merged = time.perf_counter(), 0
+    while True:
+        report = scheduler.run_maintenance()
+        merged += report.shards_merged
+        if report.complete:
+            break
+    took = time.perf_counter() - started
+    print(f"after the scheduler's maintenance pass ({merged} shards packed in {took:.0f}s):")
+
+
 @contextlib.contextmanager
 def _home(keep: bool) -> Iterator[Path]:
     work = Path(tempfile.mkdtemp(prefix="hm-bench-ui-"))
@@ -219,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
                 f"/sql?q=SELECT+count(*)+FROM+scores+WHERE+run_id={last}",
             ),
         ]
+        print("shards as the engine wrote them:", flush=True)
+        with TestClient(create_app(settings)) as client:
+            _measure(client, pages, args.repeat)
+        _maintain(settings)
         with TestClient(create_app(settings)) as client:
             within = _measure(client, pages, args.repeat)
         from hypermetric.ui.cache import RunStats
