@@ -19,13 +19,10 @@ own count of the files its scan opened (EXPLAIN ANALYZE).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from benchmarks.common import maintain, temporary_home
 from benchmarks.query_data import (
     EVALUATIONS,
     Floor,
@@ -259,20 +257,10 @@ def _compare(bench: Bench, scale: str, phase: str) -> None:
 
 
 def _automatic_pass(bench: Bench) -> None:
-    from hypermetric.scheduler.service import Scheduler
-
-    scheduler = Scheduler(bench.settings)  # default options: what `hypermetric scheduler` does
-    started, passes, merged, written = time.perf_counter(), 0, 0, 0
-    while True:
-        report = scheduler.run_maintenance()
-        passes += 1
-        merged, written = merged + report.shards_merged, written + report.files_written
-        if report.complete:
-            break
-    took = time.perf_counter() - started
+    done = maintain(bench.settings)
     print(
-        f"the scheduler's maintenance pass: {merged} shards into {written} files, "
-        f"{passes} pass(es), {took:.1f}s",
+        f"the scheduler's maintenance pass: {done.merged} shards into {done.written} files, "
+        f"{done.passes} pass(es), {done.seconds:.1f}s",
         flush=True,
     )
 
@@ -331,21 +319,9 @@ def _table(figures: list[Figure]) -> None:
         )
 
 
-@contextlib.contextmanager
-def _home(keep: bool) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix="hm-bench-query-"))
-    try:
-        yield work
-    finally:
-        if keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-
-
 def run(args: argparse.Namespace) -> int:
     """Generate, then time the figures; prints each with its ratio to the floor."""
-    with _home(args.keep) as work:
+    with temporary_home("hm-bench-query-", args.keep) as work:
         settings = reset_settings(load_settings(environ={}, home=str(work / "home")))
         load = os.getloadavg()[0]
         print(f"home {settings.home} (SQLite); {os.cpu_count()} CPUs; load average {load:.1f}")

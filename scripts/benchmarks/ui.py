@@ -18,22 +18,18 @@ it starts (timed last), so its first pages are the warm case.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import os
 import re
-import shutil
 import statistics
-import tempfile
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from benchmarks.common import maintain, temporary_home
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.records import UnitSummary
@@ -179,31 +175,11 @@ def _measure(client: Any, pages: list[tuple[str, str]], repeat: int) -> bool:
 
 
 def _maintain(settings: Settings) -> None:
-    """The scheduler's maintenance pass with its default options, until it has nothing left
-    (what a history kept by `hypermetric scheduler` looks like)."""
-    from hypermetric.scheduler.service import Scheduler
-
-    scheduler = Scheduler(settings)
-    started, merged = time.perf_counter(), 0
-    while True:
-        report = scheduler.run_maintenance()
-        merged += report.shards_merged
-        if report.complete:
-            break
-    took = time.perf_counter() - started
-    print(f"after the scheduler's maintenance pass ({merged} shards packed in {took:.0f}s):")
-
-
-@contextlib.contextmanager
-def _home(keep: bool) -> Iterator[Path]:
-    work = Path(tempfile.mkdtemp(prefix="hm-bench-ui-"))
-    try:
-        yield work
-    finally:
-        if keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+    done = maintain(settings)
+    print(
+        f"after the scheduler's maintenance pass ({done.merged} shards packed in "
+        f"{done.seconds:.0f}s):"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
 
     from hypermetric.ui.app import create_app
 
-    with _home(args.keep) as work:
+    with temporary_home("hm-bench-ui-", args.keep) as work:
         settings = reset_settings(load_settings(environ={}, home=str(work / "home")))
         runs = args.evaluations * args.nights
         print(
