@@ -22,7 +22,7 @@ from rich.table import Table
 from hypermetric.errors import QueryError
 from hypermetric.query.connection import query_error
 
-__all__ = ["FORMATS", "relation_table", "write_rows"]
+__all__ = ["FORMATS", "json_value", "relation_table", "write_rows"]
 
 FORMATS = ("table", "csv", "json", "parquet")
 
@@ -50,7 +50,9 @@ def relation_table(relation: duckdb.DuckDBPyRelation, max_rows: int) -> tuple[Ta
     return table, len(rows) > max_rows
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """``value`` as JSON can hold it: times as ISO text, NaN and infinity as None, bytes as
+    base64, decimals as floats, containers element by element."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, datetime | date | time):
@@ -62,9 +64,9 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
+        return [json_value(v) for v in value]
     return value
 
 
@@ -74,7 +76,7 @@ def _write_json(reader: pa.RecordBatchReader, sink: IO[bytes]) -> None:
     for batch in reader:
         for row in batch.to_pylist():
             sink.write(b"\n" if first else b",\n")
-            sink.write(json.dumps(_json_value(row), ensure_ascii=False).encode())
+            sink.write(json.dumps(json_value(row), ensure_ascii=False).encode())
             first = False
     sink.write(b"\n]\n")
 

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import math
-from datetime import date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import datetime
 from typing import Any
 
-from hypermetric.masking import masked
+from hypermetric.masking import masker
+from hypermetric.query.output import json_value
 
 __all__ = ["fmt_time", "jsonable", "masked_all"]
-
-#: joins texts masked in one pass: every masking pattern stops at a line break, and no
-#: credential holds this
-_SEPARATOR = "\n\x1e\n"
 
 
 def fmt_time(value: datetime | None) -> str:
@@ -31,16 +25,6 @@ def jsonable(value: Any) -> Any:
             if hasattr(type(value), name):
                 out[name] = getattr(value, name)
         return out
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, datetime | date | time):
-        return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
     if isinstance(value, dict):
         return {
             str(k) if not isinstance(k, tuple) else "/".join(map(str, k)): jsonable(v)
@@ -48,14 +32,11 @@ def jsonable(value: Any) -> Any:
         }
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v) for v in value]
-    return value
+    return json_value(value)
 
 
 def masked_all(texts: list[str | None]) -> list[str | None]:
-    """Each text masked as :func:`hypermetric.masking.masked` masks it, in one call (it
-    reads the environment's credentials on each call: once a page, not once a cell)."""
-    present = [t for t in texts if t]
-    if not present:
-        return list(texts)
-    done = iter(masked(_SEPARATOR.join(present)).split(_SEPARATOR))
-    return [next(done) if t else t for t in texts]
+    """Each text masked as :func:`hypermetric.masking.masked` masks it, the environment's
+    credentials read once for them all."""
+    mask = masker()
+    return [mask(t) if t else t for t in texts]
