@@ -27,39 +27,17 @@ from hypermetric.api.runtime import Runtime
 from hypermetric.api.versions import component_lineage
 from hypermetric.catalog.records import FailedExample, UnitSummary
 from hypermetric.errors import BindingError
+from hypermetric.storage.schemas import CALLS_SCHEMA, RUN_COLUMNS, SCORES_SCHEMA
 
 __all__ = ["CALL_FIELDS", "SCORE_FIELDS", "ScoredUnit", "Scorer", "complete_calls", "json_text"]
 
 #: the columns a unit's rows carry (the evaluator adds the run's: its id, evaluation,
 #: version, attempt and the time the unit arrived)
-SCORE_FIELDS = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("component", pa.string()),
-        ("call_index", pa.int32()),
-        ("metric", pa.string()),
-        ("value", pa.float64()),
-        ("error", pa.string()),
-    ]
-)
-CALL_FIELDS = pa.schema(
-    [
-        ("example_id", pa.string()),
-        ("component", pa.string()),
-        ("call_index", pa.int32()),
-        ("inputs", pa.string()),
-        ("output", pa.string()),
-        ("latency_ms", pa.float64()),
-        ("error", pa.string()),
-        ("attempts", pa.int32()),
-        ("cached", pa.bool_()),
-    ]
-)
+SCORE_FIELDS = pa.schema([f for f in SCORES_SCHEMA if f.name not in RUN_COLUMNS])
+CALL_FIELDS = pa.schema([f for f in CALLS_SCHEMA if f.name not in RUN_COLUMNS])
 #: the columns recorded for every call: a unit whose calls no rate limit, retry or cache
-#: saw travels with these only (:func:`complete_calls` adds the other two)
-_RECORDED = pa.schema(list(CALL_FIELDS)[:-2])
-_ONE = pa.scalar(1, pa.int32())
-_NO = pa.scalar(False, pa.bool_())
+#: saw travels with these only (:func:`complete_calls` adds ``attempts`` and ``cached``)
+_RECORDED = pa.schema([f for f in CALL_FIELDS if f.name not in ("attempts", "cached")])
 
 
 @dataclass(frozen=True)
@@ -270,7 +248,8 @@ def complete_calls(batch: pa.RecordBatch) -> pa.RecordBatch:
     if batch.num_columns == len(CALL_FIELDS):
         return batch
     n = batch.num_rows
-    columns = [*batch.columns, pa.repeat(_ONE, n), pa.repeat(_NO, n)]
+    once, fresh = pa.scalar(1, pa.int32()), pa.scalar(False, pa.bool_())
+    columns = [*batch.columns, pa.repeat(once, n), pa.repeat(fresh, n)]
     return pa.RecordBatch.from_arrays(columns, schema=CALL_FIELDS)
 
 

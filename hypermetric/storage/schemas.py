@@ -6,7 +6,7 @@ import hashlib
 
 import pyarrow as pa
 
-__all__ = ["CALLS_SCHEMA", "SCHEMAS", "SCORES_SCHEMA", "fingerprint"]
+__all__ = ["CALLS_SCHEMA", "RUN_COLUMNS", "SCHEMAS", "SCORES_SCHEMA", "fingerprint"]
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -53,6 +53,10 @@ CALLS_SCHEMA = pa.schema(
 )
 
 SCHEMAS = {"scores": SCORES_SCHEMA, "calls": CALLS_SCHEMA}
+
+#: the columns a shard's rows get from their run where they are buffered (an engine unit's
+#: rows carry the others)
+RUN_COLUMNS = ("run_id", "evaluation", "version", "run_attempt", "created_at")
 
 
 def fingerprint(schema: pa.Schema) -> str:
