@@ -188,6 +188,9 @@ class Runtime:
         """
         # The engine and query layers sit above the API; importing them here keeps
         # decoration free of Ray and DuckDB.
+        from hypermetric.engine.pool import prewarm
+
+        prewarm()  # a first run's actors boot while the run sets itself up
         from hypermetric.engine.progress import progress_display
         from hypermetric.engine.runner import run_runtime
         from hypermetric.query.result import RunResult

@@ -20,7 +20,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hypermetric.engine.actors import DriverActor, EvaluatorActor
 
-__all__ = ["ActorPool", "Lent", "live_nodes", "pool", "replacement", "spread"]
+__all__ = ["ActorPool", "Lent", "live_nodes", "pool", "prewarm", "replacement", "spread"]
 
 _KINDS = {"driver": DriverActor, "evaluator": EvaluatorActor}
 
@@ -70,6 +70,32 @@ class ActorPool:
         self._lock = threading.Lock()
         self._idle: dict[str, list[Lent]] = {kind: [] for kind in _KINDS}
         self._job: Any = None
+        self._warmed: Any = None  # the job whose first actors were started by prewarm
+
+    def _follow(self, job: Any) -> None:
+        """Forget the idle actors of an earlier Ray connection (they are gone); under the lock."""
+        if job != self._job:
+            self._idle, self._job = {k: [] for k in _KINDS}, job
+
+    def idle(self) -> dict[str, int]:
+        """How many idle actors of each kind this process holds (the next run takes them)."""
+        with self._lock:
+            return {kind: len(actors) for kind, actors in self._idle.items()}
+
+    def prewarm(self) -> None:
+        """Start one driver and one evaluator for this Ray job, once, without waiting for
+        them. A process's first run then sets itself up (imports, the catalog, the dataset's
+        survey) while their processes boot, instead of before: most of a second of a first
+        run, on any machine. The actors join the idle pool like returned ones."""
+        job = ray.get_runtime_context().get_job_id()
+        with self._lock:
+            self._follow(job)
+            if self._warmed == job:
+                return
+            self._warmed = job
+        node = spread(live_nodes(), 1)[0]
+        for kind in _KINDS:
+            self.release(kind, [self._start(kind, node)])
 
     def acquire(self, kind: str, nodes: list[str]) -> list[Lent]:
         """An actor of ``kind`` on each of ``nodes``: idle ones first, new ones for the rest.
@@ -81,8 +107,7 @@ class ActorPool:
         job = ray.get_runtime_context().get_job_id()
         lent: list[Lent | None] = [None] * len(nodes)
         with self._lock:
-            if job != self._job:  # a new Ray connection: the old actors are gone
-                self._idle, self._job = {k: [] for k in _KINDS}, job
+            self._follow(job)
             idle = self._idle[kind]
             for i, node in enumerate(nodes):
                 match = next((a for a in idle if a.node == node), None)
@@ -115,3 +140,10 @@ class ActorPool:
 
 
 pool = ActorPool()
+
+
+def prewarm() -> None:
+    """:meth:`ActorPool.prewarm` when this process is connected to Ray (it never starts Ray:
+    a run that fails its checks must not have paid for a cluster)."""
+    if ray.is_initialized():
+        pool.prewarm()

@@ -13,20 +13,21 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from hypermetric.api.datasets import Chunk
 from hypermetric.api.identity import IdStream
 from hypermetric.api.runtime import Runtime
-from hypermetric.catalog.db import Database
-from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.shards import live_retractions, live_shards
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import UnitPayload
 from hypermetric.errors import DatasetError
 from hypermetric.storage.files import ShardStore
+
+if TYPE_CHECKING:
+    from hypermetric.catalog.db import Database
+    from hypermetric.catalog.records import RunRecord
 
 __all__ = ["Replay", "replay_of", "replay_unit", "source_calls"]
 
@@ -46,6 +47,10 @@ _TYPES = {"attempts": pa.int32(), "cached": pa.bool_()}
 
 def source_calls(db: Database, store: ShardStore, run_id: int) -> pa.Table:
     """The calls run ``run_id`` holds now, in the columns a replay needs."""
+    # the catalog (SQLAlchemy and its models, ~0.4 s of import) stays out of the pool
+    # actors, which import this module for Replay and replay_unit only
+    from hypermetric.catalog.shards import live_retractions, live_shards
+
     tables = []
     for shard in live_shards(db, "calls", run_ids=[run_id]):
         table = store.read(shard.path)

@@ -11,17 +11,19 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import duckdb
 from rich.table import Table
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import get_run
 from hypermetric.config import Settings, get_settings
-from hypermetric.query.connection import open_connection
 from hypermetric.query.render import fmt_interval, fmt_num, table_text
 from hypermetric.query.stats import mean_interval
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = ["RunResult", "SummaryRow", "render_summary", "summarize"]
 
@@ -124,6 +126,10 @@ class RunResult:
         return get_run(database(self._settings), self._run_id)
 
     def _connection(self, views: Collection[str] | None = None) -> duckdb.DuckDBPyConnection:
+        # DuckDB and the dataset layer load when a result is first read, not when a run
+        # returns one (a first run in a process does not pay for them)
+        from hypermetric.query.connection import open_connection
+
         return open_connection(self._settings, run_ids=[self._run_id], views=views)
 
     def summary(self) -> list[SummaryRow]:
