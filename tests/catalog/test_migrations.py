@@ -13,7 +13,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from hypermetric.catalog import migrate
-from hypermetric.catalog.db import Database
+from hypermetric.catalog.db import SCHEMA_REVISION, Database
 from hypermetric.catalog.models import Base
 
 
@@ -58,3 +58,9 @@ def test_alembic_from_the_repository_root_uses_hypermetric_config(tmp_path: Path
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {t.name for t in Base.metadata.sorted_tables} <= tables
+
+
+def test_the_schema_revision_the_code_opens_without_alembic_is_alembics_head() -> None:
+    """A new migration must move SCHEMA_REVISION too: a database at the old head would
+    otherwise be opened as current and never upgraded."""
+    assert migrate.head_revision() == SCHEMA_REVISION
