@@ -28,14 +28,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import psutil
 import pyarrow as pa
 
 from hypermetric.catalog.attempts import finish_attempt, update_attempt
 from hypermetric.catalog.db import Database, database
 from hypermetric.catalog.evaluations import upsert_evaluation
-from hypermetric.catalog.imports import begin_import, release_import
+from hypermetric.catalog.imports import ImportSlot, begin_import, release_import
 from hypermetric.catalog.records import RunRecord, ShardFile, UnitSummary
-from hypermetric.catalog.runs import get_run
+from hypermetric.catalog.runs import finish_run, get_run
 from hypermetric.catalog.shards import commit_units
 from hypermetric.config import Settings, get_settings
 from hypermetric.importing.records import ImportedLog, ImportedSample
@@ -167,7 +168,32 @@ def _write(db: Database, store: ShardStore, log: ImportedLog, run: RunRecord) ->
         raise
 
 
-def _begin(db: Database, log: ImportedLog) -> Any:
+def _abandoned(run: RunRecord) -> bool:
+    """True for the run of an import that will never finish: it ended without releasing
+    its key (a scheduler found it lost), or its process on this host is gone."""
+    if run.state in ("failed", "canceled"):
+        return True
+    return (
+        run.state == "running"
+        and run.host == socket.gethostname()
+        and run.pid is not None
+        and not psutil.pid_exists(run.pid)
+    )
+
+
+def _begin(db: Database, log: ImportedLog) -> ImportSlot:
+    """The run of ``log``: a new one, or the one imported before (an abandoned import's
+    run is failed and its key released first, so the log is imported again)."""
+    slot = _claim(db, log)
+    if not slot.created and _abandoned(slot.run):
+        if slot.run.state == "running":
+            finish_run(db, slot.run.id, "failed", "the import process died before it finished")
+        release_import(db, slot.run.id)
+        slot = _claim(db, log)
+    return slot
+
+
+def _claim(db: Database, log: ImportedLog) -> ImportSlot:
     evaluation = upsert_evaluation(db, log.evaluation)
     host = socket.gethostname()
     return begin_import(
