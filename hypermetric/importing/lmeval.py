@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from hypermetric.errors import DatasetError
-from hypermetric.importing.records import ImportedLog, ImportedSample, score_rows
+from hypermetric.importing.records import ImportedLog, ImportedSample, check_unique, score_rows
 
 __all__ = ["lmeval_float", "read_lmeval_dir"]
 
@@ -242,6 +242,7 @@ def _task_log(
     ids = _ids(by_doc)
     metrics = _metric_names(data, task)
     samples = [_sample(ids[d], by_doc[d], metrics) for d in sorted(by_doc)]
+    check_unique(samples, str(samples_path))
     return ImportedLog(
         tool="lm-eval",
         source=str(samples_path.resolve()),

@@ -121,7 +121,11 @@ def test_an_abandoned_import_is_imported_again(
     states = {r.id: (r.state, r.import_key) for r in list_runs(db)}
     assert states[first.run.id] == ("failed", None)
     assert states[second.run.id] == ("success", log.key)
-    # a run a scheduler failed (found lost) keeps its key until an import finds it
+    # a run a scheduler failed (found lost), or canceled, keeps its key until an import
+    # finds it
     update_run(db, second.run.id, state="failed")
     (third,) = writer.store_logs([log], settings=settings)
     assert third.created and count_runs(db) == 3
+    update_run(db, third.run.id, state="canceled")
+    (fourth,) = writer.store_logs([log], settings=settings)
+    assert fourth.created and count_runs(db) == 4
