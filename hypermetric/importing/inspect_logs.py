@@ -66,9 +66,22 @@ def _reader() -> Any:
     return read_eval_log
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _first_line(text: str) -> str:
+    text = text.strip()
+    return text.splitlines()[0] if text else "no message"
+
+
+def _reason(exc: Exception) -> str:
+    """What is wrong, in one line: a pydantic error names the first bad field."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        try:
+            first = errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            return f"{where}: {first['msg']}"
+        except (TypeError, LookupError, ValueError):
+            pass
+    return f"{type(exc).__name__}: {_first_line(str(exc))}"
 
 
 def _load(path: Path) -> Any:
@@ -79,10 +92,8 @@ def _load(path: Path) -> Any:
     read_eval_log = _reader()
     try:
         return read_eval_log(str(path))
-    except Exception as exc:  # zip, JSON and pydantic errors alike: the file is not a log
-        raise DatasetError(
-            f"{path}: not a readable Inspect log ({type(exc).__name__}: {_first_line(exc)})"
-        ) from None
+    except Exception as exc:  # zip, JSON, version and pydantic errors alike: not a log
+        raise DatasetError(f"{path}: not a readable Inspect log ({_reason(exc)})") from None
 
 
 def _created(path: Path, text: str) -> datetime:
@@ -145,7 +156,7 @@ def _scores(sample: Any, scorers: list[str], error: str | None) -> tuple[Importe
 def _sample(path: Path, sample: Any, scorers: list[str]) -> ImportedSample:
     if sample.id is None or not isinstance(sample.epoch, int) or sample.epoch < 1:
         raise DatasetError(f"{path}: a sample has no id or no epoch (id {sample.id!r})")
-    error = _first_line(Exception(sample.error.message or "error")) if sample.error else None
+    error = _first_line(sample.error.message) if sample.error else None
     text = _input(sample)
     fields: dict[str, Any] = {"input": text, "target": _json(sample.target)}
     if sample.choices:

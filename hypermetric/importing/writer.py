@@ -21,6 +21,7 @@ The rows of a sample, dataset by dataset:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -159,13 +160,24 @@ def _write(db: Database, store: ShardStore, log: ImportedLog, run: RunRecord) ->
         update_attempt(db, run.id, run.attempt, units_total=1)
         finish_attempt(db, run.id, run.attempt, "success")
     except BaseException as exc:
-        if not committed:
-            for file in files:
-                store.delete(file.path)
-        reason = f"import failed: {type(exc).__name__}: {exc}".splitlines()[0]
-        finish_attempt(db, run.id, run.attempt, "failed", masked(reason))
-        release_import(db, run.id)
+        _abandon(db, store, run, [] if committed else files, exc)
         raise
+
+
+def _abandon(
+    db: Database, store: ShardStore, run: RunRecord, files: list[ShardFile], exc: BaseException
+) -> None:
+    """After a failed write: delete the unregistered files, end the run failed, release its
+    key. Best effort: the error the user sees is the write's, not a cleanup's (an
+    unregistered file is never read, and ``clean`` sweeps what is left)."""
+    reason = f"import failed: {type(exc).__name__}: {exc}".splitlines()[0]
+    with contextlib.suppress(Exception):
+        for file in files:
+            store.delete(file.path)
+    with contextlib.suppress(Exception):
+        finish_attempt(db, run.id, run.attempt, "failed", masked(reason))
+    with contextlib.suppress(Exception):
+        release_import(db, run.id)
 
 
 def _abandoned(run: RunRecord) -> bool:

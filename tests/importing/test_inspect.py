@@ -186,6 +186,8 @@ def _truncated(source: Path, tmp_path: Path) -> Path:
         (lambda logs, tmp: _write(tmp / "x.txt", "hello"), "expected a .eval or .json file"),
         (lambda logs, tmp: tmp / "missing.eval", "no such file"),
         (lambda logs, tmp: _unfinished(logs.b_json, tmp), "did not finish (status started)"),
+        (lambda logs, tmp: _edited(logs.b_json, tmp, version=99), "version 99 of log format"),
+        (lambda logs, tmp: _edited(logs.b_json, tmp, task=None), "(eval.task: Field required)"),
     ],
 )
 def test_a_malformed_log_fails_in_one_line_and_writes_nothing(
@@ -210,6 +212,16 @@ def test_a_malformed_log_fails_in_one_line_and_writes_nothing(
 def _write(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def _edited(source: Path, tmp_path: Path, **changes: Any) -> Path:
+    """The log with its format ``version`` changed, or a field of its ``eval`` removed."""
+    data = json.loads(source.read_text())
+    if "version" in changes:
+        data["version"] = changes["version"]
+    for name in set(changes) - {"version"}:
+        del data["eval"][name]
+    return _write(tmp_path / "edited.json", json.dumps(data))
 
 
 def _unfinished(source: Path, tmp_path: Path) -> Path:
