@@ -222,3 +222,24 @@ def test_a_folder_without_results(settings: Settings, tmp_path: Path) -> None:
     assert result.output.strip() == (
         f"error: {tmp_path}: no results_*.json file; import the folder lm-eval wrote whole"
     )
+
+
+def test_imported_runs_compact_like_any_run(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    assert _import(_two_models(tmp_path / "out")).exit_code == 0
+    query = "SELECT run_id, example_id, metric, value FROM scores ORDER BY ALL"
+
+    def rows() -> list[dict[str, object]]:
+        shown = CliRunner().invoke(cli, ["sql", query, "--format", "json"])
+        assert shown.exit_code == 0, shown.output
+        return list(json.loads(shown.output))
+
+    before = rows()
+    assert len(before) == 2 * (2 + 3) and len(live_shards(db, "scores")) == 4
+    packed = CliRunner().invoke(cli, ["compact"])
+    assert packed.exit_code == 0, packed.output
+    assert len(live_shards(db, "scores")) == 1  # the four runs' shards in one packed file
+    assert rows() == before
+    (ppl,) = hm.compare("wikitext@org/model-a", "wikitext@org/model-b", settings=settings).metrics
+    assert (ppl.n, ppl.improved) == (3, 3)
