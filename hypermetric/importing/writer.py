@@ -182,8 +182,9 @@ def _abandon(
 
 def _abandoned(run: RunRecord) -> bool:
     """True for the run of an import that will never finish: it ended without releasing
-    its key (a scheduler found it lost), or its process on this host is gone."""
-    if run.state in ("failed", "canceled"):
+    its key, or was queued (a scheduler found it lost: an import is created running and
+    cannot be resumed), or its process on this host is gone."""
+    if run.state in ("queued", "failed", "canceled"):
         return True
     return (
         run.state == "running"
@@ -198,7 +199,7 @@ def _begin(db: Database, log: ImportedLog) -> ImportSlot:
     run is failed and its key released first, so the log is imported again)."""
     slot = _claim(db, log)
     if not slot.created and _abandoned(slot.run):
-        if slot.run.state == "running":
+        if slot.run.state in ("queued", "running"):
             finish_run(db, slot.run.id, "failed", "the import process died before it finished")
         release_import(db, slot.run.id)
         slot = _claim(db, log)

@@ -129,3 +129,8 @@ def test_an_abandoned_import_is_imported_again(
     update_run(db, third.run.id, state="canceled")
     (fourth,) = writer.store_logs([log], settings=settings)
     assert fourth.created and count_runs(db) == 4
+    # queued again by a scheduler that found it lost: an import cannot be resumed
+    update_run(db, fourth.run.id, state="queued")
+    (fifth,) = writer.store_logs([log], settings=settings)
+    assert fifth.created and count_runs(db) == 5
+    assert {r.id: r.state for r in list_runs(db)}[fourth.run.id] == "failed"
