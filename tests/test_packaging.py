@@ -64,4 +64,4 @@ def test_wheel_ships_migrations_and_upgrades_a_db(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "metadata DB at 0005" in done.stdout
+    assert "metadata DB at 0006" in done.stdout

@@ -132,6 +132,9 @@ class Run(Base):
     #: a rescore: the run whose stored calls this one scored again (no foreign key, so a
     #: pruned source leaves its rescores as they are)
     source_run_id: Mapped[int | None] = mapped_column(Integer)
+    #: an imported run: the key of the log it came from (see :mod:`hypermetric.importing`),
+    #: unique so that a log is imported once however many processes import it
+    import_key: Mapped[str | None] = mapped_column(String(250), unique=True)
 
     __table_args__ = (
         UniqueConstraint("evaluation_id", "logical_date"),

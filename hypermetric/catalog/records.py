@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 RUN_STATES = ("queued", "running", "success", "failed", "canceled")
-RUN_TYPES = ("scheduled", "manual", "backfill")
+RUN_TYPES = ("scheduled", "manual", "backfill", "import")
 FINISHED_STATES = ("success", "failed", "canceled")
 
 
@@ -90,6 +90,7 @@ class RunRecord:
     examples_done: int
     shard_count: int
     source_run_id: int | None = None
+    import_key: str | None = None
 
     @property
     def finished(self) -> bool:

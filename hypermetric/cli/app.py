@@ -87,6 +87,7 @@ def _register() -> None:
         cache,
         db,
         evals,
+        imports,
         query,
         quickstart,
         run,
@@ -96,7 +97,7 @@ def _register() -> None:
         ui,
     )
 
-    for module in (cache, db, evals, query, quickstart, run, runs, scheduler, storage, ui):
+    for module in (cache, db, evals, imports, query, quickstart, run, runs, scheduler, storage, ui):
         module.register(cli)
 
 

@@ -28,7 +28,7 @@ def test_db_current_upgrade_and_runs_listing(settings: Settings, db: Database) -
     result = runner.invoke(cli, ["db", "current"])
     assert result.exit_code == 0 and "up to date" in result.output
     result = runner.invoke(cli, ["db", "upgrade"])
-    assert result.exit_code == 0 and "0005" in result.output
+    assert result.exit_code == 0 and "0006" in result.output
     ev = upsert_evaluation(db, "nightly-qa", schedule="0 2 * * *")
     run = create_run(db, ev.id, run_type="manual", version_label="v7")
     result = runner.invoke(cli, ["runs", "list"])
