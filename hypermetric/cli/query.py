@@ -14,7 +14,7 @@ from hypermetric.cli.render import console, fmt_time
 from hypermetric.errors import QueryError
 
 if TYPE_CHECKING:
-    from hypermetric.query.compare import Comparison, ExampleChange
+    from hypermetric.query.compare import Comparison, ExampleChange, MetricDelta
     from hypermetric.query.history import HistoryPoint
 
 __all__ = ["compare_cmd", "history_cmd", "register", "sql_cmd"]
@@ -68,44 +68,100 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
         write_rows(relation, fmt, sink)
 
 
-def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
+ARROWS = {True: "↑", False: "↓", None: "?"}
+
+
+def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
+    if m.fails(threshold or 0.0, alpha):
+        return "[red]regressed[/red]"
+    if m.improved_beyond() and m.significant(alpha):
+        return "[green]improved[/green]"
+    return ""
+
+
+def _compare_columns(comparison: Comparison) -> list[str]:
+    level = f"{1 - comparison.alpha:.0%}"
+    adjusted = [] if comparison.adjust == "none" else [f"p {comparison.adjust}"]
+    binary = ["McNemar p"] if any(m.binary for m in comparison.metrics) else []
+    epochs = any(m.within_var_a is not None for m in comparison.metrics)
+    within = ["within var A/B"] if epochs else []
+    return [
+        *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
+        *("p", *adjusted, "MDE", *binary, "b/w/s", "only A/B, err"),
+        *within,
+        "",
+    ]
+
+
+def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None) -> list[str]:
     from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
 
+    binary = any(x.binary for x in comparison.metrics)
+    epochs = any(x.within_var_a is not None for x in comparison.metrics)
+    return [
+        m.component or "",
+        f"{m.metric} {ARROWS[m.higher_is_better]}",
+        str(m.n),
+        fmt_num(m.mean_a),
+        fmt_num(m.mean_b),
+        fmt_num(m.delta, signed=True),
+        fmt_interval(m.ci_low, m.ci_high),
+        fmt_p(m.p_value),
+        *([] if comparison.adjust == "none" else [fmt_p(m.p_adjusted)]),
+        fmt_num(m.mde),
+        *([fmt_p(m.mcnemar_p) if m.binary else ""] if binary else []),
+        "/".join("?" if v is None else str(v) for v in (m.improved, m.regressed, m.unchanged)),
+        f"{m.only_a}/{m.only_b}, {m.errored}",
+        *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if epochs else []),
+        _verdict(m, threshold, comparison.alpha),
+    ]
+
+
+def _compare_caption(comparison: Comparison) -> str:
+    c = comparison
+    if c.cluster_by:
+        clusters = sorted({m.clusters for m in c.metrics if m.clusters is not None})
+        counts = "/".join(str(n) for n in clusters) or "0"
+        ci = f"CI and p: clustered by {c.cluster_by} ({counts} clusters; CR1, t at C-1 df)"
+    else:
+        ci = f"CI: paired bootstrap ({c.resamples} resamples, seed {c.seed}); p: paired t-test"
+    adjusted = {
+        "holm": "p holm: Holm-adjusted across these metrics",
+        "bh": "p bh: Benjamini-Hochberg-adjusted across these metrics",
+        "none": "p not adjusted for the metrics tested together",
+    }[c.adjust]
+    caption = (
+        f"paired by example (epochs reduced by {c.reduce}); {ci}; {adjusted}; "
+        f"MDE: smallest true delta detected with {c.power:.0%} power at alpha {c.alpha:g}; "
+        "a verdict needs the CI beyond 0 and the adjusted p below alpha; "
+        "b/w/s: examples better/worse/same; ↑/↓: higher/lower is better"
+    )
+    if any(m.binary for m in c.metrics):
+        caption += "; McNemar: exact test of the discordant pairs of a 0/1 metric"
+    if c.unknown_direction():
+        caption += "; ?: neither run records the metric's direction"
+    return caption
+
+
+def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
     a, b = comparison.run_a, comparison.run_b
     table = Table(
         title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
         f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
     )
-    columns = ["component", "metric", "dir", "n", "mean A", "mean B", "delta B-A", "95% CI"]
-    for name in [*columns, "p", "better", "worse", "same", "only A", "only B", "errored", ""]:
-        table.add_column(name, justify="left" if name in columns[:3] else "right")
-    for m in comparison.metrics:
-        verdict = ""
-        if m.regressed_beyond(threshold or 0.0):
-            verdict = "[red]regressed[/red]"
-        elif m.improved_beyond():
-            verdict = "[green]improved[/green]"
-        table.add_row(
-            m.component or "",
-            m.metric,
-            {True: "↑", False: "↓", None: "?"}[m.higher_is_better],
-            str(m.n),
-            fmt_num(m.mean_a),
-            fmt_num(m.mean_b),
-            fmt_num(m.delta, signed=True),
-            fmt_interval(m.ci_low, m.ci_high),
-            fmt_p(m.p_value),
-            *("?" if v is None else str(v) for v in (m.improved, m.regressed)),
-            *(str(v) for v in (m.unchanged, m.only_a, m.only_b)),
-            str(m.errored),
-            verdict,
+    columns = _compare_columns(comparison)
+    widest = {
+        "component": max((len(m.component or "") for m in comparison.metrics), default=0),
+        "metric": max((len(m.metric) + 2 for m in comparison.metrics), default=0),
+    }
+    for name in columns:
+        left = name in columns[:2]
+        table.add_column(
+            name, justify="left" if left else "right", no_wrap=True, min_width=widest.get(name)
         )
-    table.caption = (
-        f"paired by example; CI: paired bootstrap ({comparison.resamples} resamples, "
-        f"seed {comparison.seed}); p: paired t-test"
-    )
-    if comparison.unknown_direction():
-        table.caption += "; ?: neither run records the metric's direction"
+    for m in comparison.metrics:
+        table.add_row(*_compare_row(m, comparison, threshold))
+    table.caption = _compare_caption(comparison)
     return table
 
 
@@ -149,7 +205,31 @@ def _examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
     default=None,
     metavar="[THRESHOLD]",
     help="Exit 1 when a metric's delta CI lies wholly below -THRESHOLD (default 0), "
-    "in the metric's direction. Put it after the runs.",
+    "in the metric's direction, and its adjusted p is below --alpha. Put it after the runs.",
+)
+@click.option(
+    "--cluster-by",
+    metavar="FIELD",
+    help="Cluster the errors by this example field (a document or topic id): CR1 "
+    "standard errors and t at C-1 degrees of freedom.",
+)
+@click.option(
+    "--reduce",
+    "reducer",
+    default="mean",
+    show_default=True,
+    metavar="mean|majority|pass_at_k:K",
+    help="How each example's epochs become one value before pairing.",
+)
+@click.option(
+    "--adjust",
+    type=click.Choice(["holm", "bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="Adjust the p-values across the metrics shown (the gate uses the adjusted ones).",
+)
+@click.option(
+    "--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 0.5, min_open=True)
 )
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -163,18 +243,33 @@ def compare_cmd(
     show: str | None,
     limit: int,
     fail_threshold: float | None,
+    cluster_by: str | None,
+    reducer: str,
+    adjust: str,
+    alpha: float,
     resamples: int,
     seed: int,
     fmt: str,
 ) -> None:
     """Compare RUN_B against RUN_A, paired by example.
 
-    Name a run by its id or as EVALUATION@VERSION (its newest successful run).
+    Name a run by its id or as EVALUATION@VERSION (its newest successful run). Each row
+    shows the delta with its CI, the raw and adjusted p-values and the MDE (the smallest
+    true delta detected with 80% power); a 0/1 metric adds McNemar's exact test.
     """
     from hypermetric.query.compare import compare
 
     result = compare(
-        run_a, run_b, metric=metric, resamples=resamples, seed=seed, examples=limit if show else 0
+        run_a,
+        run_b,
+        metric=metric,
+        resamples=resamples,
+        seed=seed,
+        examples=limit if show else 0,
+        cluster_by=cluster_by,
+        reduce=reducer,
+        adjust=adjust,
+        alpha=alpha,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), default=str, indent=2))
@@ -190,8 +285,9 @@ def compare_cmd(
         failing = result.failing(fail_threshold)
         for m in failing:
             click.echo(
-                f"regression: {m.component}/{m.metric} delta {m.delta:+.4f}, 95% CI "
-                f"[{m.ci_low:.4f}, {m.ci_high:.4f}] beyond threshold {fail_threshold:g}",
+                f"regression: {m.component}/{m.metric} delta {m.delta:+.4f}, "
+                f"{1 - result.alpha:.0%} CI [{m.ci_low:.4f}, {m.ci_high:.4f}] beyond "
+                f"threshold {fail_threshold:g}, p {m.p_adjusted:.3g} ({result.adjust})",
                 err=True,
             )
         if failing:

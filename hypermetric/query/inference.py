@@ -27,7 +27,7 @@ Each formula is checked against an independent reference in ``tests/query/test_i
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -41,6 +41,7 @@ __all__ = [
     "adjust_pvalues",
     "cluster_codes",
     "cluster_mean",
+    "cluster_means_by",
     "detectable_effect",
     "examples_needed",
     "is_binary",
@@ -92,6 +93,21 @@ def cluster_mean(
     half = t_quantile(0.5 + level / 2.0, df) * se
     p = min(1.0, 2.0 * t_cdf(-abs(mean / se), df)) if se > 0.0 else float(mean == 0.0)
     return ClusteredMean(n, count, mean, se, df, mean - half, mean + half, p)
+
+
+def cluster_means_by(
+    keys: Sequence[Hashable], values: np.ndarray, codes: np.ndarray
+) -> dict[Hashable, ClusteredMean | None]:
+    """:func:`cluster_mean` of each run of equal ``keys`` (rows sorted by key)."""
+    out: dict[Hashable, ClusteredMean | None] = {}
+    start = 0
+    while start < len(keys):
+        stop = start
+        while stop < len(keys) and keys[stop] == keys[start]:
+            stop += 1
+        out[keys[start]] = cluster_mean(values[start:stop], codes[start:stop])
+        start = stop
+    return out
 
 
 def is_binary(values: np.ndarray) -> bool:

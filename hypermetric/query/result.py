@@ -31,7 +31,7 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import get_run
 from hypermetric.config import Settings, get_settings
 from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.inference import cluster_codes, cluster_mean, wilson_interval
+from hypermetric.query.inference import cluster_codes, cluster_means_by, wilson_interval
 from hypermetric.query.reduce import Reducer, attach_labels, label_sql, parse_reducer, reduce_scores
 from hypermetric.query.render import fmt_interval, fmt_num, table_text
 from hypermetric.query.stats import mean_interval
@@ -116,7 +116,7 @@ def summarize(
     return rows
 
 
-def _clustered(con: duckdb.DuckDBPyConnection, field: str) -> dict[tuple[Any, Any], Any]:
+def _clustered(con: duckdb.DuckDBPyConnection, field: str) -> dict[Any, Any]:
     """Each (component, metric)'s CR1 clustered mean."""
     run_ids = [r for (r,) in con.sql("SELECT DISTINCT run_id FROM reduced").fetchall()]
     if not run_ids:
@@ -131,18 +131,9 @@ def _clustered(con: duckdb.DuckDBPyConnection, field: str) -> dict[tuple[Any, An
         .arrow()
         .read_all()
     )
-    out: dict[tuple[Any, Any], Any] = {}
     keys = list(zip(table["component"].to_pylist(), table["metric"].to_pylist(), strict=True))
     values = table["value"].to_numpy(zero_copy_only=False)
-    codes = cluster_codes(table["label"].to_pylist())
-    start = 0
-    while start < len(keys):
-        stop = start
-        while stop < len(keys) and keys[stop] == keys[start]:
-            stop += 1
-        out[keys[start]] = cluster_mean(values[start:stop], codes[start:stop])
-        start = stop
-    return out
+    return cluster_means_by(keys, values, cluster_codes(table["label"].to_pylist()))
 
 
 def render_summary(rows: Sequence[SummaryRow], *, title: str | None = None) -> Table:
