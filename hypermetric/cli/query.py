@@ -1,23 +1,23 @@
-"""``hypermetric sql``, ``compare`` and ``history``: reading the history."""
+"""``hypermetric sql``, ``compare``, ``history`` and ``power``: reading the history."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from hypermetric.cli.render import console, fmt_time
+from hypermetric.cli.tables import compare_table, examples_table, power_table
 from hypermetric.errors import QueryError
 
 if TYPE_CHECKING:
-    from hypermetric.query.compare import Comparison, ExampleChange, MetricDelta
+    from hypermetric.query.compare import Comparison
     from hypermetric.query.history import HistoryPoint
 
-__all__ = ["compare_cmd", "history_cmd", "register", "sql_cmd"]
+__all__ = ["compare_cmd", "history_cmd", "power_cmd", "register", "sql_cmd"]
 
 
 @click.command("sql")
@@ -66,124 +66,6 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
         return
     with open(output, "wb") as sink:
         write_rows(relation, fmt, sink)
-
-
-ARROWS = {True: "↑", False: "↓", None: "?"}
-
-
-def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
-    if m.fails(threshold or 0.0, alpha):
-        return "[red]regressed[/red]"
-    if m.improved_beyond() and m.significant(alpha):
-        return "[green]improved[/green]"
-    return ""
-
-
-def _compare_columns(comparison: Comparison) -> list[str]:
-    level = f"{1 - comparison.alpha:.0%}"
-    adjusted = [] if comparison.adjust == "none" else [f"p {comparison.adjust}"]
-    binary = ["McNemar p"] if any(m.binary for m in comparison.metrics) else []
-    epochs = any(m.within_var_a is not None for m in comparison.metrics)
-    within = ["within var A/B"] if epochs else []
-    return [
-        *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
-        *("p", *adjusted, "MDE", *binary, "b/w/s", "only A/B, err"),
-        *within,
-        "",
-    ]
-
-
-def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None) -> list[str]:
-    from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
-
-    binary = any(x.binary for x in comparison.metrics)
-    epochs = any(x.within_var_a is not None for x in comparison.metrics)
-    return [
-        m.component or "",
-        f"{m.metric} {ARROWS[m.higher_is_better]}",
-        str(m.n),
-        fmt_num(m.mean_a),
-        fmt_num(m.mean_b),
-        fmt_num(m.delta, signed=True),
-        fmt_interval(m.ci_low, m.ci_high),
-        fmt_p(m.p_value),
-        *([] if comparison.adjust == "none" else [fmt_p(m.p_adjusted)]),
-        fmt_num(m.mde),
-        *([fmt_p(m.mcnemar_p) if m.binary else ""] if binary else []),
-        "/".join("?" if v is None else str(v) for v in (m.improved, m.regressed, m.unchanged)),
-        f"{m.only_a}/{m.only_b}, {m.errored}",
-        *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if epochs else []),
-        _verdict(m, threshold, comparison.alpha),
-    ]
-
-
-def _compare_caption(comparison: Comparison) -> str:
-    c = comparison
-    if c.cluster_by:
-        clusters = sorted({m.clusters for m in c.metrics if m.clusters is not None})
-        counts = "/".join(str(n) for n in clusters) or "0"
-        ci = f"CI and p: clustered by {c.cluster_by} ({counts} clusters; CR1, t at C-1 df)"
-    else:
-        ci = f"CI: paired bootstrap ({c.resamples} resamples, seed {c.seed}); p: paired t-test"
-    adjusted = {
-        "holm": "p holm: Holm-adjusted across these metrics",
-        "bh": "p bh: Benjamini-Hochberg-adjusted across these metrics",
-        "none": "p not adjusted for the metrics tested together",
-    }[c.adjust]
-    caption = (
-        f"paired by example (epochs reduced by {c.reduce}); {ci}; {adjusted}; "
-        f"MDE: smallest true delta detected with {c.power:.0%} power at alpha {c.alpha:g}; "
-        "a verdict needs the CI beyond 0 and the adjusted p below alpha; "
-        "b/w/s: examples better/worse/same; ↑/↓: higher/lower is better"
-    )
-    if any(m.binary for m in c.metrics):
-        caption += "; McNemar: exact test of the discordant pairs of a 0/1 metric"
-    if c.unknown_direction():
-        caption += "; ?: neither run records the metric's direction"
-    return caption
-
-
-def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
-    a, b = comparison.run_a, comparison.run_b
-    table = Table(
-        title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
-        f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
-    )
-    columns = _compare_columns(comparison)
-    widest = {
-        "component": max((len(m.component or "") for m in comparison.metrics), default=0),
-        "metric": max((len(m.metric) + 2 for m in comparison.metrics), default=0),
-    }
-    for name in columns:
-        left = name in columns[:2]
-        table.add_column(
-            name, justify="left" if left else "right", no_wrap=True, min_width=widest.get(name)
-        )
-    for m in comparison.metrics:
-        table.add_row(*_compare_row(m, comparison, threshold))
-    table.caption = _compare_caption(comparison)
-    return table
-
-
-def _examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
-    from hypermetric.query.render import fmt_num
-
-    table = Table(title=title)
-    for name in ("component", "metric", "example", "call", "A", "B", "delta"):
-        table.add_column(name, justify="right" if name in ("A", "B", "delta") else "left")
-    for c in changes:
-        table.add_row(
-            c.component or "",
-            c.metric,
-            c.example_id,
-            str(c.call_index),
-            fmt_num(c.value_a),
-            fmt_num(c.value_b),
-            fmt_num(c.delta, signed=True),
-        )
-    if not changes:
-        table.caption = "none"
-    return table
 
 
 @click.command("compare")
@@ -275,11 +157,11 @@ def compare_cmd(
         click.echo(json.dumps(result.to_dict(), default=str, indent=2))
     else:
         out = console()
-        out.print(_compare_table(result, fail_threshold))
+        out.print(compare_table(result, fail_threshold))
         if show == "regressions":
-            out.print(_examples_table("examples that got worse, worst first", result.regressions))
+            out.print(examples_table("examples that got worse, worst first", result.regressions))
         elif show == "improvements":
-            out.print(_examples_table("examples that got better, best first", result.improvements))
+            out.print(examples_table("examples that got better, best first", result.improvements))
     if fail_threshold is not None:
         _refuse_unknown_directions(result)
         failing = result.failing(fail_threshold)
@@ -317,7 +199,27 @@ def _refuse_unknown_directions(result: Comparison) -> None:
     help="How many previous runs form the expected interval.",
 )
 @click.option("--last", type=click.IntRange(min=1), help="Show only the newest N runs.")
-def history_cmd(name: str, metric: str | None, window: int, last: int | None) -> None:
+@click.option(
+    "--cluster-by",
+    metavar="FIELD",
+    help="Measure each run's noise with errors clustered by this example field (CR1).",
+)
+@click.option(
+    "--reduce",
+    "reducer",
+    default="mean",
+    show_default=True,
+    metavar="mean|majority|pass_at_k:K",
+    help="How each example's epochs become one value.",
+)
+def history_cmd(
+    name: str,
+    metric: str | None,
+    window: int,
+    last: int | None,
+    cluster_by: str | None,
+    reducer: str,
+) -> None:
     """A metric of evaluation NAME across its successful runs, oldest first.
 
     A run is marked ▲/▼ when its mean left the interval the previous WINDOW runs
@@ -327,7 +229,7 @@ def history_cmd(name: str, metric: str | None, window: int, last: int | None) ->
     from hypermetric.query.history import history
     from hypermetric.query.render import fmt_interval, fmt_num
 
-    points = history(name, metric=metric, window=window)
+    points = history(name, metric=metric, window=window, reduce=reducer, cluster_by=cluster_by)
     out = console()
     if not points:
         out.print(f"no scores in successful runs of {name}")
@@ -367,7 +269,36 @@ def _shift_mark(shift: str, up: bool | None) -> str:
     return f"[green]{text}[/green]" if good else f"[red]{text}[/red]"
 
 
+@click.command("power")
+@click.argument("name")
+@click.option("--metric", "-m", required=True, help="The metric to detect a change in.")
+@click.option("--delta", "-d", required=True, type=float, help="The change to detect (> 0).")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Two-sided level.")
+@click.option("--power", "power_", default=0.8, show_default=True, type=float)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs an example (default: 1, 2, 4, 8 and today's when the history shows the "
+    "within-example variance, else today's).",
+)
+def power_cmd(
+    name: str, metric: str, delta: float, alpha: float, power_: float, epochs: int | None
+) -> None:
+    """How many examples (and epochs) evaluation NAME needs to detect a change of DELTA.
+
+    From its successful runs: the per-example variance, the paired variance between its
+    two newest versions (or twice one version's when there is one), and the within-example
+    variance across epochs (see hypermetric.query.power).
+    """
+    from hypermetric.query.power import power
+
+    for estimate in power(
+        name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs
+    ):
+        console().print(power_table(estimate))
+
+
 def register(root: click.Group) -> None:
-    """Add ``sql``, ``compare`` and ``history`` to the root command."""
-    for command in (sql_cmd, compare_cmd, history_cmd):
+    """Add ``sql``, ``compare``, ``history`` and ``power`` to the root command."""
+    for command in (sql_cmd, compare_cmd, history_cmd, power_cmd):
         root.add_command(command)
