@@ -98,7 +98,7 @@ def reduce_scores(
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE {table} AS
         SELECT run_id, component, metric, example_id, call_index,
-               {_value_sql(reducer)} AS value, count(value) AS epochs,
+               CAST({_value_sql(reducer)} AS DOUBLE) AS value, count(value) AS epochs,
                var_samp(value) AS within_var, count(error) AS errors,
                count(*) FILTER (WHERE value IS NOT NULL AND value NOT IN (0, 1)) AS nonbinary,
                any_value(value) FILTER (WHERE value NOT IN (0, 1)) AS odd
@@ -112,12 +112,12 @@ def reduce_scores(
 
 
 def _check_binary(con: duckdb.DuckDBPyConnection, table: str, reducer: Reducer) -> None:
-    row = con.execute(
+    rows = con.sql(
         f"SELECT component, metric, example_id, odd FROM {table} WHERE nonbinary > 0 "
         "ORDER BY component, metric, example_id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        component, metric, example, odd = row
+    ).fetchall()
+    if rows:
+        component, metric, example, odd = rows[0]
         raise QueryError(
             f"--reduce {reducer} needs a 0/1 metric, but {component}/{metric} scored {odd:g} "
             f"on example {example}; use --reduce mean or pick a 0/1 metric with --metric"
@@ -125,12 +125,12 @@ def _check_binary(con: duckdb.DuckDBPyConnection, table: str, reducer: Reducer) 
 
 
 def _check_epochs(con: duckdb.DuckDBPyConnection, table: str, reducer: Reducer) -> None:
-    row = con.execute(
+    rows = con.sql(
         f"SELECT component, metric, example_id, epochs FROM {table} "
         f"WHERE epochs > 0 AND epochs < {reducer.k} ORDER BY epochs, example_id LIMIT 1"
-    ).fetchone()
-    if row is not None:
-        component, metric, example, epochs = row
+    ).fetchall()
+    if rows:
+        component, metric, example, epochs = rows[0]
         raise QueryError(
             f"--reduce {reducer} needs at least {reducer.k} scored epochs per example, but "
             f"{component}/{metric} has {epochs} on example {example}; use a smaller k"
@@ -162,10 +162,7 @@ def attach_labels(
             f"cannot cluster by {field!r}: this store keeps no examples view; run the "
             "evaluation with a version of Hypermetric that records its examples"
         ) from None
-    labelled, total = con.execute(f"SELECT count(label), count(*) FROM {table}").fetchone() or (
-        0,
-        0,
-    )
+    ((labelled, total),) = con.sql(f"SELECT count(label), count(*) FROM {table}").fetchall()
     if total == 0:
         raise QueryError(
             f"cannot cluster by {field!r}: runs {runs} recorded no examples; re-run them "
