@@ -10,7 +10,7 @@ import click
 from rich.table import Table
 
 from hypermetric.cli.render import console, fmt_time
-from hypermetric.cli.tables import compare_table, examples_table, power_table
+from hypermetric.cli.tables import compare_table, examples_table, power_notes, power_table
 from hypermetric.errors import QueryError
 
 if TYPE_CHECKING:
@@ -295,7 +295,10 @@ def power_cmd(
     for estimate in power(
         name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs
     ):
-        console().print(power_table(estimate))
+        out = console()
+        out.print(power_table(estimate))
+        for line in power_notes(estimate):
+            out.print(f"  {line}", soft_wrap=True)
 
 
 def register(root: click.Group) -> None:

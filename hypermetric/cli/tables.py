@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from hypermetric.query.compare import Comparison, ExampleChange, MetricDelta
     from hypermetric.query.power import PowerEstimate
 
-__all__ = ["ARROWS", "compare_table", "examples_table", "power_table"]
+__all__ = ["ARROWS", "compare_table", "examples_table", "power_notes", "power_table"]
 
 ARROWS = {True: "↑", False: "↓", None: "?"}
 
@@ -141,20 +141,23 @@ def power_table(e: PowerEstimate) -> Table:
         table.add_column(col, justify="right")
     for plan in e.plans:
         table.add_row(str(plan.epochs), fmt_num(plan.paired_var, 5), str(plan.examples))
-    paired = (
-        f"paired variance measured between versions {e.versions[0]} and {e.versions[1]}"
-        if e.versions
-        else "one version only: paired variance taken as twice one version's (conservative)"
-    )
+    return table
+
+
+def power_notes(e: PowerEstimate) -> list[str]:
+    """Where the variances came from, and what the suite detects today, one line each."""
     within = (
-        f"within-example variance {fmt_num(e.within_var, 5)}"
+        f"within-example variance (across epochs) {fmt_num(e.within_var, 5)}"
         if e.within_var is not None
         else "one epoch an example: the within-example variance is unknown, so more epochs "
         "are not counted on"
     )
-    table.caption = (
-        f"from {e.runs} successful runs; {paired}; between-example variance "
-        f"{fmt_num(e.between_var, 5)}; {within}; today {e.examples_now} examples x "
-        f"{e.epochs_now} epochs detect {fmt_num(e.mde_now)}"
-    )
-    return table
+    return [
+        f"from {e.runs} successful runs; between-example variance {fmt_num(e.between_var, 5)}",
+        f"paired variance measured between versions {e.versions[0]} and {e.versions[1]}"
+        if e.versions
+        else "one version only: the paired variance is taken as twice one version's (conservative)",
+        within,
+        f"today: {e.examples_now} examples x {e.epochs_now} epochs detect "
+        f"{fmt_num(e.mde_now)} with {e.power:.0%} power",
+    ]
