@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from scipy import stats
 
 from hypermetric.catalog.db import Database
-from hypermetric.errors import NotFoundError
+from hypermetric.cli import cli
+from hypermetric.errors import NotFoundError, QueryError
 from hypermetric.query.history import history
 from hypermetric.query.render import table_text
 from hypermetric.query.result import RunResult, render_summary
@@ -108,3 +110,16 @@ def test_history_marks_the_night_that_moved(runs: Runs, db: Database) -> None:
     assert one_back[9].shift == "" and one_back[9].baseline_runs == 1
     with pytest.raises(NotFoundError):
         history("nope")
+
+
+def test_history_reduces_epochs_and_refuses_what_it_cannot_cluster(runs: Runs) -> None:
+    _nightly(runs, [0.7] * 3, n=50)
+    plain = history("nightly", metric="acc")
+    same = history("nightly", metric="acc", reduce="mean")
+    assert [p.mean for p in plain] == [p.mean for p in same]
+    with pytest.raises(QueryError, match="--reduce majority needs a 0/1 metric"):
+        history("nightly", metric="acc", reduce="majority")
+    out = CliRunner().invoke(cli, ["history", "nightly", "--cluster-by", "doc"])
+    assert out.exit_code == 1 and "cannot cluster by 'doc'" in out.output
+    shown = CliRunner().invoke(cli, ["history", "nightly", "-m", "acc", "--reduce", "mean"])
+    assert shown.exit_code == 0 and "acc" in shown.output
