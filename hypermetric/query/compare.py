@@ -21,9 +21,9 @@ over the pairs where both values are present, :mod:`~hypermetric.query.paired` c
 **The gate.** :meth:`Comparison.failing` (``--fail-on-regression``) counts a metric when its
 delta's CI lies wholly beyond the threshold on the bad side *and* its adjusted p-value is
 below ``alpha``. The CI rule alone, applied to twenty metrics, fails a steady system on
-about one comparison in three; requiring the Holm-adjusted p as well keeps the chance of
-any false alarm across the metrics at ``alpha``, and never fails a metric the CI rule
-passes (the threshold keeps its meaning).
+about two comparisons in five (``1 - 0.975^20``); requiring the Holm-adjusted p as well
+keeps the chance of any false alarm across the metrics under ``alpha``, and never fails a
+metric the CI rule passes (the threshold keeps its meaning).
 
 Direction: every eval that ran is recorded in its run's ``versions`` JSON with its
 direction (``versions["evals"][EVAL]["higher_is_better"]``; a plain function is
@@ -185,14 +185,14 @@ SELECT component, metric,
        count(*) FILTER (WHERE in_a AND in_b AND (va IS NULL OR vb IS NULL)) AS errored,
        count(*) FILTER (WHERE in_a AND NOT in_b) AS only_a,
        count(*) FILTER (WHERE in_b AND NOT in_a) AS only_b,
-       avg(wa), avg(wb)
+       avg(wa ORDER BY example_id, call_index), avg(wb ORDER BY example_id, call_index)
 FROM pairs GROUP BY component, metric
 ORDER BY component NULLS LAST, metric NULLS LAST
 """
 
 _VALUES_SQL = """
 SELECT va, vb, cluster FROM pairs WHERE in_a AND in_b AND va IS NOT NULL AND vb IS NOT NULL
-ORDER BY component NULLS LAST, metric NULLS LAST
+ORDER BY component NULLS LAST, metric NULLS LAST, example_id, call_index
 """
 
 

@@ -147,9 +147,12 @@ def expected_interval(previous: Sequence[RunStat], now: RunStat) -> tuple[float,
     return centre - half, centre + half
 
 
+# ordered aggregates: the same rows always give the same bits (a hash aggregate's order
+# varies from one query to the next, and the web view shows exactly what history computes)
 _STATS_SQL = """
-SELECT run_id, component, metric, count(value) AS n, avg(value) AS mean,
-       coalesce(var_samp(value), 0) AS var
+SELECT run_id, component, metric, count(value) AS n,
+       avg(value ORDER BY example_id, call_index) AS mean,
+       coalesce(var_samp(value ORDER BY example_id, call_index), 0) AS var
 FROM reduced GROUP BY run_id, component, metric
 """
 

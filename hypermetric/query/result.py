@@ -39,10 +39,11 @@ from hypermetric.query.stats import mean_interval
 __all__ = ["RunResult", "SummaryRow", "render_summary", "summarize"]
 
 _SUMMARY_SQL = """
-SELECT component, metric, count(value) AS n, avg(value) AS mean,
-       stddev_samp(value) AS sd, sum(errors) AS errors,
+SELECT component, metric, count(value) AS n,
+       avg(value ORDER BY example_id, call_index) AS mean,
+       stddev_samp(value ORDER BY example_id, call_index) AS sd, sum(errors) AS errors,
        count(value) FILTER (WHERE value NOT IN (0, 1)) = 0 AS binary,
-       sum(value) AS total, avg(within_var) AS within_var
+       sum(value) AS total, avg(within_var ORDER BY example_id, call_index) AS within_var
 FROM reduced GROUP BY component, metric ORDER BY component, metric
 """
 
