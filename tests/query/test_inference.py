@@ -98,7 +98,7 @@ def test_the_clustered_interval_covers_where_the_naive_one_does_not() -> None:
         half = 1.96 * values.std(ddof=1) / math.sqrt(values.size)
         naive += abs(values.mean()) <= half
     assert clustered / reps >= 0.93, clustered / reps
-    assert naive / reps <= 0.80, naive / reps  # measured ≈ 0.68
+    assert naive / reps <= 0.80, naive / reps  # measured: 0.73 (clustered: 0.95)
 
 
 @pytest.mark.parametrize(
