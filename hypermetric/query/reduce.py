@@ -91,12 +91,12 @@ def _value_sql(reducer: Reducer) -> str:
 def reduce_scores(
     con: duckdb.DuckDBPyConnection, reducer: Reducer, *, where: str = "", table: str = "reduced"
 ) -> None:
-    """Create the temp table ``table`` of ``scores`` rows (``where``: a SQL condition)
+    """Create the temp view ``table`` of ``scores`` rows (``where``: a SQL condition)
     reduced to one a (run, component, metric, example, call), and check that ``reducer``
     applies to them (a one-line QueryError when it does not)."""
     condition = f"WHERE {where}" if where else ""
     con.execute(
-        f"""CREATE OR REPLACE TEMP TABLE {table} AS
+        f"""CREATE OR REPLACE TEMP VIEW {table} AS
         SELECT run_id, component, metric, example_id, call_index,
                CAST({_value_sql(reducer)} AS DOUBLE) AS value, count(value) AS epochs,
                var_samp(value) AS within_var, count(error) AS errors,
@@ -146,14 +146,14 @@ def _json_path(field: str) -> str:
 def attach_labels(
     con: duckdb.DuckDBPyConnection, field: str, run_ids: Sequence[int], *, table: str = "labels"
 ) -> None:
-    """Create the temp table ``table`` (run_id, example_id, label) of each example's value
+    """Create the temp view ``table`` (run_id, example_id, label) of each example's value
     of ``field`` in the ``examples`` view, for ``run_ids``; a QueryError naming the fields
     present when no example of those runs has ``field``."""
     path = _json_path(field)
     runs = ", ".join(str(int(r)) for r in run_ids)
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE {table} AS
+            f"""CREATE OR REPLACE TEMP VIEW {table} AS
             SELECT run_id, example_id, json_extract_string(fields, {path}) AS label
             FROM examples WHERE run_id IN ({runs})"""
         )
