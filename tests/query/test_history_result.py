@@ -123,3 +123,23 @@ def test_history_reduces_epochs_and_refuses_what_it_cannot_cluster(runs: Runs) -
     assert out.exit_code == 1 and "cannot cluster by 'doc'" in out.output
     shown = CliRunner().invoke(cli, ["history", "nightly", "-m", "acc", "--reduce", "mean"])
     assert shown.exit_code == 0 and "acc" in shown.output
+
+
+def test_a_runs_summary_reduces_its_epochs_and_needs_examples_to_cluster(runs: Runs) -> None:
+    names = ids(40)
+    rng = np.random.default_rng(6)
+    epochs = (rng.random((40, 3)) < 0.5).astype(float)
+    run_id = runs.run(
+        build=lambda rid: pa.concat_tables(
+            [scores_table(rid, names, epochs[:, k]) for k in range(3)]  # three epochs a row
+        )
+    )
+    result = RunResult(run_id)
+    (mean,) = result.summary()
+    assert mean.n == 40 and mean.mean == pytest.approx(epochs.mean())
+    assert mean.within_var == pytest.approx(epochs.var(axis=1, ddof=1).mean())
+    (majority,) = result.summary(reduce="majority")
+    assert majority.mean == pytest.approx((epochs.sum(axis=1) >= 2).mean())
+    assert majority.interval == "wilson" and "within var" in str(result)
+    with pytest.raises(QueryError, match="cannot cluster by 'doc'"):
+        result.summary(cluster_by="doc")

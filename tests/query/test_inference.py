@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,3 +180,13 @@ def test_pass_at_k_is_the_share_of_k_subsets_with_a_pass() -> None:
 def test_is_binary() -> None:
     assert is_binary(np.array([0.0, 1.0, 1.0])) and not is_binary(np.array([0.0, 0.5]))
     assert not is_binary(np.array([]))
+
+
+def test_the_statistics_need_neither_scipy_nor_statsmodels_at_run_time() -> None:
+    code = (
+        "import sys\n"
+        "import hypermetric.query.inference, hypermetric.query.paired, hypermetric.query.power\n"
+        "print(sorted(m for m in ('scipy', 'statsmodels') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
