@@ -373,7 +373,16 @@ def _compare_on(
             + "; check the run ids and `hypermetric runs show`"
         )
     return Comparison(
-        run_a, run_b, tuple(metrics), worst, best, options.resamples, options.seed,
-        alpha=options.alpha, power=options.power, adjust=options.adjust,
-        cluster_by=options.cluster_by, reduce=str(options.reducer),
-    )  # fmt: skip
+        run_a=run_a,
+        run_b=run_b,
+        metrics=tuple(metrics),
+        regressions=worst,
+        improvements=best,
+        resamples=options.resamples,
+        seed=options.seed,
+        alpha=options.alpha,
+        power=options.power,
+        adjust=options.adjust,
+        cluster_by=options.cluster_by,
+        reduce=str(options.reducer),
+    )

@@ -183,7 +183,9 @@ def power_on(
         )
     settings = (delta, alpha, power, epochs)
     return [
-        _estimate(runs, component, metric, by_run, pair, paired.get(component), settings)
+        _estimate(
+            runs, component, metric, by_run, _split(by_run, pair, paired.get(component)), settings
+        )
         for component, by_run in sorted(stats.items(), key=lambda kv: str(kv[0]))
     ]
 
@@ -192,9 +194,8 @@ def _unknown_metric(
     con: duckdb.DuckDBPyConnection, runs: Sequence[RunRecord], metric: str
 ) -> QueryError:
     ids = ", ".join(str(int(r.id)) for r in runs)
-    names = [m for (m,) in con.sql(
-        f"SELECT DISTINCT metric FROM scores WHERE run_id IN ({ids}) ORDER BY metric"
-    ).fetchall()]  # fmt: skip
+    query = f"SELECT DISTINCT metric FROM scores WHERE run_id IN ({ids}) ORDER BY metric"
+    names = [m for (m,) in con.sql(query).fetchall()]
     return QueryError(
         f"evaluation {runs[0].evaluation!r} has no values of metric {metric!r}; "
         f"its metrics: {', '.join(names) or 'none'}"
@@ -221,49 +222,56 @@ def _pooled_within(by_run: dict[int, _RunVar]) -> float | None:
     return sum(v.n * (v.within or 0.0) for v in known) / sum(v.n for v in known)
 
 
+@dataclass(frozen=True)
+class _Split:
+    """A (component, metric)'s variances: between examples, within (None: one epoch), and
+    the part of the paired variance that epochs do not shrink."""
+
+    between: float
+    within: float | None
+    fixed: float
+    source: str
+    versions: tuple[str, str] | None
+
+    def paired(self, epochs: int) -> float:
+        """The paired variance of one example at ``epochs`` epochs."""
+        return self.fixed + 2.0 * (self.within or 0.0) / epochs
+
+
+def _split(
+    by_run: dict[int, _RunVar], pair: tuple[RunRecord, RunRecord] | None, paired_var: float | None
+) -> _Split:
+    within = _pooled_within(by_run)
+    dof = sum(v.n - 1 for v in by_run.values())
+    spread = sum((v.n - 1) * v.var for v in by_run.values()) / dof if dof > 0 else 0.0
+    mean_epochs = sum(v.n * v.epochs for v in by_run.values()) / sum(v.n for v in by_run.values())
+    between = max(0.0, spread - (within or 0.0) / mean_epochs)
+    if pair is None or paired_var is None:
+        return _Split(between, within, 2.0 * between, "conservative", None)
+    # each side's mean over its epochs carries W/m of epoch noise
+    sides = [by_run.get(pair[0].id), by_run.get(pair[1].id)]
+    share = sum((v.within or 0.0) / v.epochs for v in sides if v is not None)
+    labels = (pair[0].version_label or "", pair[1].version_label or "")
+    return _Split(between, within, max(0.0, paired_var - share), "versions", labels)
+
+
 def _estimate(
     runs: Sequence[RunRecord],
     component: str | None,
     metric: str,
     by_run: dict[int, _RunVar],
-    pair: tuple[RunRecord, RunRecord] | None,
-    paired_var: float | None,
+    split: _Split,
     settings: tuple[float, float, float, int | None],
 ) -> PowerEstimate:
     delta, alpha, power, asked = settings
-    within = _pooled_within(by_run)
-    w = within or 0.0
-    dof = sum(v.n - 1 for v in by_run.values())
-    spread = sum((v.n - 1) * v.var for v in by_run.values()) / dof if dof > 0 else 0.0
-    mean_epochs = sum(v.n * v.epochs for v in by_run.values()) / sum(v.n for v in by_run.values())
-    between = max(0.0, spread - w / mean_epochs)
-    if pair is not None and paired_var is not None:
-        a, b = by_run.get(pair[0].id), by_run.get(pair[1].id)
-        # each side's mean over its epochs carries W/m of epoch noise
-        share = sum((v.within or 0.0) / v.epochs for v in (a, b) if v is not None)
-        fixed, source = max(0.0, paired_var - share), "versions"
-        versions: tuple[str, str] | None = (
-            pair[0].version_label or "",
-            pair[1].version_label or "",
-        )
-    else:
-        fixed, source, versions = 2.0 * between, "conservative", None
-
-    def variance(k: int) -> float:
-        return fixed + 2.0 * w / k
-
     newest = next(by_run[r.id] for r in reversed(runs) if r.id in by_run)
-    now_epochs = max(1, round(newest.epochs))
-    counts = [asked] if asked else sorted({*(DEFAULT_EPOCHS if within else ()), now_epochs})
+    now = max(1, round(newest.epochs))
+    counts = [asked] if asked else sorted({*(DEFAULT_EPOCHS if split.within else ()), now})
     plans = tuple(
-        PowerPlan(k, variance(k), examples_needed(variance(k), delta, alpha, power)) for k in counts
+        PowerPlan(k, split.paired(k), examples_needed(split.paired(k), delta, alpha, power))
+        for k in counts
     )
-    n_now = newest.n
-    mde = (
-        detectable_effect(math.sqrt(variance(now_epochs) / n_now), n_now - 1, alpha, power)
-        if n_now > 1
-        else None
-    )
+    se_now = math.sqrt(split.paired(now) / newest.n)
     return PowerEstimate(
         evaluation=runs[0].evaluation,
         component=component,
@@ -272,12 +280,12 @@ def _estimate(
         alpha=alpha,
         power=power,
         runs=len(by_run),
-        examples_now=n_now,
-        epochs_now=now_epochs,
-        between_var=between,
-        within_var=within,
-        source=source,
-        versions=versions,
-        mde_now=mde,
+        examples_now=newest.n,
+        epochs_now=now,
+        between_var=split.between,
+        within_var=split.within,
+        source=split.source,
+        versions=split.versions,
+        mde_now=detectable_effect(se_now, newest.n - 1, alpha, power) if newest.n > 1 else None,
         plans=plans,
     )
