@@ -274,7 +274,9 @@ def _shift_mark(shift: str, up: bool | None) -> str:
 @click.option("--metric", "-m", required=True, help="The metric to detect a change in.")
 @click.option("--delta", "-d", required=True, type=float, help="The change to detect (> 0).")
 @click.option("--alpha", default=0.05, show_default=True, type=float, help="Two-sided level.")
-@click.option("--power", "power_", default=0.8, show_default=True, type=float)
+@click.option(
+    "--power", "power_", default=0.8, show_default=True, type=float, help="Chance to detect it."
+)
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),

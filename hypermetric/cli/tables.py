@@ -132,7 +132,7 @@ def examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
 
 
 def power_table(e: PowerEstimate) -> Table:
-    """The examples needed at each number of epochs, and where the variances came from."""
+    """The paired variance and the examples needed at each number of epochs."""
     table = Table(
         title=f"{e.evaluation} · {e.component or '-'} · {e.metric}: detect {e.delta:g} "
         f"with {e.power:.0%} power at alpha {e.alpha:g}"

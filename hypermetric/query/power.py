@@ -87,14 +87,16 @@ class _RunVar:
     epochs: float
 
 
+# ordered aggregates: the same rows give the same bits, whatever order a scan yields them in
 _RUN_SQL = """
-SELECT run_id, component, count(value), coalesce(var_samp(value), 0), avg(within_var),
-       avg(epochs)
+SELECT run_id, component, count(value),
+       coalesce(var_samp(value ORDER BY example_id, call_index), 0),
+       avg(within_var ORDER BY example_id, call_index), avg(epochs)
 FROM reduced WHERE value IS NOT NULL GROUP BY run_id, component
 """
 
 _PAIRED_SQL = """
-SELECT a.component, var_samp(b.value - a.value)
+SELECT a.component, var_samp(b.value - a.value ORDER BY a.example_id, a.call_index)
 FROM reduced a JOIN reduced b
   ON a.component IS NOT DISTINCT FROM b.component AND a.example_id = b.example_id
  AND a.call_index = b.call_index
