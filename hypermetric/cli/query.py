@@ -111,7 +111,11 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
     help="Adjust the p-values across the metrics shown (the gate uses the adjusted ones).",
 )
 @click.option(
-    "--alpha", default=0.05, show_default=True, type=click.FloatRange(0, 0.5, min_open=True)
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 0.5, min_open=True),
+    help="Two-sided level of the tests; CIs are 1 - ALPHA.",
 )
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100))
 @click.option("--seed", default=0, show_default=True, type=int)
