@@ -39,6 +39,7 @@ __all__ = [
     "get_settings",
     "history",
     "metrics",
+    "power",
     "rescore",
     "resume",
     "retry",
@@ -52,6 +53,7 @@ _LAZY = {
     "connect": ("hypermetric.query.connection", "connect"),
     "compare": ("hypermetric.query.compare", "compare"),
     "history": ("hypermetric.query.history", "history"),
+    "power": ("hypermetric.query.power", "power"),
 }
 
 

@@ -22,6 +22,7 @@ EXPECTED = {
     "Transient",
     "bind",
     "compare",
+    "power",
     "component",
     "connect",
     "errors",

@@ -1,23 +1,23 @@
-"""``hypermetric sql``, ``compare`` and ``history``: reading the history."""
+"""``hypermetric sql``, ``compare``, ``history`` and ``power``: reading the history."""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from hypermetric.cli.render import console, fmt_time
+from hypermetric.cli.tables import compare_table, examples_table, power_notes, power_table
 from hypermetric.errors import QueryError
 
 if TYPE_CHECKING:
-    from hypermetric.query.compare import Comparison, ExampleChange
+    from hypermetric.query.compare import Comparison
     from hypermetric.query.history import HistoryPoint
 
-__all__ = ["compare_cmd", "history_cmd", "register", "sql_cmd"]
+__all__ = ["compare_cmd", "history_cmd", "power_cmd", "register", "sql_cmd"]
 
 
 @click.command("sql")
@@ -68,68 +68,6 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
         write_rows(relation, fmt, sink)
 
 
-def _compare_table(comparison: Comparison, threshold: float | None) -> Table:
-    from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
-
-    a, b = comparison.run_a, comparison.run_b
-    table = Table(
-        title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
-        f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
-    )
-    columns = ["component", "metric", "dir", "n", "mean A", "mean B", "delta B-A", "95% CI"]
-    for name in [*columns, "p", "better", "worse", "same", "only A", "only B", "errored", ""]:
-        table.add_column(name, justify="left" if name in columns[:3] else "right")
-    for m in comparison.metrics:
-        verdict = ""
-        if m.regressed_beyond(threshold or 0.0):
-            verdict = "[red]regressed[/red]"
-        elif m.improved_beyond():
-            verdict = "[green]improved[/green]"
-        table.add_row(
-            m.component or "",
-            m.metric,
-            {True: "↑", False: "↓", None: "?"}[m.higher_is_better],
-            str(m.n),
-            fmt_num(m.mean_a),
-            fmt_num(m.mean_b),
-            fmt_num(m.delta, signed=True),
-            fmt_interval(m.ci_low, m.ci_high),
-            fmt_p(m.p_value),
-            *("?" if v is None else str(v) for v in (m.improved, m.regressed)),
-            *(str(v) for v in (m.unchanged, m.only_a, m.only_b)),
-            str(m.errored),
-            verdict,
-        )
-    table.caption = (
-        f"paired by example; CI: paired bootstrap ({comparison.resamples} resamples, "
-        f"seed {comparison.seed}); p: paired t-test"
-    )
-    if comparison.unknown_direction():
-        table.caption += "; ?: neither run records the metric's direction"
-    return table
-
-
-def _examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
-    from hypermetric.query.render import fmt_num
-
-    table = Table(title=title)
-    for name in ("component", "metric", "example", "call", "A", "B", "delta"):
-        table.add_column(name, justify="right" if name in ("A", "B", "delta") else "left")
-    for c in changes:
-        table.add_row(
-            c.component or "",
-            c.metric,
-            c.example_id,
-            str(c.call_index),
-            fmt_num(c.value_a),
-            fmt_num(c.value_b),
-            fmt_num(c.delta, signed=True),
-        )
-    if not changes:
-        table.caption = "none"
-    return table
-
-
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
@@ -149,7 +87,35 @@ def _examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
     default=None,
     metavar="[THRESHOLD]",
     help="Exit 1 when a metric's delta CI lies wholly below -THRESHOLD (default 0), "
-    "in the metric's direction. Put it after the runs.",
+    "in the metric's direction, and its adjusted p is below --alpha. Put it after the runs.",
+)
+@click.option(
+    "--cluster-by",
+    metavar="FIELD",
+    help="Cluster the errors by this example field (a document or topic id): CR1 "
+    "standard errors and t at C-1 degrees of freedom.",
+)
+@click.option(
+    "--reduce",
+    "reducer",
+    default="mean",
+    show_default=True,
+    metavar="mean|majority|pass_at_k:K",
+    help="How each example's epochs become one value before pairing.",
+)
+@click.option(
+    "--adjust",
+    type=click.Choice(["holm", "bh", "none"]),
+    default="holm",
+    show_default=True,
+    help="Adjust the p-values across the metrics shown (the gate uses the adjusted ones).",
+)
+@click.option(
+    "--alpha",
+    default=0.05,
+    show_default=True,
+    type=click.FloatRange(0, 0.5, min_open=True),
+    help="Two-sided level of the tests; CIs are 1 - ALPHA.",
 )
 @click.option("--resamples", default=2000, show_default=True, type=click.IntRange(min=100))
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -163,35 +129,51 @@ def compare_cmd(
     show: str | None,
     limit: int,
     fail_threshold: float | None,
+    cluster_by: str | None,
+    reducer: str,
+    adjust: str,
+    alpha: float,
     resamples: int,
     seed: int,
     fmt: str,
 ) -> None:
     """Compare RUN_B against RUN_A, paired by example.
 
-    Name a run by its id or as EVALUATION@VERSION (its newest successful run).
+    Name a run by its id or as EVALUATION@VERSION (its newest successful run). Each row
+    shows the delta with its CI, the raw and adjusted p-values and the MDE (the smallest
+    true delta detected with 80% power); a 0/1 metric adds McNemar's exact test.
     """
     from hypermetric.query.compare import compare
 
     result = compare(
-        run_a, run_b, metric=metric, resamples=resamples, seed=seed, examples=limit if show else 0
+        run_a,
+        run_b,
+        metric=metric,
+        resamples=resamples,
+        seed=seed,
+        examples=limit if show else 0,
+        cluster_by=cluster_by,
+        reduce=reducer,
+        adjust=adjust,
+        alpha=alpha,
     )
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), default=str, indent=2))
     else:
         out = console()
-        out.print(_compare_table(result, fail_threshold))
+        out.print(compare_table(result, fail_threshold))
         if show == "regressions":
-            out.print(_examples_table("examples that got worse, worst first", result.regressions))
+            out.print(examples_table("examples that got worse, worst first", result.regressions))
         elif show == "improvements":
-            out.print(_examples_table("examples that got better, best first", result.improvements))
+            out.print(examples_table("examples that got better, best first", result.improvements))
     if fail_threshold is not None:
         _refuse_unknown_directions(result)
         failing = result.failing(fail_threshold)
         for m in failing:
             click.echo(
-                f"regression: {m.component}/{m.metric} delta {m.delta:+.4f}, 95% CI "
-                f"[{m.ci_low:.4f}, {m.ci_high:.4f}] beyond threshold {fail_threshold:g}",
+                f"regression: {m.component}/{m.metric} delta {m.delta:+.4f}, "
+                f"{1 - result.alpha:.0%} CI [{m.ci_low:.4f}, {m.ci_high:.4f}] beyond "
+                f"threshold {fail_threshold:g}, p {m.p_adjusted:.3g} ({result.adjust})",
                 err=True,
             )
         if failing:
@@ -221,7 +203,27 @@ def _refuse_unknown_directions(result: Comparison) -> None:
     help="How many previous runs form the expected interval.",
 )
 @click.option("--last", type=click.IntRange(min=1), help="Show only the newest N runs.")
-def history_cmd(name: str, metric: str | None, window: int, last: int | None) -> None:
+@click.option(
+    "--cluster-by",
+    metavar="FIELD",
+    help="Measure each run's noise with errors clustered by this example field (CR1).",
+)
+@click.option(
+    "--reduce",
+    "reducer",
+    default="mean",
+    show_default=True,
+    metavar="mean|majority|pass_at_k:K",
+    help="How each example's epochs become one value.",
+)
+def history_cmd(
+    name: str,
+    metric: str | None,
+    window: int,
+    last: int | None,
+    cluster_by: str | None,
+    reducer: str,
+) -> None:
     """A metric of evaluation NAME across its successful runs, oldest first.
 
     A run is marked ▲/▼ when its mean left the interval the previous WINDOW runs
@@ -231,7 +233,7 @@ def history_cmd(name: str, metric: str | None, window: int, last: int | None) ->
     from hypermetric.query.history import history
     from hypermetric.query.render import fmt_interval, fmt_num
 
-    points = history(name, metric=metric, window=window)
+    points = history(name, metric=metric, window=window, reduce=reducer, cluster_by=cluster_by)
     out = console()
     if not points:
         out.print(f"no scores in successful runs of {name}")
@@ -271,7 +273,41 @@ def _shift_mark(shift: str, up: bool | None) -> str:
     return f"[green]{text}[/green]" if good else f"[red]{text}[/red]"
 
 
+@click.command("power")
+@click.argument("name")
+@click.option("--metric", "-m", required=True, help="The metric to detect a change in.")
+@click.option("--delta", "-d", required=True, type=float, help="The change to detect (> 0).")
+@click.option("--alpha", default=0.05, show_default=True, type=float, help="Two-sided level.")
+@click.option(
+    "--power", "power_", default=0.8, show_default=True, type=float, help="Chance to detect it."
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    help="Epochs an example (default: 1, 2, 4, 8 and today's when the history shows the "
+    "within-example variance, else today's).",
+)
+def power_cmd(
+    name: str, metric: str, delta: float, alpha: float, power_: float, epochs: int | None
+) -> None:
+    """How many examples (and epochs) evaluation NAME needs to detect a change of DELTA.
+
+    From its successful runs: the per-example variance, the paired variance between its
+    two newest versions (or twice one version's when there is one), and the within-example
+    variance across epochs (see hypermetric.query.power).
+    """
+    from hypermetric.query.power import power
+
+    for estimate in power(
+        name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs
+    ):
+        out = console()
+        out.print(power_table(estimate))
+        for line in power_notes(estimate):
+            out.print(f"  {line}", soft_wrap=True)
+
+
 def register(root: click.Group) -> None:
-    """Add ``sql``, ``compare`` and ``history`` to the root command."""
-    for command in (sql_cmd, compare_cmd, history_cmd):
+    """Add ``sql``, ``compare``, ``history`` and ``power`` to the root command."""
+    for command in (sql_cmd, compare_cmd, history_cmd, power_cmd):
         root.add_command(command)

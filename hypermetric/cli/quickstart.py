@@ -26,6 +26,10 @@ UI_COMMAND = "hypermetric ui"
 UI_URL = "http://127.0.0.1:8765/"
 NEXT_STEPS = [
     ("history of a metric across runs", "hypermetric history demo-qa --metric exact_match"),
+    (
+        "examples needed to see a change",
+        "hypermetric power demo-qa --metric exact_match --delta 0.05",
+    ),
     ("one run in detail", "hypermetric runs show {run_id}"),
     ("any question in SQL", 'hypermetric sql "SELECT * FROM calls LIMIT 5"'),
     (
@@ -78,7 +82,7 @@ def quickstart_cmd(ctx: click.Context) -> None:
         ids.append(list_runs(database(), evaluation="demo-qa", limit=1)[0].id)
     _step(
         root,
-        "Compare the versions, example by example",
+        "Compare the versions, example by example (CIs, Holm-adjusted p-values, MDE)",
         ["compare", "demo-qa@v1", "demo-qa@v2", "--show", "regressions", "--limit", "5"],
     )
     _step(

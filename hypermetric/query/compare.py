@@ -1,17 +1,29 @@
 """Paired comparison of two runs, metric by metric.
 
-Score rows of run A and run B pair up by (component, metric, example id, call index). For
-each (component, metric), over the pairs where both values are present:
+Score rows of run A and run B are first reduced per example across epochs
+(:mod:`~hypermetric.query.reduce`: ``mean`` by default, ``majority`` or ``pass_at_k:K``),
+then pair up by (component, metric, example id, call index). For each (component, metric),
+over the pairs where both values are present, :mod:`~hypermetric.query.paired` computes:
 
-- ``mean_a``, ``mean_b`` and ``delta = mean(B - A)`` (so ``delta == mean_b - mean_a``);
+- ``mean_a``, ``mean_b`` (with Wilson intervals for a 0/1 metric) and
+  ``delta = mean(B - A)`` (so ``delta == mean_b - mean_a``);
 - a 95% percentile **paired bootstrap** interval of the delta, seeded (the same runs and
   seed always give the same interval), drawn as :func:`~hypermetric.query.stats.paired_bootstrap`
-  describes;
-- the two-sided p-value of the **paired t-test** (Student's t computed with numpy and the
-  standard library);
+  describes; with ``cluster_by=FIELD`` the **cluster-robust** (CR1) t interval instead;
+- the two-sided p-value of the **paired t-test** (CR1 with clusters), and ``p_adjusted``,
+  adjusted across the metrics shown (``adjust``: ``holm``, the default, ``bh`` or
+  ``none``); for a 0/1 metric also **McNemar's exact test** on the discordant pairs;
+- ``mde``: the minimum detectable effect at 80% power and level ``alpha``;
 - counts of examples that improved, regressed or did not change, in the metric's own
   direction, and of rows present in one run only (``only_a``, ``only_b``) or errored in
   either (``errored``: present in both, value NULL in at least one).
+
+**The gate.** :meth:`Comparison.failing` (``--fail-on-regression``) counts a metric when its
+delta's CI lies wholly beyond the threshold on the bad side *and* its adjusted p-value is
+below ``alpha``. The CI rule alone, applied to twenty metrics, fails a steady system on
+about two comparisons in five (``1 - 0.975^20``); requiring the Holm-adjusted p as well
+keeps the chance of any false alarm across the metrics under ``alpha``, and never fails a
+metric the CI rule passes (the threshold keeps its meaning).
 
 Direction: every eval that ran is recorded in its run's ``versions`` JSON with its
 direction (``versions["evals"][EVAL]["higher_is_better"]``; a plain function is
@@ -26,12 +38,10 @@ lower-is-better metric "regressed" means the value went up.
 
 from __future__ import annotations
 
-import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.reading import latest_run_with_version
@@ -40,8 +50,16 @@ from hypermetric.catalog.runs import get_run
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
 from hypermetric.query.connection import open_connection, query_error
+from hypermetric.query.inference import ADJUSTMENTS, adjust_pvalues, cluster_codes
+from hypermetric.query.paired import (
+    TOLERANCE,
+    ExampleChange,
+    MetricDelta,
+    PairedValues,
+    metric_delta,
+)
+from hypermetric.query.reduce import Reducer, attach_labels, label_sql, parse_reducer, reduce_scores
 from hypermetric.query.sources import quote_literal
-from hypermetric.query.stats import paired_bootstrap, paired_t_pvalue
 
 __all__ = [
     "Comparison",
@@ -51,67 +69,6 @@ __all__ = [
     "higher_is_better",
     "resolve_run",
 ]
-
-#: differences smaller than this count as unchanged (float noise, not a change)
-TOLERANCE = 1e-12
-
-
-@dataclass(frozen=True)
-class MetricDelta:
-    """The paired comparison of one (component, metric); see the module docstring."""
-
-    component: str | None
-    metric: str
-    #: None when neither run records the metric's direction
-    higher_is_better: bool | None
-    n: int
-    mean_a: float | None
-    mean_b: float | None
-    delta: float | None
-    ci_low: float | None
-    ci_high: float | None
-    p_value: float | None
-    #: None for a metric of unknown direction (better and worse are undefined there)
-    improved: int | None
-    regressed: int | None
-    unchanged: int
-    errored: int
-    only_a: int
-    only_b: int
-
-    def regressed_beyond(self, threshold: float = 0.0) -> bool:
-        """True when the delta's CI lies wholly on the bad side of ``threshold``.
-
-        Higher-is-better: ``ci_high < -threshold``; lower-is-better: ``ci_low > threshold``;
-        never for a metric of unknown direction.
-        """
-        if self.ci_low is None or self.ci_high is None or self.higher_is_better is None:
-            return False
-        if self.higher_is_better:
-            return self.ci_high < -threshold
-        return self.ci_low > threshold
-
-    def improved_beyond(self, threshold: float = 0.0) -> bool:
-        """True when the delta's CI lies wholly on the good side of ``threshold``."""
-        if self.ci_low is None or self.ci_high is None or self.higher_is_better is None:
-            return False
-        if self.higher_is_better:
-            return self.ci_low > threshold
-        return self.ci_high < -threshold
-
-
-@dataclass(frozen=True)
-class ExampleChange:
-    """One paired row whose value changed; ``gain`` is the change in the good direction."""
-
-    component: str | None
-    metric: str
-    example_id: str
-    call_index: int
-    value_a: float
-    value_b: float
-    delta: float
-    gain: float
 
 
 @dataclass(frozen=True)
@@ -129,10 +86,20 @@ class Comparison:
     improvements: tuple[ExampleChange, ...]
     resamples: int
     seed: int
+    #: the level of the tests (CIs are 1 - alpha) and the power of the MDE
+    alpha: float = 0.05
+    power: float = 0.8
+    #: how p_adjusted was made: "holm", "bh" or "none"
+    adjust: str = "holm"
+    #: the example field the errors are clustered by (None: examples are independent)
+    cluster_by: str | None = None
+    #: how each example's epochs were reduced to one value
+    reduce: str = "mean"
 
     def failing(self, threshold: float = 0.0) -> list[MetricDelta]:
-        """The metrics whose delta CI lies wholly beyond ``threshold`` on the bad side."""
-        return [m for m in self.metrics if m.regressed_beyond(threshold)]
+        """The metrics the gate fails: CI wholly beyond ``threshold`` on the bad side and
+        adjusted p below ``alpha`` (module docstring)."""
+        return [m for m in self.metrics if m.fails(threshold, self.alpha)]
 
     def unknown_direction(self) -> list[MetricDelta]:
         """The metrics whose direction neither run records (no gate can judge them)."""
@@ -145,6 +112,11 @@ class Comparison:
             "run_b": self.run_b.id,
             "resamples": self.resamples,
             "seed": self.seed,
+            "alpha": self.alpha,
+            "power": self.power,
+            "adjust": self.adjust,
+            "cluster_by": self.cluster_by,
+            "reduce": self.reduce,
             "metrics": [asdict(m) for m in self.metrics],
             "regressions": [asdict(e) for e in self.regressions],
             "improvements": [asdict(e) for e in self.improvements],
@@ -177,23 +149,29 @@ def higher_is_better(metric: str, *runs: RunRecord) -> bool | None:
     return None
 
 
-def _pairs_sql(a: int, b: int, metric: str | None) -> str:
-    where = ""
-    if metric is not None:
-        m = quote_literal(metric)
-        where = f" AND (metric = {m} OR starts_with(metric, {m} || '.'))"
+def _metric_filter(metric: str | None) -> str:
+    if metric is None:
+        return ""
+    m = quote_literal(metric)
+    return f" AND (metric = {m} OR starts_with(metric, {m} || '.'))"
+
+
+def _pairs_sql(a: int, b: int, clustered: bool) -> str:
     side = (
-        "SELECT component, metric, example_id, call_index, value, true AS present "
-        "FROM scores WHERE run_id = {run}" + where
+        "SELECT component, metric, example_id, call_index, value, within_var, true AS present "
+        "FROM reduced WHERE run_id = {run}"
     )
+    example = "coalesce(a.example_id, b.example_id)"
+    label = label_sql(example, b, a) if clustered else "NULL"
     return f"""
 CREATE OR REPLACE TEMP TABLE pairs AS
 WITH a AS ({side.format(run=a)}), b AS ({side.format(run=b)})
 SELECT coalesce(a.component, b.component) AS component,
        coalesce(a.metric, b.metric) AS metric,
-       coalesce(a.example_id, b.example_id) AS example_id,
+       {example} AS example_id,
        coalesce(a.call_index, b.call_index) AS call_index,
-       a.value AS va, b.value AS vb,
+       a.value AS va, b.value AS vb, a.within_var AS wa, b.within_var AS wb,
+       {label} AS cluster,
        a.present IS NOT NULL AS in_a, b.present IS NOT NULL AS in_b
 FROM a FULL OUTER JOIN b
   ON a.component = b.component AND a.metric = b.metric
@@ -206,46 +184,16 @@ SELECT component, metric,
        count(*) FILTER (WHERE in_a AND in_b AND va IS NOT NULL AND vb IS NOT NULL) AS n,
        count(*) FILTER (WHERE in_a AND in_b AND (va IS NULL OR vb IS NULL)) AS errored,
        count(*) FILTER (WHERE in_a AND NOT in_b) AS only_a,
-       count(*) FILTER (WHERE in_b AND NOT in_a) AS only_b
+       count(*) FILTER (WHERE in_b AND NOT in_a) AS only_b,
+       avg(wa ORDER BY example_id, call_index), avg(wb ORDER BY example_id, call_index)
 FROM pairs GROUP BY component, metric
 ORDER BY component NULLS LAST, metric NULLS LAST
 """
 
 _VALUES_SQL = """
-SELECT va, vb FROM pairs WHERE in_a AND in_b AND va IS NOT NULL AND vb IS NOT NULL
-ORDER BY component NULLS LAST, metric NULLS LAST
+SELECT va, vb, cluster FROM pairs WHERE in_a AND in_b AND va IS NOT NULL AND vb IS NOT NULL
+ORDER BY component NULLS LAST, metric NULLS LAST, example_id, call_index
 """
-
-
-def _metric_delta(
-    key: tuple[Any, ...], va: np.ndarray, vb: np.ndarray, up: bool | None, resamples: int, seed: int
-) -> MetricDelta:
-    component, metric, n, errored, only_a, only_b = key
-    d = vb - va
-    gain = None if up is None else d if up else -d
-    boot = paired_bootstrap(
-        d, resamples=resamples, seed=[seed, zlib.crc32(f"{component}\x00{metric}".encode())]
-    )
-    mean = float(d.mean()) if n else None
-    sd = float(d.std(ddof=1)) if n > 1 else float("nan")
-    return MetricDelta(
-        component=component,
-        metric=metric,
-        higher_is_better=up,
-        n=int(n),
-        mean_a=float(va.mean()) if n else None,
-        mean_b=float(vb.mean()) if n else None,
-        delta=mean,
-        ci_low=boot.low if boot else None,
-        ci_high=boot.high if boot else None,
-        p_value=paired_t_pvalue(mean, sd, int(n)) if mean is not None else None,
-        improved=None if gain is None else int((gain > TOLERANCE).sum()),
-        regressed=None if gain is None else int((gain < -TOLERANCE).sum()),
-        unchanged=int((np.abs(d) <= TOLERANCE).sum()),
-        errored=int(errored),
-        only_a=int(only_a),
-        only_b=int(only_b),
-    )
 
 
 def _changes(
@@ -271,20 +219,71 @@ def _changes(
 
 
 def _metrics(
-    con: duckdb.DuckDBPyConnection, run_a: RunRecord, run_b: RunRecord, resamples: int, seed: int
+    con: duckdb.DuckDBPyConnection,
+    run_a: RunRecord,
+    run_b: RunRecord,
+    options: _Options,
 ) -> list[MetricDelta]:
     groups = con.sql(_GROUPS_SQL).fetchall()
     values = con.sql(_VALUES_SQL).arrow().read_all()
     va = values["va"].to_numpy(zero_copy_only=False)
     vb = values["vb"].to_numpy(zero_copy_only=False)
+    codes = cluster_codes(values["cluster"].to_pylist()) if options.cluster_by else None
     metrics: list[MetricDelta] = []
     start = 0
-    for key in groups:  # the values come in the groups' order, n rows each
-        stop = start + int(key[2])
-        up = higher_is_better(key[1] or "", run_b, run_a)
-        metrics.append(_metric_delta(key, va[start:stop], vb[start:stop], up, resamples, seed))
+    for component, name, n, errored, only_a, only_b, wa, wb in groups:
+        stop = start + int(n)  # the values come in the groups' order, n rows each
+        paired = PairedValues(
+            component=component,
+            metric=name,
+            va=va[start:stop],
+            vb=vb[start:stop],
+            codes=None if codes is None else codes[start:stop],
+            errored=int(errored),
+            only_a=int(only_a),
+            only_b=int(only_b),
+            within_var_a=None if wa is None else float(wa),
+            within_var_b=None if wb is None else float(wb),
+        )
+        up = higher_is_better(name or "", run_b, run_a)
+        metrics.append(
+            metric_delta(
+                paired,
+                up,
+                resamples=options.resamples,
+                seed=options.seed,
+                alpha=options.alpha,
+                power=options.power,
+            )
+        )
         start = stop
-    return metrics
+    adjusted = adjust_pvalues([m.p_value for m in metrics], options.adjust)
+    return [replace(m, p_adjusted=p) for m, p in zip(metrics, adjusted, strict=True)]
+
+
+@dataclass(frozen=True)
+class _Options:
+    resamples: int = 2000
+    seed: int = 0
+    alpha: float = 0.05
+    power: float = 0.8
+    adjust: str = "holm"
+    cluster_by: str | None = None
+    reducer: Reducer = field(default_factory=Reducer)
+
+    def check(self) -> None:
+        if self.resamples < 100:
+            raise QueryError(
+                f"resamples={self.resamples} is too few for a 95% interval; use >= 100"
+            )
+        if self.adjust not in ADJUSTMENTS:
+            raise QueryError(
+                f"unknown adjustment {self.adjust!r}; use one of {', '.join(ADJUSTMENTS)}"
+            )
+        if not 0.0 < self.alpha < 0.5:
+            raise QueryError(f"alpha={self.alpha} is not a test level; use e.g. 0.05")
+        if not 0.0 < self.power < 1.0:
+            raise QueryError(f"power={self.power} must be between 0 and 1, e.g. 0.8")
 
 
 def compare(
@@ -295,22 +294,30 @@ def compare(
     resamples: int = 2000,
     seed: int = 0,
     examples: int = 20,
+    cluster_by: str | None = None,
+    reduce: str | Reducer | None = None,
+    adjust: str = "holm",
+    alpha: float = 0.05,
+    power: float = 0.8,
     settings: Settings | None = None,
 ) -> Comparison:
     """Compare run ``b`` against run ``a`` (ids or ``EVALUATION@VERSION``), paired by example.
 
     ``metric`` keeps one metric (and its ``metric.key`` parts); ``examples`` bounds the
-    regressed and improved example lists. See the module docstring for the statistics.
+    regressed and improved example lists; ``cluster_by`` names an example field whose
+    values cluster the errors; ``reduce`` reduces each example's epochs (``mean``,
+    ``majority``, ``pass_at_k:K``); ``adjust`` adjusts the p-values across the metrics.
+    See the module docstring for the statistics.
     """
-    if resamples < 100:
-        raise QueryError(f"resamples={resamples} is too few for a 95% interval; use >= 100")
+    options = _Options(resamples, seed, alpha, power, adjust, cluster_by, parse_reducer(reduce))
+    options.check()
     settings = settings or get_settings()
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
-    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=["scores"])
+    # the examples view is read only to cluster; without cluster_by compare needs scores only
+    views = ["scores", *(["examples"] if cluster_by else [])]
+    con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=views)
     try:
-        return compare_on(
-            con, run_a, run_b, metric=metric, resamples=resamples, seed=seed, examples=examples
-        )
+        return _compare_on(con, run_a, run_b, metric, examples, options)
     finally:
         con.close()
 
@@ -324,12 +331,35 @@ def compare_on(
     resamples: int = 2000,
     seed: int = 0,
     examples: int = 20,
+    cluster_by: str | None = None,
+    reduce: str | Reducer | None = None,
+    adjust: str = "holm",
+    alpha: float = 0.05,
+    power: float = 0.8,
 ) -> Comparison:
-    """:func:`compare` on a connection whose ``scores`` view holds both runs' rows (the
-    query benchmark runs it on one Parquet file as the floor of the same statistics)."""
+    """:func:`compare` on a connection whose ``scores`` view holds both runs' rows (and,
+    with ``cluster_by``, whose ``examples`` view holds their examples; the query benchmark
+    runs it on one Parquet file as the floor of the same statistics)."""
+    options = _Options(resamples, seed, alpha, power, adjust, cluster_by, parse_reducer(reduce))
+    options.check()
+    return _compare_on(con, run_a, run_b, metric, examples, options)
+
+
+def _compare_on(
+    con: duckdb.DuckDBPyConnection,
+    run_a: RunRecord,
+    run_b: RunRecord,
+    metric: str | None,
+    examples: int,
+    options: _Options,
+) -> Comparison:
+    where = f"run_id IN ({int(run_a.id)}, {int(run_b.id)})" + _metric_filter(metric)
     try:
-        con.execute(_pairs_sql(run_a.id, run_b.id, metric))
-        metrics = _metrics(con, run_a, run_b, resamples, seed)
+        reduce_scores(con, options.reducer, where=where)
+        if options.cluster_by:
+            attach_labels(con, options.cluster_by, [run_a.id, run_b.id])
+        con.execute(_pairs_sql(run_a.id, run_b.id, bool(options.cluster_by)))
+        metrics = _metrics(con, run_a, run_b, options)
         lower = sorted({m.metric for m in metrics if m.higher_is_better is False})
         unknown = sorted({m.metric for m in metrics if m.higher_is_better is None})
         worst = _changes(con, lower, unknown, examples, worst=True)
@@ -342,4 +372,17 @@ def compare_on(
             + (f" for metric {metric!r}" if metric else "")
             + "; check the run ids and `hypermetric runs show`"
         )
-    return Comparison(run_a, run_b, tuple(metrics), worst, best, resamples, seed)
+    return Comparison(
+        run_a=run_a,
+        run_b=run_b,
+        metrics=tuple(metrics),
+        regressions=worst,
+        improvements=best,
+        resamples=options.resamples,
+        seed=options.seed,
+        alpha=options.alpha,
+        power=options.power,
+        adjust=options.adjust,
+        cluster_by=options.cluster_by,
+        reduce=str(options.reducer),
+    )

@@ -16,6 +16,10 @@
   (independent normals, so one normal per resample carries all bins). Sorted bins are
   narrow, so the within-bin part is a small share of the variance and its approximation
   costs little accuracy; the cost is O(resamples x 256) whatever ``n`` is.
+
+The rest of the toolbox for comparing evaluation runs (Miller 2024, "Adding Error Bars to
+Evals") lives in :mod:`~hypermetric.query.inference`: cluster-robust errors, McNemar,
+Wilson, power, multiple-testing adjustments and the per-example reducers.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "BootstrapCI",
+    "binomial_cdf",
     "mean_interval",
     "paired_bootstrap",
     "paired_t_pvalue",
@@ -219,3 +224,14 @@ def paired_bootstrap(
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return BootstrapCI(low=float(low), high=float(high), method=method)
+
+
+def binomial_cdf(k: int, n: int, p: float = 0.5) -> float:
+    """P(X <= k) for X ~ Binomial(n, p), through the regularized incomplete beta function
+    (``I_{1-p}(n-k, k+1)``), accurate for any ``n``."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    x, y = 1.0 - p, p
+    return _betainc(float(n - k), float(k + 1), x, y, math.log(x), math.log(y))

@@ -14,15 +14,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-import duckdb
-
 from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings
 from hypermetric.masking import masked
-from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.history import RunStat
+from hypermetric.query.connection import open_connection
+from hypermetric.query.history import RunStat, series_on
 
 __all__ = ["RunStats", "Stats"]
 
@@ -30,12 +28,6 @@ logger = logging.getLogger(__name__)
 
 #: a run's stats: (component, metric) -> RunStat (metrics with no value left out)
 Stats = dict[tuple[str | None, str], RunStat]
-
-_STATS_SQL = """
-SELECT run_id, component, metric, count(value) AS n, avg(value) AS mean,
-       coalesce(var_samp(value), 0) AS var
-FROM scores GROUP BY run_id, component, metric
-"""
 
 
 class RunStats:
@@ -80,16 +72,14 @@ class RunStats:
             return {}
         con = open_connection(self._settings, run_ids=run_ids, views=["scores"])
         try:
-            rows = con.sql(_STATS_SQL).fetchall()
-        except duckdb.Error as exc:
-            raise query_error(exc) from None
+            # the stats `hypermetric history` computes (epochs reduced per example first)
+            series = series_on(con, run_ids)
         finally:
             con.close()
         out: dict[int, Stats] = {}
-        for run_id, component, metric, n, mean, var in rows:
-            if n:
-                stat = RunStat(int(n), float(mean), float(var or 0.0))
-                out.setdefault(int(run_id), {})[(component, metric)] = stat
+        for key, by_run in series.items():
+            for run_id, stat in by_run.items():
+                out.setdefault(int(run_id), {})[key] = stat
         return out
 
     def warm(self, batch: int = 200) -> int:

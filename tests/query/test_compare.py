@@ -244,3 +244,72 @@ def test_one_metric_and_json_output(runs: Runs) -> None:
     data = json.loads(out.output)
     assert (data["run_a"], data["run_b"], data["seed"]) == (first, second, 0)
     assert [(m["metric"], m["n"], m["improved"]) for m in data["metrics"]] == [("f1", 50, 50)]
+
+
+def test_the_gate_uses_holm_adjusted_p_values_across_metrics(runs: Runs) -> None:
+    # three metrics that each regressed with raw p ≈ 0.02: each CI lies below 0, but the
+    # Holm-adjusted p (≈ 0.06) is not below 0.05, so the gate passes unless told --adjust none
+    rng = np.random.default_rng(17)
+    n = 200
+    a = rng.uniform(0.3, 0.7, n)
+    noise = rng.normal(0.0, 0.1, n)
+    d = noise - noise.mean() - 2.4 * noise.std(ddof=1) / np.sqrt(n)
+    names = ids(n)
+
+    def build(values: np.ndarray) -> Any:
+        return lambda rid: pa.concat_tables(
+            [scores_table(rid, names, values, metric=m) for m in ("m1", "m2", "m3")]
+        )
+
+    first, second = runs.run(build=build(a)), runs.run(build=build(a + d))
+    result = compare(first, second)
+    raw = stats.ttest_rel(a + d, a).pvalue
+    for m in result.metrics:
+        assert m.p_value == pytest.approx(raw, rel=1e-6) and 0.05 / 3 < raw < 0.05
+        assert m.p_adjusted == pytest.approx(min(1.0, 3 * raw))
+        assert m.regressed_beyond() and not m.fails()
+    assert result.failing() == [] and result.adjust == "holm"
+    runner = CliRunner()
+    gate = runner.invoke(cli, ["compare", str(first), str(second), "--fail-on-regression"])
+    assert gate.exit_code == 0, gate.output
+    assert "p holm" in gate.output and "MDE" in gate.output and "regressed" not in gate.output
+    raw_gate = [str(first), str(second), "--fail-on-regression", "--adjust", "none"]
+    unadjusted = runner.invoke(cli, ["compare", *raw_gate])
+    assert unadjusted.exit_code == 1
+    assert unadjusted.output.count("regression: generate/m") == 3
+    bh = compare(first, second, adjust="bh")
+    assert [m.p_adjusted for m in bh.metrics] == [pytest.approx(raw)] * 3  # equal p: BH keeps
+    with pytest.raises(QueryError, match="unknown adjustment 'bonferroni'"):
+        compare(first, second, adjust="bonferroni")
+
+
+def test_compare_json_carries_the_new_statistics(runs: Runs) -> None:
+    rng = np.random.default_rng(2)
+    a = (rng.random(150) < 0.5).astype(float)
+    first, second = _pair(runs, a, np.where(rng.random(150) < 0.2, 1 - a, a))
+    out = CliRunner().invoke(cli, ["compare", str(first), str(second), "--format", "json"])
+    assert out.exit_code == 0, out.output
+    data = json.loads(out.output)
+    (m,) = data["metrics"]
+    assert (data["adjust"], data["alpha"], data["power"], data["reduce"]) == (
+        "holm",
+        0.05,
+        0.8,
+        "mean",
+    )
+    assert data["cluster_by"] is None and m["binary"] is True and m["mean_interval"] == "wilson"
+    for key in ("p_adjusted", "mde", "se", "df", "mcnemar_p", "discordant_10", "discordant_01"):
+        assert m[key] is not None, key
+    table = CliRunner().invoke(cli, ["compare", str(first), str(second)])
+    assert "McNemar p" in table.output and "exact test of the discordant pairs" in table.output
+
+
+def test_cluster_by_needs_the_examples_of_the_runs(runs: Runs) -> None:
+    first, second = _pair(runs, np.zeros(10), np.ones(10))
+    out = CliRunner().invoke(cli, ["compare", str(first), str(second), "--cluster-by", "doc"])
+    assert out.exit_code == 1
+    assert "cannot cluster by 'doc'" in out.output.splitlines()[-1]
+    reduced = CliRunner().invoke(
+        cli, ["compare", str(first), str(second), "--reduce", "pass_at_k:1"]
+    )
+    assert reduced.exit_code == 0 and "epochs reduced by pass_at_k:1" in reduced.output

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 from scipy import stats
 
 from hypermetric.catalog.db import Database
-from hypermetric.errors import NotFoundError
+from hypermetric.cli import cli
+from hypermetric.errors import NotFoundError, QueryError
 from hypermetric.query.history import history
 from hypermetric.query.render import table_text
 from hypermetric.query.result import RunResult, render_summary
@@ -108,3 +110,36 @@ def test_history_marks_the_night_that_moved(runs: Runs, db: Database) -> None:
     assert one_back[9].shift == "" and one_back[9].baseline_runs == 1
     with pytest.raises(NotFoundError):
         history("nope")
+
+
+def test_history_reduces_epochs_and_refuses_what_it_cannot_cluster(runs: Runs) -> None:
+    _nightly(runs, [0.7] * 3, n=50)
+    plain = history("nightly", metric="acc")
+    same = history("nightly", metric="acc", reduce="mean")
+    assert [p.mean for p in plain] == pytest.approx([p.mean for p in same], rel=1e-12)
+    with pytest.raises(QueryError, match="--reduce majority needs a 0/1 metric"):
+        history("nightly", metric="acc", reduce="majority")
+    out = CliRunner().invoke(cli, ["history", "nightly", "--cluster-by", "doc"])
+    assert out.exit_code == 1 and "cannot cluster by 'doc'" in out.output
+    shown = CliRunner().invoke(cli, ["history", "nightly", "-m", "acc", "--reduce", "mean"])
+    assert shown.exit_code == 0 and "acc" in shown.output
+
+
+def test_a_runs_summary_reduces_its_epochs_and_needs_examples_to_cluster(runs: Runs) -> None:
+    names = ids(40)
+    rng = np.random.default_rng(6)
+    epochs = (rng.random((40, 3)) < 0.5).astype(float)
+    run_id = runs.run(
+        build=lambda rid: pa.concat_tables(
+            [scores_table(rid, names, epochs[:, k]) for k in range(3)]  # three epochs a row
+        )
+    )
+    result = RunResult(run_id)
+    (mean,) = result.summary()
+    assert mean.n == 40 and mean.mean == pytest.approx(epochs.mean())
+    assert mean.within_var == pytest.approx(epochs.var(axis=1, ddof=1).mean())
+    (majority,) = result.summary(reduce="majority")
+    assert majority.mean == pytest.approx((epochs.sum(axis=1) >= 2).mean())
+    assert majority.interval == "wilson" and "within var" in str(result)
+    with pytest.raises(QueryError, match="cannot cluster by 'doc'"):
+        result.summary(cluster_by="doc")

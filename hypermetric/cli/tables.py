@@ -1,0 +1,163 @@
+"""Rich tables of comparisons and power estimates, for ``compare`` and ``power``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from rich.table import Table
+
+from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
+
+if TYPE_CHECKING:
+    from hypermetric.query.compare import Comparison, ExampleChange, MetricDelta
+    from hypermetric.query.power import PowerEstimate
+
+__all__ = ["ARROWS", "compare_table", "examples_table", "power_notes", "power_table"]
+
+ARROWS = {True: "↑", False: "↓", None: "?"}
+
+
+def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
+    if m.fails(threshold or 0.0, alpha):
+        return "[red]regressed[/red]"
+    if m.improved_beyond() and m.significant(alpha):
+        return "[green]improved[/green]"
+    return ""
+
+
+def _compare_columns(comparison: Comparison) -> list[str]:
+    level = f"{1 - comparison.alpha:.0%}"
+    adjusted = [] if comparison.adjust == "none" else [f"p {comparison.adjust}"]
+    binary = ["McNemar p"] if any(m.binary for m in comparison.metrics) else []
+    epochs = any(m.within_var_a is not None for m in comparison.metrics)
+    within = ["within var A/B"] if epochs else []
+    return [
+        *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
+        *("p", *adjusted, "MDE", *binary, "b/w/s", "only A/B, err"),
+        *within,
+        "",
+    ]
+
+
+def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None) -> list[str]:
+    binary = any(x.binary for x in comparison.metrics)
+    epochs = any(x.within_var_a is not None for x in comparison.metrics)
+    return [
+        m.component or "",
+        f"{m.metric} {ARROWS[m.higher_is_better]}",
+        str(m.n),
+        fmt_num(m.mean_a),
+        fmt_num(m.mean_b),
+        fmt_num(m.delta, signed=True),
+        fmt_interval(m.ci_low, m.ci_high),
+        fmt_p(m.p_value),
+        *([] if comparison.adjust == "none" else [fmt_p(m.p_adjusted)]),
+        fmt_num(m.mde),
+        *([fmt_p(m.mcnemar_p) if m.binary else ""] if binary else []),
+        "/".join("?" if v is None else str(v) for v in (m.improved, m.regressed, m.unchanged)),
+        f"{m.only_a}/{m.only_b}, {m.errored}",
+        *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if epochs else []),
+        _verdict(m, threshold, comparison.alpha),
+    ]
+
+
+def _compare_caption(comparison: Comparison) -> str:
+    c = comparison
+    if c.cluster_by:
+        clusters = sorted({m.clusters for m in c.metrics if m.clusters is not None})
+        counts = "/".join(str(n) for n in clusters) or "0"
+        ci = f"CI and p: clustered by {c.cluster_by} ({counts} clusters; CR1, t at C-1 df)"
+    else:
+        ci = f"CI: paired bootstrap ({c.resamples} resamples, seed {c.seed}); p: paired t-test"
+    adjusted = {
+        "holm": "p holm: Holm-adjusted across these metrics",
+        "bh": "p bh: Benjamini-Hochberg-adjusted across these metrics",
+        "none": "p not adjusted for the metrics tested together",
+    }[c.adjust]
+    caption = (
+        f"paired by example (epochs reduced by {c.reduce}); {ci}; {adjusted}; "
+        f"MDE: smallest true delta detected with {c.power:.0%} power at alpha {c.alpha:g}; "
+        "a verdict needs the CI beyond 0 and the adjusted p below alpha; "
+        "b/w/s: examples better/worse/same; ↑/↓: higher/lower is better"
+    )
+    if any(m.binary for m in c.metrics):
+        caption += "; McNemar: exact test of the discordant pairs of a 0/1 metric"
+    if c.unknown_direction():
+        caption += "; ?: neither run records the metric's direction"
+    return caption
+
+
+def compare_table(comparison: Comparison, threshold: float | None) -> Table:
+    """One row a metric: the delta, its CI, raw and adjusted p, MDE and the verdict."""
+    a, b = comparison.run_a, comparison.run_b
+    table = Table(
+        title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
+        f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
+    )
+    columns = _compare_columns(comparison)
+    widest = {
+        "component": max((len(m.component or "") for m in comparison.metrics), default=0),
+        "metric": max((len(m.metric) + 2 for m in comparison.metrics), default=0),
+    }
+    for name in columns:
+        left = name in columns[:2]
+        table.add_column(
+            name, justify="left" if left else "right", no_wrap=True, min_width=widest.get(name)
+        )
+    for m in comparison.metrics:
+        table.add_row(*_compare_row(m, comparison, threshold))
+    table.caption = _compare_caption(comparison)
+    return table
+
+
+def examples_table(title: str, changes: Sequence[ExampleChange]) -> Table:
+    """The examples that moved, one row each."""
+    table = Table(title=title)
+    for name in ("component", "metric", "example", "call", "A", "B", "delta"):
+        table.add_column(name, justify="right" if name in ("A", "B", "delta") else "left")
+    for c in changes:
+        table.add_row(
+            c.component or "",
+            c.metric,
+            c.example_id,
+            str(c.call_index),
+            fmt_num(c.value_a),
+            fmt_num(c.value_b),
+            fmt_num(c.delta, signed=True),
+        )
+    if not changes:
+        table.caption = "none"
+    return table
+
+
+def power_table(e: PowerEstimate) -> Table:
+    """The paired variance and the examples needed at each number of epochs."""
+    table = Table(
+        title=f"{e.evaluation} · {e.component or '-'} · {e.metric}: detect {e.delta:g} "
+        f"with {e.power:.0%} power at alpha {e.alpha:g}"
+    )
+    for col in ("epochs an example", "paired variance", "examples needed"):
+        table.add_column(col, justify="right")
+    for plan in e.plans:
+        table.add_row(str(plan.epochs), fmt_num(plan.paired_var, 5), str(plan.examples))
+    return table
+
+
+def power_notes(e: PowerEstimate) -> list[str]:
+    """Where the variances came from, and what the suite detects today, one line each."""
+    within = (
+        f"within-example variance (across epochs) {fmt_num(e.within_var, 5)}"
+        if e.within_var is not None
+        else "one epoch an example: the within-example variance is unknown, so more epochs "
+        "are not counted on"
+    )
+    return [
+        f"from {e.runs} successful runs; between-example variance {fmt_num(e.between_var, 5)}",
+        f"paired variance measured between versions {e.versions[0]} and {e.versions[1]}"
+        if e.versions
+        else "one version only: the paired variance is taken as twice one version's (conservative)",
+        within,
+        f"today: {e.examples_now} examples x {e.epochs_now} epochs detect "
+        f"{fmt_num(e.mde_now)} with {e.power:.0%} power",
+    ]
