@@ -11,13 +11,20 @@ import ray
 from hypermetric.engine.pool import ActorPool, live_nodes, spread
 
 
-def test_the_pool_actors_do_not_import_the_catalog_or_duckdb() -> None:
-    """An actor process imports the actors' module first: SQLAlchemy with the catalog's
-    models, DuckDB and Alembic would add most of a second to every new actor."""
-    code = (
-        "import sys, hypermetric.engine.actors; "
-        "print(sorted(m for m in ('sqlalchemy', 'duckdb', 'alembic') if m in sys.modules))"
-    )
+@pytest.mark.parametrize(
+    ("module", "unwanted"),
+    [
+        # an actor process imports the actors' module first: SQLAlchemy with the catalog's
+        # models, DuckDB and Alembic would add most of a second to every new actor
+        ("hypermetric.engine.actors", ("sqlalchemy", "duckdb", "alembic")),
+        # a run returns a RunResult: DuckDB loads when the result is first read
+        ("hypermetric.query.result", ("duckdb", "pyarrow.dataset")),
+    ],
+)
+def test_what_a_first_run_imports_stays_out_of_its_path(
+    module: str, unwanted: tuple[str, ...]
+) -> None:
+    code = f"import sys, {module}; print(sorted(m for m in {unwanted!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
