@@ -86,6 +86,9 @@ class Runtime:
         params: Mapping[str, Any] | None = None,
         description: str | None = None,
         schedule: ScheduleSpec | None = None,
+        epochs: int = 1,
+        example_fields: Iterable[str] | None = None,
+        omit_fields: Iterable[str] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("@hm.runtime needs name='...': the evaluation's name")
@@ -98,7 +101,16 @@ class Runtime:
             raise DefinitionError(f"runtime {name!r}: concurrency must be an integer ≥ 1")
         if not 0.0 <= float(max_error_rate) <= 1.0:
             raise DefinitionError(f"runtime {name!r}: max_error_rate must be between 0 and 1")
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise DefinitionError(
+                f"runtime {name!r}: epochs must be an integer ≥ 1 (the times each example "
+                f"runs), not {epochs!r}"
+            )
         self.concurrency = concurrency
+        self.epochs = epochs
+        #: the example fields the run keeps in its ``examples`` rows (None: all but omitted)
+        self.example_fields = _field_names(name, "example_fields", example_fields)
+        self.omit_fields = _field_names(name, "omit_fields", omit_fields) or ()
         self.max_error_rate = float(max_error_rate)
         self.params: Mapping[str, Any] = MappingProxyType(dict(params or {}))
         self.description = description or inspect.getdoc(fn)
@@ -296,6 +308,17 @@ def retry(
     return RunResult(record.id)
 
 
+def _field_names(runtime: str, what: str, names: Iterable[str] | None) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    found = () if isinstance(names, str) else tuple(names)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in found):
+        raise DefinitionError(
+            f"runtime {runtime!r}: {what} must be a list of field names, e.g. {what}=['topic']"
+        )
+    return found
+
+
 def _rebuild(fn: Callable[..., Any], state: dict[str, Any]) -> Runtime:
     obj = Runtime.__new__(Runtime)
     obj.__dict__.update(state)
@@ -322,6 +345,9 @@ def runtime(
     retry_delay: float = 60.0,
     retry_exponential: bool = True,
     timeout: float | None = None,
+    epochs: int = 1,
+    example_fields: Iterable[str] | None = None,
+    omit_fields: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Runtime]:
     """Declare a runtime: ``@hm.runtime(name="qa-nightly", dataset="qa.jsonl")``.
 
@@ -330,6 +356,12 @@ def runtime(
     by ``evals`` here, if any). ``schedule`` is a cron expression (5 fields, or 6 with
     seconds first) read in ``timezone``; the other options are stored by
     ``hypermetric evals register`` and obeyed by the scheduler.
+
+    ``epochs`` runs each example that many times (an ``epoch`` column, 0 to K - 1, in
+    scores and calls; ``context.epoch`` tells the runtime which). Each run keeps its
+    examples' fields in the ``examples`` dataset: ``example_fields`` keeps only those
+    named, ``omit_fields`` leaves those named out (a value larger than the
+    ``example_field_bytes`` setting is stored as null).
     """
     try:
         tz = ZoneInfo(timezone)
@@ -362,6 +394,9 @@ def runtime(
             params=params,
             description=description,
             schedule=spec,
+            epochs=epochs,
+            example_fields=example_fields,
+            omit_fields=omit_fields,
         )
 
     return wrap
