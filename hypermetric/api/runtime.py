@@ -23,7 +23,7 @@ from hypermetric.errors import DefinitionError, ScheduleError
 if TYPE_CHECKING:
     from hypermetric.query.result import RunResult
 
-__all__ = ["Runtime", "ScheduleSpec", "rescore", "resume", "retry", "runtime"]
+__all__ = ["Runtime", "ScheduleSpec", "check_epochs", "rescore", "resume", "retry", "runtime"]
 
 
 def _aware(value: datetime | date | str | None, tz: ZoneInfo, what: str) -> datetime | None:
@@ -101,13 +101,8 @@ class Runtime:
             raise DefinitionError(f"runtime {name!r}: concurrency must be an integer ≥ 1")
         if not 0.0 <= float(max_error_rate) <= 1.0:
             raise DefinitionError(f"runtime {name!r}: max_error_rate must be between 0 and 1")
-        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-            raise DefinitionError(
-                f"runtime {name!r}: epochs must be an integer ≥ 1 (the times each example "
-                f"runs), not {epochs!r}"
-            )
         self.concurrency = concurrency
-        self.epochs = epochs
+        self.epochs = check_epochs(epochs, f"runtime {name!r}: ")
         #: the example fields the run keeps in its ``examples`` rows (None: all but omitted)
         self.example_fields = _field_names(name, "example_fields", example_fields)
         self.omit_fields = _field_names(name, "omit_fields", omit_fields) or ()
@@ -188,6 +183,7 @@ class Runtime:
         logical_date: datetime | None = None,
         progress: bool = False,
         cache: bool | None = None,
+        epochs: int | None = None,
     ) -> RunResult:
         """Run the evaluation now, on Ray, and return its result once every score is stored.
 
@@ -195,7 +191,8 @@ class Runtime:
         ``ray_address`` (else ``RAY_ADDRESS``) names a cluster; without one a local Ray
         is started once per process. ``progress`` shows a progress bar on a terminal.
         ``cache=True`` caches every component's calls, ``False`` bypasses the call cache
-        (default: the components declared with ``cache=True``).
+        (default: the components declared with ``cache=True``). ``epochs`` overrides the
+        runtime's ``epochs=`` for this run.
         Raises RunFailedError when the run fails (its row says why).
         """
         # The engine and query layers sit above the API; importing them here keeps
@@ -214,6 +211,7 @@ class Runtime:
                 logical_date=logical_date,
                 progress=on_progress,
                 cache=cache,
+                epochs=epochs,
             )
         return RunResult(record.id)
 
@@ -306,6 +304,15 @@ def retry(
     with progress_display(progress, f"run {run_id}") as on_progress:
         record = retry_run(run_id, ray_address=ray_address, dataset=dataset, progress=on_progress)
     return RunResult(record.id)
+
+
+def check_epochs(epochs: Any, where: str = "") -> int:
+    """``epochs`` if it is an integer ≥ 1, else DefinitionError (``where`` prefixes it)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise DefinitionError(
+            f"{where}epochs must be an integer ≥ 1 (the times each example runs), not {epochs!r}"
+        )
+    return epochs
 
 
 def _field_names(runtime: str, what: str, names: Iterable[str] | None) -> tuple[str, ...] | None:

@@ -26,7 +26,7 @@ from hypermetric.api.component import resolve_import
 from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import OpenedPath, check_path, resolve_source
 from hypermetric.api.identity import Survey, survey
-from hypermetric.api.runtime import Runtime
+from hypermetric.api.runtime import Runtime, check_epochs
 from hypermetric.catalog.attempts import (
     RunNotRunning,
     finish_attempt,
@@ -128,16 +128,20 @@ def run_runtime(
     progress: ProgressFn | None = None,
     run_type: str = "manual",
     cache: bool | None = None,
+    epochs: int | None = None,
 ) -> RunRecord:
     """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails.
 
     ``cache``: True caches every component's calls, False bypasses the call cache, None
-    (the default) caches the components declared with ``cache=True``."""
+    (the default) caches the components declared with ``cache=True``. ``epochs``
+    overrides the runtime's (each example runs that many times)."""
+    if epochs is not None:
+        check_epochs(epochs)
     settings = get_settings()
     db = database(settings)
     source = dataset if dataset is not None else runtime.dataset
     opened = _check_source(source)
-    info = {**runtime.versions(), "epochs": runtime.epochs}
+    info = {**runtime.versions(), "epochs": epochs or runtime.epochs}
     fields: dict[str, Any] = {"code_version": info["code_version"]}
     if runtime.import_path:
         fields["import_path"] = runtime.import_path

@@ -14,12 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from hypermetric import sql
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.runs import create_run, get_run, list_runs
 from hypermetric.catalog.shards import committed_unit_ids, latest_version_id
+from hypermetric.cli import cli
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.rescore import rescore_run
 from hypermetric.engine.runner import resume_run, retry_run, run_runtime
@@ -172,3 +174,17 @@ def test_a_queued_run_takes_its_runtimes_epochs_and_records_them(
     done = resume_run(queued.id)
     assert done.state == "success" and done.versions and done.versions["epochs"] == 3
     _assert_epochs(queued.id, 60)
+
+
+def test_hypermetric_run_takes_the_epochs_of_the_runtime_or_of_its_option(
+    engine_settings: Settings,
+) -> None:
+    runner = CliRunner()
+    target = "tests.engine.epochs_sample:sampled"
+    done = runner.invoke(cli, ["run", target, "--epochs", "2", "--no-progress"])
+    assert done.exit_code == 0, done.output
+    (run,) = list_runs(database(), evaluation="engine-epochs")
+    assert run.versions and run.versions["epochs"] == 2
+    _assert_epochs(run.id, 60, epochs=2)
+    refused = runner.invoke(cli, ["run", target, "--epochs", "0"])
+    assert refused.exit_code == 2 and "--epochs" in refused.output
