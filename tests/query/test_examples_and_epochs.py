@@ -168,17 +168,25 @@ def test_the_examples_view_joins_scores_by_run_and_example(runs: Runs) -> None:
 def test_examples_are_compacted_and_pruned_with_their_runs(
     runs: Runs, db: Database, settings: Settings
 ) -> None:
-    old = _topic_run(runs, 8)
+    _topic_run(runs, 4)
     time.sleep(0.05)
-    cutoff = utcnow()
+    first_cutoff = utcnow()
+    second = _topic_run(runs, 8)
+    time.sleep(0.05)
+    second_cutoff = utcnow()
     kept = _topic_run(runs, 6, evaluation="other")
+    # a run's own shards go with it
+    clean(before=first_cutoff, prune_runs=True)
+    assert sql("SELECT DISTINCT run_id FROM examples ORDER BY 1").fetchall() == [
+        (second,),
+        (kept,),
+    ]
     reports = {r.dataset: r for r in compact(target_rows=1000)}
     assert reports["examples"].shards_merged == 4 and reports["examples"].rows == 14
     assert len(live_shards(db, "examples")) == 1
-    assert sql(
-        "SELECT count(*), count(DISTINCT (run_id, example_id)) FROM examples"
-    ).fetchall() == [(14, 14)]
-    clean(before=cutoff, prune_runs=True)
+    counted = sql("SELECT count(*), count(DISTINCT (run_id, example_id)) FROM examples")
+    assert counted.fetchall() == [(14, 14)]
+    # a run's rows in a packed file shared with another run are retracted
+    clean(before=second_cutoff, prune_runs=True)
     assert sql("SELECT DISTINCT run_id FROM examples").fetchall() == [(kept,)]
     assert sql("SELECT count(*) FROM examples").fetchall() == [(6,)]
-    assert old != kept
