@@ -1,10 +1,10 @@
 """The views of a query connection: datasets from committed shards, metadata from the DB.
 
-``scores``, ``calls`` and ``examples`` are the union of the shards the registry lists as live at the
-version asked for — never a directory listing, so an unregistered or half-written file is
-never read — less the rows of the retractions live at that version (a retry's superseded
-rows: an anti-join on run, example and attempt, made only when there are any). How a
-dataset is read is chosen in one place, :func:`attach_dataset`:
+``scores``, ``calls`` and ``examples`` are the union of the shards the registry lists as
+live at the version asked for — never a directory listing, so an unregistered or
+half-written file is never read — less the rows of the retractions live at that version (a
+retry's superseded rows: an anti-join on run, example and attempt, made only when there are
+any). How a dataset is read is chosen in one place, :func:`attach_dataset`:
 
 - a local store: DuckDB reads the Parquet files itself, one ``read_parquet([...])`` scan
   over the registered paths. When every shard has the dataset's canonical schema (the
