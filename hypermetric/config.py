@@ -58,6 +58,9 @@ class Settings:
     #: the local paths of HYPERMETRIC_STORAGE and a SQLite HYPERMETRIC_DB_URL are the same
     #: shared mount on every node of the cluster (else the ray-jobs launcher refuses them)
     shared_paths: bool = False
+    #: bytes of JSON text an example field may take in the ``examples`` dataset: a larger
+    #: value is stored as null (0: any size)
+    example_field_bytes: int = 64 * 1024
     source: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
@@ -79,6 +82,7 @@ _INT_KEYS = {
     "workers",
     "max_pending_per_evaluator",
     "inflight_bytes",
+    "example_field_bytes",
 }
 _FLOAT_KEYS = {"flush_seconds", "heartbeat_seconds"}
 _BOOL_KEYS = {"shared_paths"}

@@ -144,11 +144,20 @@ def _limiter(services: CallServices | None, limit: RateLimit) -> Limiter:
     return found
 
 
-def cache_key(code_hash: str, inputs: Mapping[str, Any], params: Mapping[str, Any]) -> str | None:
-    """The key of a call: the component's code hash, its arguments and the run's params
-    (None when the arguments or params are not JSON)."""
+def cache_key(
+    code_hash: str, inputs: Mapping[str, Any], params: Mapping[str, Any], epoch: int = 0
+) -> str | None:
+    """The key of a call: the component's code hash, its arguments, the run's params and
+    the example's epoch (None when the arguments or params are not JSON).
+
+    The epoch is part of the key because epochs exist to draw K different samples of the
+    same call: epoch 1 served epoch 0's cached output would make every epoch the same.
+    Epoch 0 keys as calls did before epochs existed, so a cache filled then still serves."""
+    key: list[Any] = [code_hash, inputs, params]
+    if epoch:
+        key.append(epoch)
     try:
-        text = json.dumps([code_hash, inputs, params], sort_keys=True, separators=(",", ":"))
+        text = json.dumps(key, sort_keys=True, separators=(",", ":"))
     except (TypeError, ValueError):
         return None
     return hashlib.sha256(text.encode()).hexdigest()
@@ -196,7 +205,7 @@ class _Call:
         wanted = mode or (mode is None and component.cache)
         if services is not None and services.cache is not None and wanted and failed is None:
             self.cache = services.cache
-            self.key = cache_key(component.code_hash, inputs, services.params)
+            self.key = cache_key(component.code_hash, inputs, services.params, recorder.epoch)
             if self.key is None:
                 say_once(
                     component.name,

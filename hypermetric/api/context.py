@@ -14,7 +14,12 @@ __all__ = ["CallRecorder", "RunContext", "current_recorder"]
 
 @dataclass(frozen=True)
 class RunContext:
-    """The run a runtime (or a dataset callable) executes in."""
+    """The run a runtime (or a dataset callable) executes in.
+
+    ``epochs`` is how many times the run drives each example (``@hm.runtime(epochs=K)``)
+    and ``epoch`` which of those times this is (0 to epochs - 1): a component that samples
+    can seed its randomness on ``(example id, context.epoch)`` so that each epoch draws
+    differently and a rerun draws the same."""
 
     evaluation: str
     logical_date: datetime
@@ -24,6 +29,8 @@ class RunContext:
     run_type: str = "manual"
     data_interval_start: datetime | None = None
     data_interval_end: datetime | None = None
+    epochs: int = 1
+    epoch: int = 0
 
 
 class CallRecorder:
@@ -35,6 +42,7 @@ class CallRecorder:
 
     __slots__ = (
         "call_component",
+        "call_epoch",
         "call_error",
         "call_example",
         "call_index",
@@ -43,6 +51,7 @@ class CallRecorder:
         "call_output",
         "components",
         "counters",
+        "epoch",
         "guard_all",
         "marks",
         "position",
@@ -57,6 +66,8 @@ class CallRecorder:
         #: row -> (attempts, cached) of the guarded calls; other calls made one attempt
         self.marks: dict[int, tuple[int, bool]] = {}
         self.position = 0
+        #: the epoch of the example being recorded (its calls are keyed and cached by it)
+        self.epoch = 0
         self.counters: dict[str, int] = {}
         self.components: dict[str, Any] = {}
         self.call_example: list[int] = []
@@ -66,10 +77,13 @@ class CallRecorder:
         self.call_output: list[Any] = []
         self.call_error: list[str | None] = []
         self.call_latency: list[float] = []
+        self.call_epoch: list[int] = []
 
-    def start(self, position: int) -> None:
-        """Record the next calls for the example at ``position`` (call indexes restart)."""
+    def start(self, position: int, epoch: int = 0) -> None:
+        """Record the next calls for the example at ``position`` in ``epoch`` (call indexes
+        restart: each epoch of an example numbers its calls from 0)."""
         self.position = position
+        self.epoch = epoch
         self.counters.clear()
 
     def next_index(self, component: Any) -> int:
@@ -106,6 +120,7 @@ class CallRecorder:
         self.call_output.append(output)
         self.call_error.append(error)
         self.call_latency.append(latency_ms)
+        self.call_epoch.append(self.epoch)
 
     def mark(self, attempts: int, cached: bool) -> None:
         """Note how the call added last was made: its attempts, or served from the cache."""
@@ -124,6 +139,7 @@ class CallRecorder:
         self.call_output.extend(other.call_output)
         self.call_error.extend(other.call_error)
         self.call_latency.extend(other.call_latency)
+        self.call_epoch.extend(other.call_epoch)
 
     def __len__(self) -> int:
         return len(self.call_component)

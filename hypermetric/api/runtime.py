@@ -23,7 +23,7 @@ from hypermetric.errors import DefinitionError, ScheduleError
 if TYPE_CHECKING:
     from hypermetric.query.result import RunResult
 
-__all__ = ["Runtime", "ScheduleSpec", "rescore", "resume", "retry", "runtime"]
+__all__ = ["Runtime", "ScheduleSpec", "check_epochs", "rescore", "resume", "retry", "runtime"]
 
 
 def _aware(value: datetime | date | str | None, tz: ZoneInfo, what: str) -> datetime | None:
@@ -86,6 +86,9 @@ class Runtime:
         params: Mapping[str, Any] | None = None,
         description: str | None = None,
         schedule: ScheduleSpec | None = None,
+        epochs: int = 1,
+        example_fields: Iterable[str] | None = None,
+        omit_fields: Iterable[str] = (),
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise DefinitionError("@hm.runtime needs name='...': the evaluation's name")
@@ -99,6 +102,10 @@ class Runtime:
         if not 0.0 <= float(max_error_rate) <= 1.0:
             raise DefinitionError(f"runtime {name!r}: max_error_rate must be between 0 and 1")
         self.concurrency = concurrency
+        self.epochs = check_epochs(epochs, f"runtime {name!r}: ")
+        #: the example fields the run keeps in its ``examples`` rows (None: all but omitted)
+        self.example_fields = _field_names(name, "example_fields", example_fields)
+        self.omit_fields = _field_names(name, "omit_fields", omit_fields) or ()
         self.max_error_rate = float(max_error_rate)
         self.params: Mapping[str, Any] = MappingProxyType(dict(params or {}))
         self.description = description or inspect.getdoc(fn)
@@ -176,6 +183,7 @@ class Runtime:
         logical_date: datetime | None = None,
         progress: bool = False,
         cache: bool | None = None,
+        epochs: int | None = None,
     ) -> RunResult:
         """Run the evaluation now, on Ray, and return its result once every score is stored.
 
@@ -183,7 +191,8 @@ class Runtime:
         ``ray_address`` (else ``RAY_ADDRESS``) names a cluster; without one a local Ray
         is started once per process. ``progress`` shows a progress bar on a terminal.
         ``cache=True`` caches every component's calls, ``False`` bypasses the call cache
-        (default: the components declared with ``cache=True``).
+        (default: the components declared with ``cache=True``). ``epochs`` overrides the
+        runtime's ``epochs=`` for this run.
         Raises RunFailedError when the run fails (its row says why).
         """
         # The engine and query layers sit above the API; importing them here keeps
@@ -205,6 +214,7 @@ class Runtime:
                 logical_date=logical_date,
                 progress=on_progress,
                 cache=cache,
+                epochs=epochs,
             )
         return RunResult(record.id)
 
@@ -299,6 +309,26 @@ def retry(
     return RunResult(record.id)
 
 
+def check_epochs(epochs: Any, where: str = "") -> int:
+    """``epochs`` if it is an integer ≥ 1, else DefinitionError (``where`` prefixes it)."""
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise DefinitionError(
+            f"{where}epochs must be an integer ≥ 1 (the times each example runs), not {epochs!r}"
+        )
+    return epochs
+
+
+def _field_names(runtime: str, what: str, names: Iterable[str] | None) -> tuple[str, ...] | None:
+    if names is None:
+        return None
+    found = () if isinstance(names, str) else tuple(names)
+    if isinstance(names, str) or not all(isinstance(n, str) for n in found):
+        raise DefinitionError(
+            f"runtime {runtime!r}: {what} must be a list of field names, e.g. {what}=['topic']"
+        )
+    return found
+
+
 def _rebuild(fn: Callable[..., Any], state: dict[str, Any]) -> Runtime:
     obj = Runtime.__new__(Runtime)
     obj.__dict__.update(state)
@@ -325,6 +355,9 @@ def runtime(
     retry_delay: float = 60.0,
     retry_exponential: bool = True,
     timeout: float | None = None,
+    epochs: int = 1,
+    example_fields: Iterable[str] | None = None,
+    omit_fields: Iterable[str] = (),
 ) -> Callable[[Callable[..., Any]], Runtime]:
     """Declare a runtime: ``@hm.runtime(name="qa-nightly", dataset="qa.jsonl")``.
 
@@ -333,6 +366,12 @@ def runtime(
     by ``evals`` here, if any). ``schedule`` is a cron expression (5 fields, or 6 with
     seconds first) read in ``timezone``; the other options are stored by
     ``hypermetric evals register`` and obeyed by the scheduler.
+
+    ``epochs`` runs each example that many times (an ``epoch`` column, 0 to K - 1, in
+    scores and calls; ``context.epoch`` tells the runtime which). Each run keeps its
+    examples' fields in the ``examples`` dataset: ``example_fields`` keeps only those
+    named, ``omit_fields`` leaves those named out (a value larger than the
+    ``example_field_bytes`` setting is stored as null).
     """
     try:
         tz = ZoneInfo(timezone)
@@ -365,6 +404,9 @@ def runtime(
             params=params,
             description=description,
             schedule=spec,
+            epochs=epochs,
+            example_fields=example_fields,
+            omit_fields=omit_fields,
         )
 
     return wrap

@@ -40,7 +40,7 @@ __all__ = [
     "version_record",
 ]
 
-DATASETS = ("scores", "calls")
+DATASETS = ("scores", "calls", "examples")
 
 
 class UnitsAlreadyCommitted(ConflictError):

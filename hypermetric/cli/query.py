@@ -37,7 +37,8 @@ __all__ = ["compare_cmd", "history_cmd", "power_cmd", "register", "sql_cmd"]
 def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_rows: int) -> None:
     """Run the SQL QUERY ("-" reads it from stdin) over all history.
 
-    Views: scores, calls (every committed row), runs, evaluations, dataset_versions.
+    Views: scores, calls, examples (every committed row), runs, evaluations,
+    dataset_versions.
     """
     from hypermetric.query.connection import sql
     from hypermetric.query.output import relation_table, write_rows

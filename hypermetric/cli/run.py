@@ -82,6 +82,12 @@ def drive_and_report(
     help="Cache every component's calls / bypass the call cache "
     "(default: cache the components declared with cache=True).",
 )
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    metavar="K",
+    help="Run each example K times (default: the runtime's epochs=).",
+)
 def run_cmd(
     target: str,
     version_label: str | None,
@@ -90,6 +96,7 @@ def run_cmd(
     ray_address: str | None,
     progress: bool,
     cache: bool | None,
+    epochs: int | None,
 ) -> None:
     """Run the @hm.runtime TARGET (MODULE:NAME or FILE.py:NAME) now and print its summary."""
     # Ray is imported when a command runs an evaluation, not for every command
@@ -107,6 +114,7 @@ def run_cmd(
             ray_address=ray_address,
             progress=on_progress,
             cache=cache,
+            epochs=epochs,
         ),
     )
 

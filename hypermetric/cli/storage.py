@@ -73,7 +73,9 @@ def _progress(label: str) -> Iterator[Callable[[int, int], None] | None]:
 
 @click.command("compact")
 @click.option("--evaluation", "-e", help="Only shards of this evaluation's runs.")
-@click.option("--dataset", type=click.Choice(["scores", "calls"]), help="Only this dataset.")
+@click.option(
+    "--dataset", type=click.Choice(["scores", "calls", "examples"]), help="Only this dataset."
+)
 @click.option(
     "--target-rows",
     default=1_000_000,

@@ -22,6 +22,7 @@ from hypermetric.api.runtime import Runtime
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.calls import RunServices
 from hypermetric.engine.evaluator import EvaluatorCore, Flush, Thresholds, UnitDone
+from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.replay import Replay, replay_unit
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
@@ -50,16 +51,18 @@ class DriverActor:
         context: RunContext,
         concurrency: int,
         services: RunServices | None = None,
+        fields: FieldPolicy | None = None,
     ) -> tuple[None, ScoredUnit]:
         """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
         empty status, whose arrival tells the coordinator the unit was driven (or how its
         driver failed) without fetching the rows, and the scored unit, which goes from the
         object store to an evaluator. A :class:`Replay` scores a stored run's calls again
-        (a rescore) without calling anything."""
+        (a rescore) without calling anything. ``fields`` says which example fields the
+        run stores."""
         key = (context.run_id, context.evaluation)
         own = runtime.runtime if isinstance(runtime, Replay) else runtime
         if self._scorer is None or self._scorer[0] != key:
-            self._scorer = (key, Scorer(own))
+            self._scorer = (key, Scorer(own, fields))
         examples: Chunk = pickle.loads(chunk)
         if isinstance(runtime, Replay):
             return None, replay_unit(runtime, examples, unit_id, self._scorer[1])

@@ -14,7 +14,7 @@ from hypermetric.catalog.attempts import RunNotRunning
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.records import UnitSummary
 from hypermetric.catalog.shards import UnitsAlreadyCommitted, commit_units
-from hypermetric.engine.evaluator import Flush
+from hypermetric.engine.evaluator import RANGE_SIDES, Flush
 from hypermetric.errors import SupersededError
 from hypermetric.storage.files import ShardStore
 
@@ -51,10 +51,9 @@ def _delete(store: ShardStore, flush: Flush) -> None:
 def _without(store: ShardStore, run_id: int, flush: Flush, drop: frozenset[int]) -> Flush:
     keep = [u for u in flush.units if u.unit_id not in drop]
     files = []
-    ranges: dict[int, tuple[int, int, int, int]] = {}
     for file in flush.files:
         table = store.read(file.path)
-        side = 0 if file.dataset == "scores" else 2
+        side = RANGE_SIDES[file.dataset]
         pieces = [
             table.slice(flush.ranges[u.unit_id][side], _length(flush, u.unit_id, side))
             for u in keep
@@ -62,12 +61,15 @@ def _without(store: ShardStore, run_id: int, flush: Flush, drop: frozenset[int])
         if keep and sum(p.num_rows for p in pieces):
             merged = pa.concat_tables(pieces)
             files.append(store.write(file.dataset, run_id, merged, "rewritten"))
-    offsets = [0, 0]
+    ranges: dict[int, tuple[int, ...]] = {}
+    offsets = [0] * len(RANGE_SIDES)
     for u in keep:
-        s_len, c_len = _length(flush, u.unit_id, 0), _length(flush, u.unit_id, 2)
-        ranges[u.unit_id] = (offsets[0], offsets[0] + s_len, offsets[1], offsets[1] + c_len)
-        offsets[0] += s_len
-        offsets[1] += c_len
+        bounds: list[int] = []
+        for i, side in enumerate(RANGE_SIDES.values()):
+            length = _length(flush, u.unit_id, side)
+            bounds.extend((offsets[i], offsets[i] + length))
+            offsets[i] += length
+        ranges[u.unit_id] = tuple(bounds)
     _delete(store, flush)
     return Flush(files=tuple(files), units=tuple(keep), ranges=ranges)
 

@@ -39,6 +39,7 @@ from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.driving import ACTOR_GONE, Drivers, Unit, task_error
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
+from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
 from hypermetric.engine.units import UnitReader
 from hypermetric.errors import RunFailedError
@@ -146,7 +147,8 @@ class Coordinator:
         self.units_seen = 0
         # a rescore drives a Replay of stored calls instead of the runtime
         driven = ray.put(replay if replay is not None else runtime)
-        self._drivers = Drivers(run.id, driven, context, self.unit_concurrency, services)
+        fields = FieldPolicy.of(runtime, settings.example_field_bytes)
+        self._drivers = Drivers(run.id, driven, context, self.unit_concurrency, services, fields)
         self._slots: list[_Slot] = []
         self._sizes: dict[int, int] = {}  # unit id -> bytes of its examples, until committed
         self._ready: deque[Unit] = deque()

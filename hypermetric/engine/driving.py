@@ -72,10 +72,11 @@ class Drivers:
         context: RunContext,
         concurrency: int,
         services: Any = None,
+        fields: Any = None,
     ) -> None:
         self.run_id = run_id
         self._runtime, self._context, self._concurrency = runtime, context, concurrency
-        self._services = services
+        self._services, self._fields = services, fields
         self._drivers: list[_Driver] = []
         self.driving: dict[Any, _Driver] = {}  # status ref -> its driver
         self.again: deque[Unit] = deque()  # units to drive again (their driver died)
@@ -103,6 +104,7 @@ class Drivers:
             self._context,
             self._concurrency,
             self._services,
+            self._fields,
         )
         driver.queued[status] = Unit(unit.unit_id, unit.chunk, unit.size, payload)
         self.driving[status] = driver

@@ -1,10 +1,11 @@
 """The evaluator side: buffer the scored units of a run and flush them as Parquet shards when
 a threshold is reached.
 
-A unit arrives scored (:mod:`hypermetric.engine.scoring`): two Arrow record batches, its
-score rows and its call rows. The evaluator keeps them as they are and, at a flush, adds
-the run's columns (its id, evaluation, version, attempt, and the time each unit arrived)
-and writes one shard per dataset.
+A unit arrives scored (:mod:`hypermetric.engine.scoring`): three Arrow record batches, its
+score rows, its call rows and its examples rows. The evaluator keeps them as they are and,
+at a flush, adds the run's columns (its id, evaluation, version, attempt, and the time each
+unit arrived) and writes one shard per dataset: a unit's rows of all three are committed
+together, exactly once.
 
 Pure Python (no Ray): :class:`EvaluatorCore` is wrapped by a Ray actor in
 :mod:`hypermetric.engine.actors`; tests drive it directly. Nothing here touches the DB:
@@ -23,11 +24,14 @@ import numpy as np
 import pyarrow as pa
 
 from hypermetric.catalog.records import ShardFile, UnitSummary
-from hypermetric.engine.scoring import ScoredUnit, complete_calls
+from hypermetric.engine.scoring import ScoredUnit, complete_calls, complete_scores
 from hypermetric.storage.files import ShardStore
-from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
+from hypermetric.storage.schemas import SCHEMAS
 
-__all__ = ["EvaluatorCore", "Flush", "Thresholds", "UnitDone"]
+__all__ = ["RANGE_SIDES", "EvaluatorCore", "Flush", "Thresholds", "UnitDone"]
+
+#: where a dataset's (start, end) sits in a unit's row ranges
+RANGE_SIDES = {"scores": 0, "calls": 2, "examples": 4}
 
 
 @dataclass(frozen=True)
@@ -45,8 +49,8 @@ class Flush:
 
     files: tuple[ShardFile, ...]
     units: tuple[UnitSummary, ...]
-    #: unit id -> (scores start, scores end, calls start, calls end) in the files
-    ranges: dict[int, tuple[int, int, int, int]]
+    #: unit id -> (scores start, end, calls start, end, examples start, end) in the files
+    ranges: dict[int, tuple[int, ...]]
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,9 @@ class EvaluatorCore:
     def _reset(self) -> None:
         self.scores = _Buffer()
         self.calls = _Buffer()
+        self.examples = _Buffer()
         self.units: list[UnitSummary] = []
-        self.ranges: dict[int, tuple[int, int, int, int]] = {}
+        self.ranges: dict[int, tuple[int, ...]] = {}
         self.bytes = 0
         self.started: float | None = None
 
@@ -132,15 +137,25 @@ class EvaluatorCore:
         """Buffer one scored unit; flush if a threshold is reached."""
         if self.started is None:
             self.started = self.clock()
-        s0, c0 = self.scores.rows, self.calls.rows
+        s0, c0, e0 = self.scores.rows, self.calls.rows, self.examples.rows
         now = datetime.now(UTC)
-        self.scores.add(scored.scores, now)
+        self.scores.add(complete_scores(scored.scores), now)
         self.calls.add(complete_calls(scored.calls), now)
         # the batches' buffers: text counted as its UTF-8 bytes, as it is in memory and files
         self.bytes += scored.scores.nbytes + scored.calls.nbytes
+        if scored.examples is not None:
+            self.examples.add(scored.examples, now)
+            self.bytes += scored.examples.nbytes
         unit = scored.unit
         self.units.append(unit)
-        self.ranges[unit.unit_id] = (s0, self.scores.rows, c0, self.calls.rows)
+        self.ranges[unit.unit_id] = (
+            s0,
+            self.scores.rows,
+            c0,
+            self.calls.rows,
+            e0,
+            self.examples.rows,
+        )
         flush = self.flush() if self._due() else None
         return UnitDone(unit=unit, flush=flush, lineage=scored.lineage)
 
@@ -168,12 +183,11 @@ class EvaluatorCore:
         ids = [u.unit_id for u in self.units]
         label = f"u{min(ids):07d}-{max(ids):07d}"
         files = []
-        if self.scores.rows:
-            table = self.scores.table(SCORES_SCHEMA, constants)
-            files.append(self.store.write("scores", self.run_id, table, label))
-        if self.calls.rows:
-            table = self.calls.table(CALLS_SCHEMA, constants)
-            files.append(self.store.write("calls", self.run_id, table, label))
+        buffers = {"scores": self.scores, "calls": self.calls, "examples": self.examples}
+        for dataset, buffer in buffers.items():
+            if buffer.rows:
+                table = buffer.table(SCHEMAS[dataset], constants)
+                files.append(self.store.write(dataset, self.run_id, table, label))
         flush = Flush(files=tuple(files), units=tuple(self.units), ranges=dict(self.ranges))
         self._reset()
         return flush

@@ -41,8 +41,9 @@ _COLUMNS = (
     "error",
     "attempts",
     "cached",
+    "epoch",
 )
-_TYPES = {"attempts": pa.int32(), "cached": pa.bool_()}
+_TYPES = {"attempts": pa.int32(), "cached": pa.bool_(), "epoch": pa.int32()}
 
 
 def source_calls(db: Database, store: ShardStore, run_id: int) -> pa.Table:
@@ -122,6 +123,7 @@ def replay_unit(replay: Replay, chunk: Chunk, unit_id: int, scorer: Scorer) -> S
     rows = chunk.rows()
     ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
     payload = UnitPayload(unit_id, ids, rows, chunk.positions)
+    payload.example_rows = scorer.examples(ids, rows)
     index = _rows_of(replay)
     wanted = [(position, row) for position, e in enumerate(ids) for row in index.get(e, ())]
     calls = replay.calls.take(pa.array([row for _, row in wanted], pa.int64()))
@@ -129,10 +131,12 @@ def replay_unit(replay: Replay, chunk: Chunk, unit_id: int, scorer: Scorer) -> S
     # calls stored before these columns existed made one attempt and were not cached
     columns["cached"] = [bool(c) for c in columns["cached"]]
     columns["attempts"] = [1 if a is None else a for a in columns["attempts"]]
+    # each call keeps the epoch it was made in (calls stored before epochs: epoch 0)
+    columns["epoch"] = [e or 0 for e in columns["epoch"]]
     seen = set()
     runtime_name = replay.runtime.name
     for i, (position, _) in enumerate(wanted):
-        payload.position = position
+        payload.position, payload.epoch = position, columns["epoch"][i]
         seen.add(position)
         name = columns["component"][i]
         if name != runtime_name and name in replay.components:
@@ -148,7 +152,7 @@ def replay_unit(replay: Replay, chunk: Chunk, unit_id: int, scorer: Scorer) -> S
         payload.mark(columns["attempts"][i], columns["cached"][i])
     for position in range(len(ids)):
         if position not in seen:
-            payload.position = position
+            payload.position, payload.epoch = position, 0
             error = f"run {replay.source_run_id} stored no call of this example to rescore"
             payload.add(runtime_name, 0, None, None, error, 0.0)
     return scorer.score(payload)

@@ -53,7 +53,8 @@ def rescore_run(
         runtime, opened = _rerun(db, source, dataset)
     else:
         opened = _source_for(source, runtime, dataset)
-    info = runtime.versions()
+    # its calls keep their epochs: the rescore has as many as the stored run
+    info = {**runtime.versions(), "epochs": (source.versions or {}).get("epochs") or 1}
     run = create_run(
         db,
         source.evaluation_id,

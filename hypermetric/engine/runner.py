@@ -26,7 +26,7 @@ from hypermetric.api.component import resolve_import
 from hypermetric.api.context import RunContext
 from hypermetric.api.datasets import OpenedPath, check_path, resolve_source
 from hypermetric.api.identity import Survey, survey
-from hypermetric.api.runtime import Runtime
+from hypermetric.api.runtime import Runtime, check_epochs
 from hypermetric.catalog.attempts import (
     RunNotRunning,
     finish_attempt,
@@ -128,16 +128,20 @@ def run_runtime(
     progress: ProgressFn | None = None,
     run_type: str = "manual",
     cache: bool | None = None,
+    epochs: int | None = None,
 ) -> RunRecord:
     """Create a run of ``runtime`` and drive it to the end; RunFailedError if it fails.
 
     ``cache``: True caches every component's calls, False bypasses the call cache, None
-    (the default) caches the components declared with ``cache=True``."""
+    (the default) caches the components declared with ``cache=True``. ``epochs``
+    overrides the runtime's (each example runs that many times)."""
+    if epochs is not None:
+        check_epochs(epochs)
     settings = get_settings()
     db = database(settings)
     source = dataset if dataset is not None else runtime.dataset
     opened = _check_source(source)
-    info = runtime.versions()
+    info = {**runtime.versions(), "epochs": epochs or runtime.epochs}
     fields: dict[str, Any] = {"code_version": info["code_version"]}
     if runtime.import_path:
         fields["import_path"] = runtime.import_path
@@ -264,7 +268,25 @@ def _drives(pid: int, started_at: datetime | None) -> bool:
     return started_at is None or created <= started_at.timestamp() + _CLOCK_SLACK
 
 
-def _context(run: RunRecord) -> RunContext:
+def run_epochs(run: RunRecord, runtime: Runtime) -> int:
+    """The epochs a run drives each example: what its versions recorded (a resume or a
+    retry drives as many as its first attempt, whatever the code says now), else the
+    runtime's (a run the scheduler queued records them when it starts)."""
+    recorded = (run.versions or {}).get("epochs")
+    return int(recorded) if recorded else runtime.epochs
+
+
+def _record_epochs(db: Database, run: RunRecord, runtime: Runtime) -> RunRecord:
+    """A run created without its epochs (queued by the scheduler) records its runtime's
+    in its versions before anything is driven, for its next attempts and its readers."""
+    if "epochs" in (run.versions or {}):
+        return run
+    versions = {**(run.versions or {}), "epochs": runtime.epochs}
+    update_attempt(db, run.id, run.attempt, versions=versions)
+    return get_run(db, run.id)
+
+
+def _context(run: RunRecord, runtime: Runtime) -> RunContext:
     return RunContext(
         evaluation=run.evaluation,
         logical_date=run.logical_date,
@@ -274,6 +296,7 @@ def _context(run: RunRecord) -> RunContext:
         run_type=run.run_type,
         data_interval_start=run.data_interval_start,
         data_interval_end=run.data_interval_end,
+        epochs=run_epochs(run, runtime),
     )
 
 
@@ -288,7 +311,7 @@ def _attempt(
     mode: str = "resume",
     cache: bool | None = None,
 ) -> RunRecord:
-    context = _context(run)
+    context = _context(run, runtime)
     store = store_for(settings)
     services = RunServices(cache_mode=cache, params=dict(run.params), store=store)
     resolved = resolve_source(source, context)
@@ -301,6 +324,7 @@ def _attempt(
         mode=mode,
     )
     try:
+        run = _record_epochs(db, run, runtime)
         survey = _survey(db, settings, run, resolved)
         if survey is not None and survey.count != run.examples_total:
             update_attempt(db, run.id, run.attempt, examples_total=survey.count)

@@ -1,6 +1,6 @@
 """Scoring, in the process that drove the unit: every recorded call is scored with its
-component's evals at once, and the unit leaves as two Arrow record batches (its score rows
-and its call rows) and a summary.
+component's evals at once, and the unit leaves as three Arrow record batches (its score
+rows, its call rows and its examples rows) and a summary.
 
 Scoring where the calls were made means the objects they returned (an answer, documents,
 a dict of probabilities) and the examples never cross a process boundary: what travels to
@@ -26,18 +26,32 @@ from hypermetric.api.component import CAUGHT, describe_error
 from hypermetric.api.runtime import Runtime
 from hypermetric.api.versions import component_lineage
 from hypermetric.catalog.records import FailedExample, UnitSummary
+from hypermetric.engine.examples import DEFAULT_FIELD_BYTES, FieldPolicy, example_rows
 from hypermetric.errors import BindingError
 from hypermetric.storage.schemas import CALLS_SCHEMA, RUN_COLUMNS, SCORES_SCHEMA
 
-__all__ = ["CALL_FIELDS", "SCORE_FIELDS", "ScoredUnit", "Scorer", "complete_calls", "json_text"]
+__all__ = [
+    "CALL_FIELDS",
+    "SCORE_FIELDS",
+    "ScoredUnit",
+    "Scorer",
+    "complete_calls",
+    "complete_scores",
+    "json_text",
+]
 
 #: the columns a unit's rows carry (the evaluator adds the run's: its id, evaluation,
 #: version, attempt and the time the unit arrived)
 SCORE_FIELDS = pa.schema([f for f in SCORES_SCHEMA if f.name not in RUN_COLUMNS])
 CALL_FIELDS = pa.schema([f for f in CALLS_SCHEMA if f.name not in RUN_COLUMNS])
 #: the columns recorded for every call: a unit whose calls no rate limit, retry or cache
-#: saw travels with these only (:func:`complete_calls` adds ``attempts`` and ``cached``)
-_RECORDED = pa.schema([f for f in CALL_FIELDS if f.name not in ("attempts", "cached")])
+#: saw, driven in one epoch, travels with these only (:func:`complete_calls` adds
+#: ``attempts``, ``cached`` and ``epoch``)
+_RECORDED = pa.schema([f for f in CALL_FIELDS if f.name not in ("attempts", "cached", "epoch")])
+#: the score columns of a unit driven in one epoch (:func:`complete_scores` adds ``epoch``)
+_SCORED = pa.schema([f for f in SCORE_FIELDS if f.name != "epoch"])
+#: what a column a unit did not send holds: one attempt, not cached, epoch 0
+_DEFAULTS = {"attempts": 1, "cached": False, "epoch": 0}
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,8 @@ class ScoredUnit:
     scores: pa.RecordBatch
     calls: pa.RecordBatch
     lineage: dict[str, Any] | None = None
+    #: one row per example of the unit: its id and fields (:mod:`hypermetric.engine.examples`)
+    examples: pa.RecordBatch | None = None
 
 
 def _number(value: Any) -> float:
@@ -116,8 +132,10 @@ class Scorer:
     pairs have bound once (the first binding error of a pair stops the run; later ones are
     error rows), and which components it has reported for the run's lineage."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, fields: FieldPolicy | None = None) -> None:
         self.runtime = runtime
+        #: which example fields the run stores
+        self.fields = fields or FieldPolicy.of(runtime, DEFAULT_FIELD_BYTES)
         self.plans: dict[str, tuple[Plan, ...]] = {runtime.name: runtime.plans}
         self.checked: set[tuple[str, str]] = set()
 
@@ -129,12 +147,18 @@ class Scorer:
                 self.plans[name] = component.plans
                 lineage[name] = component_lineage(component)
         call_ids = [p.example_ids[i] for i in p.call_example]
-        s: dict[str, list[Any]] = {name: [] for name in SCORE_FIELDS.names}
-        errors, failed = self._score(p, call_ids, s)
+        # a unit driven in one epoch (the usual case) sends no epoch column
+        epochs = p.call_epoch if any(p.call_epoch) else None
+        schema = _SCORED if epochs is None else SCORE_FIELDS
+        s: dict[str, list[Any]] = {name: [] for name in schema.names}
+        errors, failed = self._score(p, call_ids, s, epochs)
         scores = pa.RecordBatch.from_arrays(
-            [pa.array(s[f.name], f.type) for f in SCORE_FIELDS], schema=SCORE_FIELDS
+            [pa.array(s[f.name], f.type) for f in schema], schema=schema
         )
-        calls = self._calls(p, call_ids)
+        calls = self._calls(p, call_ids, epochs)
+        examples = getattr(p, "example_rows", None)
+        if examples is None:
+            examples = self.examples(p.example_ids, p.examples)
         unit = UnitSummary(
             unit_id=p.unit_id,
             examples=len(p.example_ids),
@@ -144,10 +168,15 @@ class Scorer:
             failed_examples=len(failed),
             failed=_failed(p, failed, s),
         )
-        return ScoredUnit(unit, scores, calls, lineage or None)
+        return ScoredUnit(unit, scores, calls, lineage or None, examples)
+
+    def examples(self, ids: list[str], examples: list[dict[str, Any]]) -> pa.RecordBatch:
+        """The examples rows of a unit (made before it is driven: what a runtime does to
+        its example dict is not stored)."""
+        return example_rows(ids, examples, self.fields)
 
     @staticmethod
-    def _calls(p: Any, call_ids: list[str]) -> pa.RecordBatch:
+    def _calls(p: Any, call_ids: list[str], epochs: list[int] | None) -> pa.RecordBatch:
         columns = (
             call_ids,
             p.call_component,
@@ -158,12 +187,18 @@ class Scorer:
             p.call_error,
         )
         arrays = [pa.array(c, f.type) for c, f in zip(columns, _RECORDED, strict=True)]
-        if not p.marks:
-            return pa.RecordBatch.from_arrays(arrays, schema=_RECORDED)
-        arrays.extend(_marks(p.marks, len(call_ids)))
-        return pa.RecordBatch.from_arrays(arrays, schema=CALL_FIELDS)
+        fields = list(_RECORDED)
+        if p.marks:
+            arrays.extend(_marks(p.marks, len(call_ids)))
+            fields.extend(CALL_FIELDS.field(name) for name in ("attempts", "cached"))
+        if epochs is not None:
+            arrays.append(pa.array(epochs, pa.int32()))
+            fields.append(CALL_FIELDS.field("epoch"))
+        return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
-    def _score(self, p: Any, call_ids: list[str], s: dict[str, list[Any]]) -> tuple[int, set[int]]:
+    def _score(
+        self, p: Any, call_ids: list[str], s: dict[str, list[Any]], epochs: list[int] | None
+    ) -> tuple[int, set[int]]:
         """Append the unit's score rows to ``s``, component by component, eval by eval."""
         positions, call_errors = p.call_example, p.call_error
         failed = {positions[i] for i, e in enumerate(call_errors) if e is not None}
@@ -173,7 +208,7 @@ class Scorer:
         errors = 0
         for name, calls in by_component.items():
             for plan in self.plans.get(name, ()):
-                errors += self._eval(p, plan, name, calls, call_ids, s, failed)
+                errors += self._eval(p, plan, name, calls, call_ids, s, failed, epochs)
         return errors, failed
 
     def _eval(
@@ -185,15 +220,18 @@ class Scorer:
         call_ids: list[str],
         s: dict[str, list[Any]],
         failed: set[int],
+        epochs: list[int] | None,
     ) -> int:
         """One eval over a component's calls; returns its error rows. The hottest loop of a
-        run: a plain float score skips building a row."""
+        run: a plain float score skips building a row, and a unit of one epoch (``epochs``
+        None) records no epoch."""
         add_id, add_component, add_index = (
             s["example_id"].append,
             s["component"].append,
             s["call_index"].append,
         )
         add_metric, add_value, add_error = s["metric"].append, s["value"].append, s["error"].append
+        add_epoch = s["epoch"].append if epochs is not None else None
         outputs, inputs, examples = p.call_output, p.call_inputs, p.examples
         positions, call_errors, call_index = p.call_example, p.call_error, p.call_index
         metric, fn, arguments = plan.eval.name, plan.eval.fn, plan.arguments
@@ -226,6 +264,8 @@ class Scorer:
                         add_metric(metric)
                         add_value(result)
                         add_error(None)
+                        if add_epoch is not None:
+                            add_epoch(epochs[i])  # type: ignore[index]
                         continue
                     rows = _rows(metric, result)
             for key, value, err in rows:
@@ -235,22 +275,39 @@ class Scorer:
                 add_metric(key)
                 add_value(value)
                 add_error(err)
+                if add_epoch is not None:
+                    add_epoch(epochs[i])  # type: ignore[index]
                 if err is not None:
                     errors += 1
                     failed.add(positions[i])
         return errors
 
 
+def _complete(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with every column of ``schema``, those it lacks at their default."""
+    if batch.num_columns == len(schema):
+        return batch
+    n, names = batch.num_rows, batch.schema.names
+    columns = [
+        batch.column(f.name)
+        if f.name in names
+        else pa.repeat(pa.scalar(_DEFAULTS[f.name], f.type), n)
+        for f in schema
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
 def complete_calls(batch: pa.RecordBatch) -> pa.RecordBatch:
     """A unit's call rows with every column of :data:`CALL_FIELDS`: a unit of plain calls
-    gets one attempt and no cache hit for each (added where the rows are buffered, so that
-    they do not travel)."""
-    if batch.num_columns == len(CALL_FIELDS):
-        return batch
-    n = batch.num_rows
-    once, fresh = pa.scalar(1, pa.int32()), pa.scalar(False, pa.bool_())
-    columns = [*batch.columns, pa.repeat(once, n), pa.repeat(fresh, n)]
-    return pa.RecordBatch.from_arrays(columns, schema=CALL_FIELDS)
+    gets one attempt and no cache hit for each, and a unit of one epoch epoch 0 (added
+    where the rows are buffered, so that they do not travel)."""
+    return _complete(batch, CALL_FIELDS)
+
+
+def complete_scores(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A unit's score rows with every column of :data:`SCORE_FIELDS` (epoch 0 for a unit
+    of one epoch)."""
+    return _complete(batch, SCORE_FIELDS)
 
 
 def _marks(marks: dict[int, tuple[int, bool]], n: int) -> list[pa.Array]:

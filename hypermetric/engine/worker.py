@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
+
+import pyarrow as pa
 
 from hypermetric.api.component import CAUGHT, describe_error
 from hypermetric.api.context import CallRecorder, RunContext, current_recorder
@@ -27,7 +30,7 @@ class UnitPayload(CallRecorder):
     end-to-end latency or error) is recorded as a call of the runtime's name, index 0.
     """
 
-    __slots__ = ("example_ids", "examples", "positions", "unit_id")
+    __slots__ = ("example_ids", "example_rows", "examples", "positions", "unit_id")
 
     def __init__(
         self,
@@ -42,23 +45,36 @@ class UnitPayload(CallRecorder):
         self.examples = examples
         #: for a retry of some examples of the unit, their positions in it
         self.positions = positions
+        #: the unit's examples rows, made before it is driven (None: made when scored)
+        self.example_rows: pa.RecordBatch | None = None
+
+
+def _epochs(context: RunContext) -> list[RunContext]:
+    """The context of each epoch of the run (one, the run's own, for a run of one)."""
+    if context.epochs <= 1:
+        return [context]
+    return [replace(context, epoch=e) for e in range(context.epochs)]
 
 
 def _drive_sync(
     runtime: Runtime, rows: list[dict[str, Any]], context: RunContext, payload: UnitPayload
 ) -> None:
     fn, name, with_context = runtime.fn, runtime.name, runtime.takes_context
+    contexts = _epochs(context)
     token = current_recorder.set(payload)
     try:
         for position, example in enumerate(rows):
-            payload.start(position)
-            start = time.perf_counter()
-            try:
-                output = fn(example, context=context) if with_context else fn(example)
-                error = None
-            except CAUGHT as exc:
-                output, error = None, describe_error(exc)
-            payload.add(name, 0, None, output, error, (time.perf_counter() - start) * 1e3)
+            # every epoch of an example in a row: a unit holds all of them, so a retry or
+            # a resume drives an example's epochs together, never some of them
+            for epoch, ctx in enumerate(contexts):
+                payload.start(position, epoch)
+                start = time.perf_counter()
+                try:
+                    output = fn(example, context=ctx) if with_context else fn(example)
+                    error = None
+                except CAUGHT as exc:
+                    output, error = None, describe_error(exc)
+                payload.add(name, 0, None, output, error, (time.perf_counter() - start) * 1e3)
     finally:
         current_recorder.reset(token)
 
@@ -74,7 +90,7 @@ async def _drive_one_async(
 ) -> CallRecorder:
     async with gate:
         recorder = CallRecorder(services, guard_all)
-        recorder.start(position)
+        recorder.start(position, context.epoch)
         current_recorder.set(recorder)  # this task's own copy of the context
         start = time.perf_counter()
         try:
@@ -98,9 +114,11 @@ async def _drive_async(
 ) -> None:
     gate = asyncio.Semaphore(concurrency)
     services, guard_all = payload.services, payload.guard_all
+    contexts = _epochs(context)
     tasks = [
-        asyncio.create_task(_drive_one_async(runtime, i, row, context, gate, services, guard_all))
+        asyncio.create_task(_drive_one_async(runtime, i, row, ctx, gate, services, guard_all))
         for i, row in enumerate(rows)
+        for ctx in contexts
     ]
     for recorder in await asyncio.gather(*tasks):
         payload.merge(recorder)
@@ -121,10 +139,13 @@ def drive_unit(
     The chunk carries its examples' ids (assigned over the whole dataset by the process that
     cut it); a chunk without them gets the ids it would have as a dataset of its own.
     ``services`` (:class:`~hypermetric.api.calls.CallServices`) serve the calls' rate limits
-    and cache; without them limits are this process's and nothing is cached."""
+    and cache; without them limits are this process's and nothing is cached. A run of
+    several epochs (``context.epochs``) drives each example that many times."""
     rows = chunk.rows()
     ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
     payload = UnitPayload(unit_id, ids, rows, chunk.positions)
+    scorer = scorer or Scorer(runtime)
+    payload.example_rows = scorer.examples(ids, rows)
     if services is not None:
         payload.services = services
         payload.guard_all = bool(services.cache_mode) and services.cache is not None
@@ -132,4 +153,4 @@ def drive_unit(
         asyncio.run(_drive_async(runtime, rows, context, max(1, concurrency), payload))
     else:
         _drive_sync(runtime, rows, context, payload)
-    return (scorer or Scorer(runtime)).score(payload)
+    return scorer.score(payload)

@@ -1,7 +1,7 @@
 """Reading the history: DuckDB over committed shards (the only package that imports duckdb).
 
 - :mod:`~hypermetric.query.connection`: ``connect()`` and ``sql()``, read-only views
-  ``scores``, ``calls``, ``runs``, ``evaluations`` and ``dataset_versions``
+  ``scores``, ``calls``, ``examples``, ``runs``, ``evaluations`` and ``dataset_versions``
 - :mod:`~hypermetric.query.result`: ``RunResult``, one run's rows and summary
 - :mod:`~hypermetric.query.compare`: paired comparison of two runs, metric by metric
   (:mod:`~hypermetric.query.paired` computes one metric's statistics)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.maintenance import Rewrite, commit_rewrite
@@ -42,6 +43,7 @@ from hypermetric.catalog.shards import DATASETS
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import StorageError
 from hypermetric.storage.files import ShardStore, store_for
+from hypermetric.storage.schemas import DEFAULTS
 
 __all__ = [
     "DEFAULT_TARGET_BYTES",
@@ -57,8 +59,9 @@ DEFAULT_TARGET_ROWS = 1_000_000
 DEFAULT_TARGET_BYTES = 128 * 1024 * 1024
 
 _SORT_KEYS = {
-    "scores": ("evaluation", "run_id", "metric", "component", "example_id", "call_index"),
-    "calls": ("evaluation", "run_id", "component", "example_id", "call_index"),
+    "scores": ("evaluation", "run_id", "metric", "component", "example_id", "epoch", "call_index"),
+    "calls": ("evaluation", "run_id", "component", "example_id", "epoch", "call_index"),
+    "examples": ("evaluation", "run_id", "example_id"),
 }
 
 #: called with (groups done, groups in all) as compaction proceeds
@@ -138,6 +141,13 @@ def merge_shards(store: ShardStore, dataset: str, group: Sequence[ShardRecord]) 
             f"shards {[s.id for s in group][:5]}... hold {table.num_rows} rows, the registry "
             f"says {expected}; leave them as they are and check the store"
         )
+    # a column older shards lack is NULL in their rows: the file holds its default, as
+    # the views show it (a packed file with the canonical schema is read as it is)
+    for name, value in DEFAULTS.get(dataset, {}).items():
+        if name in table.column_names:
+            index = table.schema.get_field_index(name)
+            filled = pc.fill_null(table[name], pa.scalar(value, table.schema.field(name).type))
+            table = table.set_column(index, table.schema.field(name), filled)
     keys = [(k, "ascending") for k in _SORT_KEYS[dataset] if k in table.column_names]
     return table.sort_by(keys) if keys else table
 

@@ -1,5 +1,5 @@
-"""SQL over all history: DuckDB connections with the views ``scores``, ``calls``, ``runs``,
-``evaluations`` and ``dataset_versions`` ready, read-only.
+"""SQL over all history: DuckDB connections with the views ``scores``, ``calls``,
+``examples``, ``runs``, ``evaluations`` and ``dataset_versions`` ready, read-only.
 
 A connection is in-memory. After its views exist it is locked: DuckDB may read only the
 registered shard files its views name (``allowed_paths``), external access is off and the
@@ -122,8 +122,9 @@ def connect(
 ) -> duckdb.DuckDBPyConnection:
     """A read-only DuckDB connection over all history.
 
-    Views: ``scores`` and ``calls`` (the committed rows of every run, at dataset version
-    ``as_of`` when given), ``runs``, ``evaluations`` and ``dataset_versions`` (current).
+    Views: ``scores``, ``calls`` and ``examples`` (the committed rows of every run, at
+    dataset version ``as_of`` when given), ``runs``, ``evaluations`` and
+    ``dataset_versions`` (current).
     Raises NotFoundError when ``as_of`` names no version or an expired one.
     """
     return open_connection(settings, as_of=as_of)

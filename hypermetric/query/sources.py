@@ -1,17 +1,18 @@
 """The views of a query connection: datasets from committed shards, metadata from the DB.
 
-``scores`` and ``calls`` are the union of the shards the registry lists as live at the
-version asked for — never a directory listing, so an unregistered or half-written file is
-never read — less the rows of the retractions live at that version (a retry's superseded
-rows: an anti-join on run, example and attempt, made only when there are any). How a
-dataset is read is chosen in one place, :func:`attach_dataset`:
+``scores``, ``calls`` and ``examples`` are the union of the shards the registry lists as
+live at the version asked for — never a directory listing, so an unregistered or
+half-written file is never read — less the rows of the retractions live at that version (a
+retry's superseded rows: an anti-join on run, example and attempt, made only when there are
+any). How a dataset is read is chosen in one place, :func:`attach_dataset`:
 
 - a local store: DuckDB reads the Parquet files itself, one ``read_parquet([...])`` scan
   over the registered paths. When every shard has the dataset's canonical schema (the
   usual case, checked by schema fingerprint) that is all; otherwise the scan reconciles
   columns by name (``union_by_name``) and canonical columns no shard has are added as
-  typed NULLs, so a view always has at least the columns of
-  :mod:`hypermetric.storage.schemas`;
+  typed NULLs (or their default, :data:`~hypermetric.storage.schemas.DEFAULTS`: ``epoch``
+  reads 0 in rows written before it existed), so a view always has at least the columns
+  of :mod:`hypermetric.storage.schemas`;
 - any other store (``s3://`` ...): the shards are a lazy pyarrow dataset over the store's
   filesystem with the same reconciled columns; DuckDB pushes projections and filters into
   its scan, so a query reads only the columns and row groups it needs.
@@ -34,7 +35,7 @@ import pyarrow.parquet as pq
 from hypermetric.catalog.reading import MetadataColumn, MetadataTable
 from hypermetric.catalog.records import ShardRecord
 from hypermetric.storage.files import ShardStore
-from hypermetric.storage.schemas import SCHEMAS, fingerprint
+from hypermetric.storage.schemas import DEFAULTS, SCHEMAS, fingerprint
 
 __all__ = [
     "attach_dataset",
@@ -140,13 +141,20 @@ def _columns(dataset: str, schemas: Iterable[pa.Schema]) -> list[tuple[str, pa.D
     return out
 
 
-def _select_list(columns: list[tuple[str, pa.DataType | None]]) -> str:
+def _select_list(dataset: str, columns: list[tuple[str, pa.DataType | None]]) -> str:
+    defaults = DEFAULTS.get(dataset, {})
     parts = []
     for name, missing_type in columns:
+        column = quote_ident(name)
+        default = defaults.get(name)
         if missing_type is None:
-            parts.append(quote_ident(name))
+            parts.append(
+                column if default is None else f"coalesce({column}, {default}) AS {column}"
+            )
         else:
-            parts.append(f"CAST(NULL AS {_SQL_TYPES[missing_type]}) AS {quote_ident(name)}")
+            sql_type = _SQL_TYPES[missing_type]
+            value = "NULL" if default is None else str(default)
+            parts.append(f"CAST({value} AS {sql_type}) AS {column}")
     return ", ".join(parts)
 
 
@@ -167,7 +175,7 @@ def _local_view(
         for shard, path in zip(shards, paths, strict=True):
             samples.setdefault(shard.schema_fingerprint, path)
         schemas = [pq.read_schema(p, filesystem=store.fs) for p in samples.values()]
-        select_list = _select_list(_columns(dataset, schemas))
+        select_list = _select_list(dataset, _columns(dataset, schemas))
         source = f"SELECT {select_list} FROM read_parquet({files}, union_by_name=true)"
     con.execute(f"CREATE VIEW {quote_ident(name)} AS {source}")
     return paths
@@ -210,6 +218,26 @@ def _remote_dataset(
     )
 
 
+def _remote_view(
+    con: duckdb.DuckDBPyConnection, name: str, dataset: str, data: pads.Dataset | pa.Table
+) -> None:
+    """Register ``data`` as ``name``; a dataset whose columns have defaults is registered
+    under another name and ``name`` is a view that reads a NULL there as its default
+    (shards written before the column existed)."""
+    defaults = DEFAULTS.get(dataset)
+    if not defaults:
+        con.register(name, data)
+        return
+    raw = f"_hm_{dataset}_files"
+    con.register(raw, data)
+    replaced = ", ".join(
+        f"coalesce({quote_ident(c)}, {v}) AS {quote_ident(c)}" for c, v in defaults.items()
+    )
+    con.execute(
+        f"CREATE VIEW {quote_ident(name)} AS SELECT * REPLACE ({replaced}) FROM {quote_ident(raw)}"
+    )
+
+
 def attach_dataset(
     con: duckdb.DuckDBPyConnection,
     store: ShardStore,
@@ -227,7 +255,12 @@ def attach_dataset(
     if shards and store.is_local:
         paths = _local_view(con, store, name, dataset, shards)
     else:
-        con.register(name, _remote_dataset(store, dataset, shards))
+        data = _remote_dataset(store, dataset, shards)
+        usual = fingerprint(SCHEMAS[dataset])
+        if all(s.schema_fingerprint == usual for s in shards):
+            con.register(name, data)  # every column is there: no default to fill in
+        else:
+            _remote_view(con, name, dataset, data)
         paths = []
     if wrapped:
         conditions = _retract(con, dataset, retractions)

@@ -183,7 +183,7 @@ def test_retractions_leave_with_their_run_and_go_once_no_version_needs_them(
         session.query(DatasetVersion).filter(DatasetVersion.id < latest_version_id(db)).update(
             {"expired": True}
         )
-    assert forget_retractions(db) == 4  # two examples, two datasets
+    assert forget_retractions(db) == 6  # two examples, three datasets (scores, calls, examples)
 
 
 def test_a_pruned_run_takes_its_retractions_along(db: Database) -> None:

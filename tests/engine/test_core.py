@@ -16,13 +16,14 @@ from hypermetric.api.datasets import iter_chunks
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.runs import create_run, start_run
-from hypermetric.catalog.shards import committed_unit_ids, live_shards
+from hypermetric.catalog.shards import DATASETS, committed_unit_ids, live_shards
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import EvaluatorCore, Thresholds
+from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import spread
-from hypermetric.engine.scoring import ScoredUnit
+from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
 from hypermetric.errors import BindingError
 from hypermetric.storage.files import ShardStore, store_for
@@ -79,14 +80,20 @@ def test_driving_records_every_call_with_its_example(tmp_path: Path) -> None:
     assert scored.unit.examples == 5 and scored.unit.calls == 10
 
 
-def test_a_scored_unit_carries_its_rows_never_its_examples(tmp_path: Path) -> None:
+def test_a_scored_unit_carries_its_rows_and_its_examples_fields_once(tmp_path: Path) -> None:
     wide = pa.Table.from_pylist(sample.rows(6, context="a long retrieved document " * 200))
     chunk = next(iter_chunks(wide, 6))
-    scored = drive_unit(sample.crash_evaluator, chunk, 0, _ctx())
+    narrow = Scorer(sample.crash_evaluator, FieldPolicy(max_bytes=1024))
+    scored = drive_unit(sample.crash_evaluator, chunk, 0, _ctx(), scorer=narrow)
     # scored where it was driven: an eval that takes the whole example had it, and what
-    # travels to an evaluator is the unit's score and call rows, not the wide examples
+    # travels to an evaluator is the unit's score and call rows and its examples' fields
+    # as stored: a field over the size limit (null) does not travel
     assert scored.scores.to_pydict()["value"] == [1.0] * 6
-    assert len(pickle.dumps(scored, protocol=5)) < wide.nbytes / 10
+    assert len(pickle.dumps(scored, protocol=5)) < wide.nbytes / 8
+    assert json.loads(scored.examples["fields"][0].as_py())["context"] is None
+    # within the limit, each example's fields travel once, as JSON text
+    scored = drive_unit(sample.crash_evaluator, chunk, 0, _ctx())
+    assert wide.nbytes < len(pickle.dumps(scored, protocol=5)) < wide.nbytes * 1.3
     core = _core(_local(tmp_path), seconds=1e9)
     core.evaluate(drive_unit(sample.basic, chunk, 0, _ctx()))
     flush = core.flush()
@@ -153,15 +160,17 @@ def _text(size: int, unit_id: int) -> ScoredUnit:
 
 
 def _json_bytes(core: EvaluatorCore) -> int:
-    """What the buffered calls' inputs and outputs take as JSON text."""
+    """What the buffered calls' inputs and outputs and the examples' fields take as JSON."""
     columns = [b.column(n).to_pylist() for b in core.calls.batches for n in ("inputs", "output")]
+    columns += [b.column("fields").to_pylist() for b in core.examples.batches]
     return sum(len(text.encode()) for column in columns for text in column if text)
 
 
 def test_the_bytes_threshold_flushes_a_unit_whose_calls_pass_it(tmp_path: Path) -> None:
-    limit = 100_000
+    limit = 130_000
     core = _core(_local(tmp_path), clock=Clock(), rows=10_000, bytes=limit, seconds=1e9)
-    # each unit: one call of echo_text and one of the runtime, ~3 x 10,000 bytes of JSON
+    # each unit: one call of echo_text and one of the runtime, ~3 x 10,000 bytes of JSON,
+    # and its example's fields, ~10,000 more
     done = [core.evaluate(_text(10_000, unit)) for unit in range(3)]
     assert [d.flush for d in done] == [None] * 3
     assert 0.85 * limit < _json_bytes(core) < limit  # close below: still buffered
@@ -284,13 +293,17 @@ def test_a_unit_evaluated_twice_is_committed_once(settings: Settings, db: Databa
     shards = live_shards(db, "scores", run_ids=[run_id])
     ids = [r["example_id"] for s in shards for r in store.read(s.path).to_pylist()]
     assert sorted(ids, key=int) == [str(i) for i in range(30) for _ in range(2)]
+    # the examples rows of the unit committed twice were cut out of the rewrite as well
+    shards = live_shards(db, "examples", run_ids=[run_id])
+    ids = [r["example_id"] for s in shards for r in store.read(s.path).to_pylist()]
+    assert sorted(ids, key=int) == [str(i) for i in range(30)]
     third = _core(store)
     third.evaluate(payloads[2])
     late = third.flush()
     assert late is not None
     assert commit_flush(db, store, run_id, 1, late) == []  # everything in it is committed
     # rewritten and dropped files are gone: what is on disk is exactly what is registered
-    registered = {s.path for d in ("scores", "calls") for s in live_shards(db, d)}
+    registered = {s.path for d in DATASETS for s in live_shards(db, d)}
     assert {f.path for f in store.files()} == registered
 
 

@@ -51,6 +51,7 @@ def scores_table(
             "error": pa.array(errors if errors is not None else [None] * n, pa.string()),
             "run_attempt": pa.array([1] * n, pa.int32()),
             "created_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
+            "epoch": pa.array([0] * n, pa.int32()),
         },
         schema=SCORES_SCHEMA,
     )
@@ -75,6 +76,7 @@ def calls_table(run_id: int, example_ids: Sequence[str], *, evaluation: str = "q
             "created_at": pa.array([NOW] * n, pa.timestamp("us", tz="UTC")),
             "attempts": pa.array([1] * n, pa.int32()),
             "cached": pa.array([False] * n, pa.bool_()),
+            "epoch": pa.array([0] * n, pa.int32()),
         },
         schema=CALLS_SCHEMA,
     )

@@ -80,7 +80,7 @@ def _run(runs: Runs, n: int, value: float, evaluation: str = "qa", shards: int =
 
 def _three_packed(runs: Runs, db: Database) -> tuple[int, int, int]:
     a, b, c = _run(runs, 10, 1.0), _run(runs, 12, 0.5, "other"), _run(runs, 8, 0.25)
-    (report, _) = compact(target_rows=1000)
+    (report, _, _) = compact(target_rows=1000)
     assert report.files_written == 1 and report.shards_merged == 9
     assert list(_packed(db).values()) == [{a: 20, b: 24, c: 16}]
     return a, b, c

@@ -20,7 +20,7 @@ from hypermetric.errors import ConflictError, NotFoundError, QueryError
 from hypermetric.query import connection
 from hypermetric.query.connection import connect, sql
 from hypermetric.storage.files import ShardStore, store_for
-from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
+from hypermetric.storage.schemas import CALLS_SCHEMA, EXAMPLES_SCHEMA, SCORES_SCHEMA
 from tests.query.conftest import Runs, ids, scores_table
 
 
@@ -30,7 +30,11 @@ def _columns(view: str) -> list[tuple[str, str]]:
 
 def test_views_exist_empty_on_a_fresh_home(settings: Settings, db: Database) -> None:
     con = connect()
-    for view, schema in (("scores", SCORES_SCHEMA), ("calls", CALLS_SCHEMA)):
+    for view, schema in (
+        ("scores", SCORES_SCHEMA),
+        ("calls", CALLS_SCHEMA),
+        ("examples", EXAMPLES_SCHEMA),
+    ):
         assert [name for name, _ in _columns(view)] == schema.names
         assert con.sql(f"SELECT count(*) FROM {view}").fetchall()[0] == (0,)
     assert dict(_columns("scores"))["value"] == "DOUBLE"
@@ -62,14 +66,14 @@ def test_a_query_reads_only_the_views_it_names(runs: Runs, monkeypatch: pytest.M
     # a query that names no view, or something else, gets every view; the metadata tables
     # are read from the DB only when a query scans them, once per connection
     tables = {r[0] for r in sql("SHOW TABLES").fetchall()}
-    assert tables == {"scores", "calls", "runs", "evaluations", "dataset_versions"}
-    assert sorted(read) == ["calls", "scores"]
+    assert tables == {"scores", "calls", "examples", "runs", "evaluations", "dataset_versions"}
+    assert sorted(read) == ["calls", "examples", "scores"]
     read.clear()
     con = connection.connect()
-    assert read == ["scores", "calls"]
+    assert read == ["scores", "calls", "examples"]
     assert con.sql("SELECT count(*) FROM runs").fetchall() == [(1,)]
     assert con.sql("SELECT max(id) FROM runs").fetchall() == [(run_id,)]
-    assert read == ["scores", "calls", "runs"]
+    assert read == ["scores", "calls", "examples", "runs"]
     assert sql(f"SELECT count(*) FROM scores WHERE run_id = {run_id}").fetchall() == [(3,)]
 
 

@@ -42,6 +42,7 @@ def calls_of(run_id: int, example_ids: Sequence[str], outputs: Sequence[str]) ->
             "created_at": [NOW] * n,
             "attempts": [1] * n,
             "cached": [False] * n,
+            "epoch": [0] * n,
         },
         schema=CALLS_SCHEMA,
     )
