@@ -73,6 +73,8 @@ class ImportedLog:
         return {
             "imported": {"tool": self.tool, "source": self.source, **self.origin},
             "components": {},
+            # as an engine run records them: readers take a missing count as 1
+            "epochs": 1 + max((s.epoch for s in self.samples), default=0),
             "evals": {
                 name: {"higher_is_better": up, "components": [self.evaluation]}
                 for name, up in sorted(self.directions.items())

@@ -14,9 +14,10 @@ with its key released, so the log can be imported again.
 The rows of a sample, dataset by dataset:
 
 * ``scores``: one row per (sample, scorer or metric[.key]); ``component`` is the
-  evaluation's name, as a runtime's own evals are stored, and ``call_index`` the sample's
-  0-based epoch, so the epochs of an example are distinct rows that pair up by epoch;
-* ``calls``: one row per sample, its inputs and output as JSON text.
+  evaluation's name, as a runtime's own evals are stored, and ``epoch`` the sample's
+  0-based epoch (compare and summaries reduce an example's epochs first);
+* ``calls``: one row per sample, its inputs and output as JSON text;
+* ``examples``: one row per example, its fields (input, target, metadata...) as JSON.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,11 @@ from hypermetric.catalog.records import RunRecord, ShardFile, UnitSummary
 from hypermetric.catalog.runs import finish_run, get_run
 from hypermetric.catalog.shards import commit_units
 from hypermetric.config import Settings, get_settings
+from hypermetric.engine.examples import fields_text
 from hypermetric.importing.records import ImportedLog, ImportedSample
 from hypermetric.masking import masked
 from hypermetric.storage.files import ShardStore, store_for
-from hypermetric.storage.schemas import CALLS_SCHEMA, SCORES_SCHEMA
+from hypermetric.storage.schemas import CALLS_SCHEMA, EXAMPLES_SCHEMA, SCORES_SCHEMA
 
 __all__ = ["ImportOutcome", "calls_table", "scores_table", "store_logs"]
 
@@ -87,24 +89,21 @@ def _table(schema: pa.Schema, columns: dict[str, list[Any]], constants: dict[str
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _call_index(sample: ImportedSample) -> int:
-    """Until scores and calls have an ``epoch`` column, an epoch is a call of its own."""
-    return sample.epoch
-
-
 def scores_table(log: ImportedLog, run: RunRecord) -> pa.Table:
     """The ``scores`` rows of a log: one per (sample, metric)."""
     columns: dict[str, list[Any]] = {
-        k: [] for k in ("example_id", "component", "call_index", "metric", "value", "error")
+        k: []
+        for k in ("example_id", "component", "call_index", "metric", "value", "error", "epoch")
     }
     for sample in log.samples:
         for score in sample.scores:
             columns["example_id"].append(sample.example_id)
             columns["component"].append(log.evaluation)
-            columns["call_index"].append(_call_index(sample))
+            columns["call_index"].append(0)
             columns["metric"].append(score.metric)
             columns["value"].append(score.value)
             columns["error"].append(score.error)
+            columns["epoch"].append(sample.epoch)
     return _table(SCORES_SCHEMA, columns, _constants(run, log))
 
 
@@ -114,22 +113,39 @@ def calls_table(log: ImportedLog, run: RunRecord) -> pa.Table:
     columns: dict[str, list[Any]] = {
         "example_id": [s.example_id for s in samples],
         "component": [log.evaluation] * len(samples),
-        "call_index": [_call_index(s) for s in samples],
+        "call_index": [0] * len(samples),
         "inputs": [_json(s.inputs) for s in samples],
         "output": [_json(s.output) for s in samples],
         "latency_ms": [s.latency_ms for s in samples],
         "error": [s.error for s in samples],
         "attempts": [1] * len(samples),
         "cached": [False] * len(samples),
+        "epoch": [s.epoch for s in samples],
     }
     return _table(CALLS_SCHEMA, columns, _constants(run, log))
 
 
-#: one function per dataset an imported run writes
-TABLES: dict[str, Callable[[ImportedLog, RunRecord], pa.Table]] = {
-    "scores": scores_table,
-    "calls": calls_table,
-}
+def examples_table(log: ImportedLog, run: RunRecord, field_bytes: int) -> pa.Table:
+    """The ``examples`` rows of a log: one per example (its first epoch's fields), encoded
+    as an engine run encodes its examples' (strict JSON, a value over the configured size
+    stored as null: ``field_bytes``, the ``example_field_bytes`` setting)."""
+    first: dict[str, ImportedSample] = {}
+    for sample in sorted(log.samples, key=lambda s: s.epoch):
+        first.setdefault(sample.example_id, sample)
+    columns: dict[str, list[Any]] = {
+        "example_id": list(first),
+        "fields": [fields_text(s.fields, field_bytes) for s in first.values()],
+    }
+    return _table(EXAMPLES_SCHEMA, columns, _constants(run, log))
+
+
+def _tables(log: ImportedLog, run: RunRecord, field_bytes: int) -> dict[str, pa.Table]:
+    """The tables an imported run writes, by dataset."""
+    return {
+        "scores": scores_table(log, run),
+        "calls": calls_table(log, run),
+        "examples": examples_table(log, run, field_bytes),
+    }
 
 
 def _unit(log: ImportedLog, tables: dict[str, pa.Table]) -> UnitSummary:
@@ -146,12 +162,14 @@ def _unit(log: ImportedLog, tables: dict[str, pa.Table]) -> UnitSummary:
     )
 
 
-def _write(db: Database, store: ShardStore, log: ImportedLog, run: RunRecord) -> None:
+def _write(
+    db: Database, store: ShardStore, log: ImportedLog, run: RunRecord, field_bytes: int
+) -> None:
     """Write the run's shards and commit them as its one unit, then end it success."""
     files: list[ShardFile] = []
     committed = False
     try:
-        tables = {name: build(log, run) for name, build in TABLES.items()}
+        tables = _tables(log, run, field_bytes)
         for name, table in tables.items():
             if table.num_rows:
                 files.append(store.write(name, run.id, table, f"import-u{_UNIT:07d}"))
@@ -237,5 +255,5 @@ def store_logs(
     for log in logs:
         slot = _begin(db, log)
         if slot.created:
-            _write(db, store, log, slot.run)
+            _write(db, store, log, slot.run, settings.example_field_bytes)
         yield ImportOutcome(log=log, run=get_run(db, slot.run.id), created=slot.created)

@@ -104,8 +104,10 @@ def _outputs(
     con = open_connection(settings, run_ids=[run_a, run_b], views=["calls"])
     try:
         rows = con.sql(
+            # compare pairs an example over its epochs reduced to one value: the output
+            # shown is its first epoch's
             "SELECT run_id, component, example_id, call_index, output, inputs FROM calls "
-            f"WHERE run_id IN ({run_a}, {run_b}) AND example_id IN ({ids})"
+            f"WHERE run_id IN ({run_a}, {run_b}) AND example_id IN ({ids}) AND epoch = 0"
         ).fetchall()
     except duckdb.Error as exc:
         raise query_error(exc) from None

@@ -17,7 +17,7 @@ from hypermetric.catalog.shards import live_shards
 from hypermetric.cli import cli
 from hypermetric.config import Settings
 from hypermetric.storage.files import store_for
-from tests.importing.conftest import InspectLogs
+from tests.importing.conftest import QUESTIONS, InspectLogs
 
 pytest.importorskip("inspect_ai")
 
@@ -59,7 +59,7 @@ def _expected(path: Path) -> set[tuple[str, int, str, float | None, bool]]:
 
 def _stored(settings: Settings, run_id: int) -> set[tuple[str, int, str, float | None, bool]]:
     rows = hm.sql(
-        "SELECT example_id, call_index, metric, value, error IS NOT NULL FROM scores "
+        "SELECT example_id, epoch, metric, value, error IS NOT NULL FROM scores "
         f"WHERE run_id = {run_id}",
         settings=settings,
     ).fetchall()
@@ -86,8 +86,25 @@ def test_every_sample_score_is_imported(
     ).fetchall()
     assert len(errors) == 1 and "the model exploded" in errors[0][0]
 
+    # the examples view: one row per example (not per epoch), its fields as JSON
+    examples = hm.sql(
+        "SELECT example_id, fields->>'$.input', fields->>'$.target' FROM examples "
+        f"WHERE run_id = {run_id} ORDER BY example_id",
+        settings=settings,
+    ).fetchall()
+    assert sorted(examples) == sorted(
+        (e, question, target)
+        for e, (question, target) in {
+            "q1": QUESTIONS["q1"],
+            "2": QUESTIONS["q2"],
+            "q3": QUESTIONS["q3"],
+            "q4": QUESTIONS["q4"],
+        }.items()
+    )
+
     run = get_run(db, run_id)
     assert (run.evaluation, run.run_type, run.state) == ("arith", "import", "success")
+    assert run.versions["epochs"] == 2
     assert run.version_label == "mockllm/model-a"
     assert run.versions is not None and run.versions["evals"]["match"]["higher_is_better"] is True
     assert run.params["epochs"] == 2
@@ -101,7 +118,7 @@ def test_calls_hold_each_sample_input_and_output(
 
     run_id = _run_id(_import(inspect_logs.b_json))
     rows = hm.sql(
-        f"SELECT example_id, call_index, inputs, output, error FROM calls WHERE run_id = {run_id}",
+        f"SELECT example_id, epoch, inputs, output, error FROM calls WHERE run_id = {run_id}",
         settings=settings,
     ).fetchall()
     stored = {(e, c): (json.loads(i), o and json.loads(o), err) for e, c, i, o, err in rows}
@@ -133,9 +150,10 @@ def test_both_formats_history_and_compare(
 
     result = hm.compare(a, b, metric="match", settings=settings)
     (match,) = result.metrics
-    assert (match.component, match.higher_is_better, match.n) == ("arith", True, 6)
-    assert match.delta == pytest.approx(4 / 6)
-    assert (match.improved, match.regressed, match.errored) == (4, 0, 2)
+    # paired by example, each example's two epochs reduced to their mean first
+    assert (match.component, match.higher_is_better, match.n) == ("arith", True, 3)
+    assert match.delta == pytest.approx(2 / 3)
+    assert (match.improved, match.regressed, match.errored) == (2, 0, 1)
 
     shown = CliRunner().invoke(cli, ["compare", str(a), str(b), "--metric", "match"])
     assert shown.exit_code == 0, shown.output
@@ -152,7 +170,8 @@ def test_both_formats_history_and_compare(
     }
     assert {e for e, _ in shown_outputs} == {"2", "q3"}
     assert shown_outputs[("q3", 0)] == ("Paris", "no idea")
-    assert shown_outputs[("2", 1)] == ("hi", "hi there")
+    # an example's row shows its first epoch's outputs
+    assert shown_outputs[("2", 0)] == ("hi", "hi there")
 
 
 def test_importing_twice_adds_nothing(
@@ -167,7 +186,7 @@ def test_importing_twice_adds_nothing(
     assert len(lines) == 2 and all(line.startswith("already imported") for line in lines)
     assert f"is run {first} of arith" in lines[0]
     after = (count_runs(db), len(live_shards(db, "scores")), sum(1 for _ in store.files()))
-    assert after == before == (2, 2, 4)
+    assert after == before == (2, 2, 6)
 
 
 def _truncated(source: Path, tmp_path: Path) -> Path:

@@ -110,7 +110,7 @@ def test_importing_twice_adds_nothing(settings: Settings, db: Database, tmp_path
     lines = again.output.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("already imported") for line in lines)
     after = (count_runs(db), len(live_shards(db, "scores")), sum(1 for _ in store.files()))
-    assert after == before == (4, 4, 8)
+    assert after == before == (4, 4, 12)
 
 
 def test_evaluation_and_version_are_overridable(

@@ -8,12 +8,16 @@ import json
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pyarrow as pa
 import pytest
+from click.testing import CliRunner
 
+import hypermetric as hm
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.shards import live_shards
 from hypermetric.catalog.types import utcnow
+from hypermetric.cli import cli
 from hypermetric.config import Settings
 from hypermetric.query import connection
 from hypermetric.query.compaction import compact
@@ -190,3 +194,54 @@ def test_examples_are_compacted_and_pruned_with_their_runs(
     clean(before=second_cutoff, prune_runs=True)
     assert sql("SELECT DISTINCT run_id FROM examples").fetchall() == [(kept,)]
     assert sql("SELECT count(*) FROM examples").fetchall() == [(6,)]
+
+
+def _clustered_runs(runs: Runs) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Two runs of 8 topics x 5 examples whose values move together within a topic; the
+    paired deltas and each example's topic index."""
+    rng = np.random.default_rng(7)
+    topics = np.repeat(np.arange(8), 5)
+    names = ids(40)
+    base = rng.normal(size=8)[topics] + rng.normal(scale=0.3, size=40)
+    shift = 0.2 + rng.normal(scale=0.5, size=8)[topics] + rng.normal(scale=0.1, size=40)
+    made = []
+    for values in (base, base + shift):
+        run_id = runs.start()
+        runs.commit(
+            run_id,
+            0,
+            {
+                "scores": scores_table(run_id, names, values),
+                "examples": examples_table(run_id, names, [f"t{t}" for t in topics]),
+            },
+        )
+        runs.finish(run_id)
+        made.append(run_id)
+    return made[0], made[1], shift, topics
+
+
+def test_compare_summary_and_history_cluster_by_an_example_field_of_the_examples_view(
+    runs: Runs, settings: Settings
+) -> None:
+    a, b, d, topics = _clustered_runs(runs)
+    # CR1 by hand: C/(C-1) times the sum over clusters of the squared sums of residuals
+    residual_sums = np.bincount(topics, weights=d - d.mean())
+    se = np.sqrt(8 / 7 * (residual_sums**2).sum()) / d.size
+
+    (m,) = hm.compare(a, b, cluster_by="topic", settings=settings).metrics
+    assert (m.clusters, m.df, m.ci_method) == (8, 7, "cluster t")
+    assert m.se == pytest.approx(se, rel=1e-9)
+    (naive,) = hm.compare(a, b, settings=settings).metrics
+    assert naive.clusters is None and m.se > 1.5 * naive.se  # the topics' shared moves
+
+    (row,) = hm.RunResult(b, settings=settings).summary(cluster_by="topic")
+    assert (row.clusters, row.interval) == (8, "cluster t")
+    points = hm.history("qa", cluster_by="topic", settings=settings)
+    assert [p.run_id for p in points] == [a, b]
+
+    shown = CliRunner().invoke(cli, ["compare", str(a), str(b), "--cluster-by", "topic"])
+    assert shown.exit_code == 0, shown.output
+    missing = CliRunner().invoke(cli, ["compare", str(a), str(b), "--cluster-by", "nope"])
+    assert missing.exit_code != 0
+    (line,) = missing.output.strip().splitlines()
+    assert "'nope'" in line and "topic" in line
