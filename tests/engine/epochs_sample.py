@@ -78,3 +78,9 @@ def flaky_sampled(example: dict, context: hm.RunContext) -> float:
 def with_fields(example: dict) -> float:
     example["question"] = "changed by the runtime"  # not what the run stores
     return sampler(str(example["id"]), 0)
+
+
+@hm.runtime(name="engine-epochs-salted", dataset=rows(40), epochs=3)
+def salted(example: dict, context: hm.RunContext) -> float:
+    """Draws seeded on the run's ``salt`` param too: two runs are two models to compare."""
+    return sampler(f"{context.params['salt']}/{example['id']}", context.epoch)

@@ -188,3 +188,30 @@ def test_hypermetric_run_takes_the_epochs_of_the_runtime_or_of_its_option(
     _assert_epochs(run.id, 60, epochs=2)
     refused = runner.invoke(cli, ["run", target, "--epochs", "0"])
     assert refused.exit_code == 2 and "--epochs" in refused.output
+
+
+def test_compare_pairs_examples_over_their_epochs_as_sql_reduces_them(
+    engine_settings: Settings,
+) -> None:
+    a = run_runtime(epochs_sample.salted, params={"salt": "a"})
+    b = run_runtime(epochs_sample.salted, params={"salt": "b"})
+    per_example = f"""SELECT example_id,
+        avg(value) FILTER (WHERE run_id = {a.id}) AS va,
+        avg(value) FILTER (WHERE run_id = {b.id}) AS vb,
+        var_samp(value) FILTER (WHERE run_id = {a.id}) AS wa
+      FROM scores WHERE run_id IN ({a.id}, {b.id}) AND component = 'sampler' GROUP BY ALL"""
+    ((n, delta, mean_a, within_a, improved),) = sql(
+        f"SELECT count(*), avg(vb - va), avg(va), avg(wa), count(*) FILTER (WHERE vb > va) "
+        f"FROM ({per_example})"
+    ).fetchall()
+    from hypermetric.query.compare import compare
+
+    (m,) = compare(a.id, b.id, metric="draw").metrics
+    assert m.component == "sampler" and m.n == n == 40  # examples, not 120 epochs
+    assert m.delta == pytest.approx(delta, rel=1e-9)
+    assert m.mean_a == pytest.approx(mean_a, rel=1e-9)
+    assert m.within_var_a == pytest.approx(within_a, rel=1e-9)
+    assert m.improved == improved
+    # majority and pass@k need 0/1 values: a draw is not one
+    with pytest.raises(Exception, match="0/1|binary|0 or 1"):
+        compare(a.id, b.id, metric="draw", reduce="majority")
