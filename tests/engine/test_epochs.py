@@ -25,7 +25,7 @@ from hypermetric.cli import cli
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.rescore import rescore_run
 from hypermetric.engine.runner import resume_run, retry_run, run_runtime
-from hypermetric.errors import RunFailedError
+from hypermetric.errors import QueryError, RunFailedError
 from tests.engine import epochs_sample
 from tests.engine.epochs_sample import seeded
 
@@ -213,5 +213,5 @@ def test_compare_pairs_examples_over_their_epochs_as_sql_reduces_them(
     assert m.within_var_a == pytest.approx(within_a, rel=1e-9)
     assert m.improved == improved
     # majority and pass@k need 0/1 values: a draw is not one
-    with pytest.raises(Exception, match="0/1|binary|0 or 1"):
+    with pytest.raises(QueryError, match=r"--reduce majority needs a 0/1 metric"):
         compare(a.id, b.id, metric="draw", reduce="majority")
