@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
 
 import ray
 
@@ -40,7 +39,7 @@ class DriverActor:
     the units it had again."""
 
     def __init__(self) -> None:
-        self._scorer: tuple[Any, Scorer] | None = None
+        self._scorer: tuple[str, Scorer] | None = None
 
     @ray.method(num_returns=2)
     def drive(
@@ -52,14 +51,16 @@ class DriverActor:
         concurrency: int,
         services: RunServices | None = None,
         fields: FieldPolicy | None = None,
+        key: str | None = None,
     ) -> tuple[None, ScoredUnit]:
         """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
         empty status, whose arrival tells the coordinator the unit was driven (or how its
         driver failed) without fetching the rows, and the scored unit, which goes from the
         object store to an evaluator. A :class:`Replay` scores a stored run's calls again
         (a rescore) without calling anything. ``fields`` says which example fields the
-        run stores."""
-        key = (context.run_id, context.evaluation)
+        run stores; ``key`` names the run attempt whose scorer the actor keeps (it binds
+        the evals once per attempt)."""
+        key = key or f"{context.run_id}/{context.evaluation}"
         own = runtime.runtime if isinstance(runtime, Replay) else runtime
         if self._scorer is None or self._scorer[0] != key:
             self._scorer = (key, Scorer(own, fields))

@@ -9,6 +9,7 @@ and the scored unit, which goes from the object store straight to an evaluator.
 from __future__ import annotations
 
 import contextlib
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,6 +78,9 @@ class Drivers:
         self.run_id = run_id
         self._runtime, self._context, self._concurrency = runtime, context, concurrency
         self._services, self._fields = services, fields
+        # names this attempt's scorer in the warm actors: a run id alone is not unique (a
+        # process may open several catalogs, whose ids overlap)
+        self._key = uuid.uuid4().hex
         self._drivers: list[_Driver] = []
         self.driving: dict[Any, _Driver] = {}  # status ref -> its driver
         self.again: deque[Unit] = deque()  # units to drive again (their driver died)
@@ -105,6 +109,7 @@ class Drivers:
             self._concurrency,
             self._services,
             self._fields,
+            self._key,
         )
         driver.queued[status] = Unit(unit.unit_id, unit.chunk, unit.size, payload)
         self.driving[status] = driver

@@ -289,3 +289,32 @@ def mutating(example: dict) -> str:
     if example["id"] % 3 == 0:
         example["client"] = threading.Lock()
     return answer(example["question"], example["id"])
+
+
+def size(output: str) -> float:
+    return float(len(output))
+
+
+def double_size(output: str) -> float:
+    return 2.0 * len(output)
+
+
+@hm.component(name="echo", evals=[hm.bind(size, name="size")])
+def echo_v1(question: str) -> str:
+    return question
+
+
+@hm.component(name="echo", evals=[hm.bind(double_size, name="size")])
+def echo_v2(question: str) -> str:
+    return question
+
+
+@hm.runtime(name="engine-warm-scorer")
+def echoed(example: dict) -> str:
+    return echo_v1(example["question"])
+
+
+@hm.runtime(name="engine-warm-scorer")
+def echoed_fixed(example: dict) -> str:
+    """The same evaluation with a fixed eval (another attempt, same name)."""
+    return echo_v2(example["question"])

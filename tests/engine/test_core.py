@@ -19,6 +19,7 @@ from hypermetric.catalog.runs import create_run, start_run
 from hypermetric.catalog.shards import DATASETS, committed_unit_ids, live_shards
 from hypermetric.catalog.types import utcnow
 from hypermetric.config import Settings
+from hypermetric.engine.actors import DriverActor
 from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import EvaluatorCore, Thresholds
 from hypermetric.engine.examples import FieldPolicy
@@ -312,3 +313,19 @@ def test_actors_are_spread_over_nodes_by_their_cpus() -> None:
     assert spread([("a", 2), ("b", 1)], 5) == ["a", "b", "a", "a", "b"]
     assert spread([("a", 1), ("b", 4)], 4) == ["a", "b", "b", "b"]
     assert spread([("a", 8)], 2) == ["a", "a"]
+
+
+def test_a_warm_driver_scores_each_attempt_with_its_own_evals_when_run_ids_repeat() -> None:
+    """A driver actor keeps the scorer it bound for the attempt it serves. Two attempts of
+    the same evaluation and run id (two catalogs opened by one process number their runs
+    alike) must not share it: the second would be scored with the first's evals."""
+    driver = DriverActor.__ray_actor_class__()  # the actor's class, run in this process
+    chunk = pickle.dumps(next(iter_chunks(sample.rows(3), 3)))
+    ctx = RunContext(evaluation="engine-warm-scorer", logical_date=utcnow(), run_id=2)
+    _, first = driver.drive(sample.echoed, chunk, 0, ctx, 1, None, None, "attempt-a")
+    _, second = driver.drive(sample.echoed_fixed, chunk, 0, ctx, 1, None, None, "attempt-b")
+    sizes = [
+        [v for m, v in zip(s["metric"], s["value"], strict=True) if m == "size"]
+        for s in (first.scores.to_pydict(), second.scores.to_pydict())
+    ]
+    assert sizes == [[2.0, 2.0, 2.0], [4.0, 4.0, 4.0]]  # "q0".."q2", then doubled
