@@ -130,9 +130,38 @@ def _stored_revision(db: Database) -> str | None:
         ) from None
 
 
+def _create_fresh(db: Database) -> bool:
+    """Create an empty SQLite catalog from the models and record it at SCHEMA_REVISION,
+    in one transaction; False when the database holds tables already (another process
+    made it first: BEGIN IMMEDIATE holds the write lock over the check and the creation).
+
+    The models are the migrations' result (a test holds the two to the same schema, and
+    the chain downgrades from a catalog made so), and creating them at once spares a
+    first run Alembic's import and the replay of every migration."""
+    from hypermetric.catalog.models import Base
+
+    with db.engine.begin() as conn:
+        if inspect(conn).get_table_names():
+            return False
+        Base.metadata.create_all(conn)
+        # the table Alembic keeps its revision in, as Alembic makes it
+        conn.execute(
+            text(
+                "CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, "
+                "CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num))"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": SCHEMA_REVISION}
+        )
+    return True
+
+
 def _ensure_schema(db: Database) -> None:
     current = _stored_revision(db)
     if current == SCHEMA_REVISION:
+        return
+    if current is None and db.dialect.name == "sqlite" and _create_fresh(db):
         return
     from hypermetric.catalog import migrate
 

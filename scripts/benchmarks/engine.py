@@ -137,11 +137,13 @@ def _ray_data(source: Any, out: Path, loops: int, cpus: int) -> float:
     elif isinstance(source, pa.Table):
         ds = ray.data.from_arrow(source)
     elif source.endswith(".parquet"):
-        # read before the scoring actors take every CPU (a streaming read's listing task
-        # would wait for a CPU they hold)
-        ds = ray.data.read_parquet(source).materialize().repartition(8 * cpus)
+        ds = ray.data.read_parquet(source)
     else:
-        ds = ray.data.read_json(source, lines=True).materialize().repartition(8 * cpus)
+        ds = ray.data.read_json(source, lines=True)
+    if isinstance(source, str):
+        # files: read and cut into blocks before the scoring actors take every CPU: a streaming
+        # read's listing task, or the repartition's, would wait for a CPU they hold
+        ds = ds.materialize().repartition(8 * cpus).materialize()
     ds = ds.map_batches(Scorer, compute=ActorPoolStrategy(size=cpus), batch_size=5000)
     ds.write_parquet(str(out))
     rows = len(source) if isinstance(source, list) else None

@@ -13,8 +13,9 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
 from hypermetric.catalog import migrate
-from hypermetric.catalog.db import SCHEMA_REVISION, Database
+from hypermetric.catalog.db import SCHEMA_REVISION, Database, database
 from hypermetric.catalog.models import Base
+from hypermetric.config import load_settings
 
 
 def _tables(db: Database) -> set[str]:
@@ -64,3 +65,40 @@ def test_the_schema_revision_the_code_opens_without_alembic_is_alembics_head() -
     """A new migration must move SCHEMA_REVISION too: a database at the old head would
     otherwise be opened as current and never upgraded."""
     assert migrate.head_revision() == SCHEMA_REVISION
+
+
+def _schema(db: Database) -> dict[str, object]:
+    """Every table's columns, keys, indexes and constraints, as SQLAlchemy reads them."""
+    seen = inspect(db.engine)
+    return {
+        table: (
+            # by name: a migration adds its columns at the end, the models say where
+            sorted(
+                (c["name"], str(c["type"]), c["nullable"], c["default"])
+                for c in seen.get_columns(table)
+            ),
+            seen.get_pk_constraint(table),
+            sorted(str(fk) for fk in seen.get_foreign_keys(table)),
+            sorted(str(ix) for ix in seen.get_indexes(table)),
+            sorted(str(uq) for uq in seen.get_unique_constraints(table)),
+        )
+        for table in sorted(seen.get_table_names())
+    }
+
+
+def test_a_fresh_sqlite_catalog_is_the_migrated_one_and_migrates_down(tmp_path: Path) -> None:
+    """A new SQLite catalog is made from the models at once (no Alembic on a first run):
+    the same schema as the migrations build, recorded at head, and the chain runs down
+    from it and up again."""
+    from hypermetric.catalog.db import _create
+
+    fresh = database(load_settings({"HYPERMETRIC_HOME": str(tmp_path / "fresh")}))
+    assert fresh.dialect.name == "sqlite"
+    migrated = _create(f"sqlite:///{tmp_path / 'migrated.db'}")
+    migrate.upgrade(migrated)
+    assert _schema(fresh) == _schema(migrated)
+    assert migrate.current_revision(fresh) == migrate.head_revision()
+    migrate.downgrade(fresh, "base")
+    assert _tables(fresh) == set()
+    migrate.upgrade(fresh)
+    assert _schema(fresh) == _schema(migrated)
