@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rich.table import Table
+from rich.text import Text
 
 from hypermetric.query.render import fmt_interval, fmt_num, fmt_p
 
@@ -26,6 +27,12 @@ def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
     return ""
 
 
+def _unpaired(comparison: Comparison) -> bool:
+    """Whether some metric has rows in one run only or errored (else the column is left
+    out: every row paired, and the table fits a terminal)."""
+    return any(m.only_a or m.only_b or m.errored for m in comparison.metrics)
+
+
 def _compare_columns(comparison: Comparison) -> list[str]:
     level = f"{1 - comparison.alpha:.0%}"
     adjusted = [] if comparison.adjust == "none" else [f"p {comparison.adjust}"]
@@ -34,7 +41,8 @@ def _compare_columns(comparison: Comparison) -> list[str]:
     within = ["within var A/B"] if epochs else []
     return [
         *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
-        *("p", *adjusted, "MDE", *binary, "b/w/s", "only A/B, err"),
+        *("p", *adjusted, "MDE", *binary, "b/w/s"),
+        *(["only A/B, err"] if _unpaired(comparison) else []),
         *within,
         "",
     ]
@@ -56,7 +64,7 @@ def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None
         fmt_num(m.mde),
         *([fmt_p(m.mcnemar_p) if m.binary else ""] if binary else []),
         "/".join("?" if v is None else str(v) for v in (m.improved, m.regressed, m.unchanged)),
-        f"{m.only_a}/{m.only_b}, {m.errored}",
+        *([f"{m.only_a}/{m.only_b}, {m.errored}"] if _unpaired(comparison) else []),
         *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if epochs else []),
         _verdict(m, threshold, comparison.alpha),
     ]
@@ -81,6 +89,8 @@ def _compare_caption(comparison: Comparison) -> str:
         "a verdict needs the CI beyond 0 and the adjusted p below alpha; "
         "b/w/s: examples better/worse/same; ↑/↓: higher/lower is better"
     )
+    if not _unpaired(c):
+        caption += "; every row paired, none errored"
     if any(m.binary for m in c.metrics):
         caption += "; McNemar: exact test of the discordant pairs of a 0/1 metric"
     if c.unknown_direction():
@@ -96,17 +106,16 @@ def compare_table(comparison: Comparison, threshold: float | None) -> Table:
         f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
     )
     columns = _compare_columns(comparison)
-    widest = {
-        "component": max((len(m.component or "") for m in comparison.metrics), default=0),
-        "metric": max((len(m.metric) + 2 for m in comparison.metrics), default=0),
-    }
-    for name in columns:
-        left = name in columns[:2]
-        table.add_column(
-            name, justify="left" if left else "right", no_wrap=True, min_width=widest.get(name)
-        )
-    for m in comparison.metrics:
-        table.add_row(*_compare_row(m, comparison, threshold))
+    rows = [_compare_row(m, comparison, threshold) for m in comparison.metrics]
+    for i, name in enumerate(columns):
+        if i < 2:  # component and metric fold onto more lines when the terminal is narrow
+            table.add_column(name, justify="left", overflow="fold")
+            continue
+        # a number is never cut: its column is as wide as its widest cell
+        widest = max((len(Text.from_markup(row[i]).plain) for row in rows), default=0)
+        table.add_column(name, justify="right", no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
     table.caption = _compare_caption(comparison)
     return table
 
