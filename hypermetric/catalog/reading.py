@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.models import DatasetVersion, Evaluation, Run
 from hypermetric.catalog.records import RunRecord, VersionRecord
-from hypermetric.catalog.runs import run_record
+from hypermetric.catalog.runs import list_runs, run_record
 from hypermetric.catalog.shards import version_record
 from hypermetric.catalog.types import UTCDateTime
 from hypermetric.errors import NotFoundError
@@ -97,6 +97,13 @@ def latest_run_with_version(db: Database, evaluation: str, version_label: str) -
             f"`hypermetric runs list -e {evaluation}` shows its runs"
         )
     return run_record(found[0], found[1])
+
+
+def successful_runs(db: Database, evaluation: str) -> list[RunRecord]:
+    """The successful runs of ``evaluation``, oldest first (by logical date, then id): the
+    series history, power and the web view read."""
+    runs = list_runs(db, evaluation=evaluation, state="success", limit=None)
+    return sorted(runs, key=lambda r: (r.logical_date, r.id))
 
 
 def runs_in(db: Database, run_ids: Sequence[int]) -> dict[int, RunRecord]:

@@ -52,8 +52,8 @@ import duckdb
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.reading import successful_runs
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings, get_settings
 from hypermetric.query.compare import higher_is_better
 from hypermetric.query.connection import open_connection, query_error
@@ -302,10 +302,7 @@ def history(
     settings = settings or get_settings()
     db = database(settings)
     get_evaluation(db, name)
-    runs = sorted(
-        list_runs(db, evaluation=name, state="success", limit=None),
-        key=lambda r: (r.logical_date, r.id),
-    )
+    runs = successful_runs(db, name)
     ids = [r.id for r in runs]
     series = _series(settings, ids, metric, reduce, cluster_by) if runs else {}
     return history_of(runs, series, window=window)

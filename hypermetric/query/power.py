@@ -33,8 +33,8 @@ import duckdb
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.reading import successful_runs
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
 from hypermetric.query.connection import open_connection, query_error
@@ -123,10 +123,7 @@ def power(
     settings = settings or get_settings()
     db = database(settings)
     get_evaluation(db, name)
-    runs = sorted(
-        list_runs(db, evaluation=name, state="success", limit=None),
-        key=lambda r: (r.logical_date, r.id),
-    )
+    runs = successful_runs(db, name)
     if not runs:
         raise QueryError(f"evaluation {name!r} has no successful runs; run it first")
     con = open_connection(settings, run_ids=[r.id for r in runs], views=["scores"])

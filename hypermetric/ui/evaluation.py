@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
+from hypermetric.catalog.reading import successful_runs
 from hypermetric.catalog.records import EvaluationRecord
-from hypermetric.catalog.runs import list_runs
 from hypermetric.config import Settings
 from hypermetric.query.history import HistoryPoint, RunStat, history_of
 from hypermetric.ui.cache import RunStats
@@ -31,10 +31,7 @@ def evaluation_history(
     """The evaluation (masked) and the history points of its successful runs."""
     db = database(settings)
     evaluation = shown_evaluation(get_evaluation(db, name))
-    runs = sorted(
-        list_runs(db, evaluation=name, state="success", limit=None),
-        key=lambda r: (r.logical_date, r.id),
-    )
+    runs = successful_runs(db, name)
     series: dict[tuple[str | None, str], dict[int, RunStat]] = {}
     for run_id, by_key in stats.of(runs).items():
         for key, stat in by_key.items():
