@@ -19,9 +19,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from hypermetric.catalog.db import Database
-from hypermetric.catalog.models import Run, RunAttempt
+from hypermetric.catalog.models import Run
 from hypermetric.catalog.records import RunRecord
-from hypermetric.catalog.runs import create_run, get_run
+from hypermetric.catalog.runs import create_run, get_run, open_attempt
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import ConflictError
 
@@ -104,22 +104,7 @@ def _insert(
         row = session.get(Run, created.id)
         assert row is not None
         row.import_key = key
-        row.state, row.attempt = "running", 1
-        row.started_at = row.heartbeat_at = now
-        row.owner, row.pid, row.host = owner, pid, host
-        row.examples_total = examples
-        session.add(
-            RunAttempt(
-                run_id=row.id,
-                attempt=1,
-                kind="start",
-                state="running",
-                owner=owner,
-                host=host,
-                pid=pid,
-                started_at=now,
-            )
-        )
+        open_attempt(session, row, 1, "start", owner, pid, host, now, examples)
         session.flush()
         return get_run(db, row.id, session)
 

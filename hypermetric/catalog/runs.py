@@ -27,6 +27,7 @@ __all__ = [
     "get_run",
     "list_runs",
     "make_run_key",
+    "open_attempt",
     "run_record",
     "start_run",
     "update_run",
@@ -231,27 +232,42 @@ def start_run(
             close_attempt(session, run_id, row.attempt, "superseded", now, reason)
         if mode == "retry":
             row.attempt_base, row.redo_from = row.attempt, row.attempt + 1
-        row.state, row.attempt, row.error = "running", row.attempt + 1, None
-        row.started_at = now  # the attempt's start: its timeout counts from here
-        row.heartbeat_at = now
-        row.ended_at = row.next_attempt_at = None
-        row.owner, row.pid, row.host = owner, pid, host
-        if examples_total is not None:
-            row.examples_total = examples_total
-        session.add(
-            RunAttempt(
-                run_id=run_id,
-                attempt=row.attempt,
-                kind=kind,
-                state="running",
-                owner=owner,
-                host=host,
-                pid=pid,
-                started_at=now,
-            )
-        )
+        row.error = row.ended_at = row.next_attempt_at = None
+        open_attempt(session, row, row.attempt + 1, kind, owner, pid, host, now, examples_total)
         session.flush()
         return get_run(db, run_id, session)
+
+
+def open_attempt(
+    session: Session,
+    row: Run,
+    attempt: int,
+    kind: str,
+    owner: str,
+    pid: int,
+    host: str,
+    now: datetime,
+    examples_total: int | None = None,
+) -> None:
+    """Make ``row`` running under ``attempt``, owned by this process, and record the
+    attempt's start, in the caller's transaction (a run started, resumed or imported)."""
+    row.state, row.attempt = "running", attempt
+    row.started_at = row.heartbeat_at = now  # the attempt's start: its timeout counts from here
+    row.owner, row.pid, row.host = owner, pid, host
+    if examples_total is not None:
+        row.examples_total = examples_total
+    session.add(
+        RunAttempt(
+            run_id=row.id,
+            attempt=attempt,
+            kind=kind,
+            state="running",
+            owner=owner,
+            host=host,
+            pid=pid,
+            started_at=now,
+        )
+    )
 
 
 def finish_run(db: Database, run_id: int, state: str, error: str | None = None) -> None:
