@@ -49,9 +49,9 @@ class DriverActor:
         unit_id: int,
         context: RunContext,
         concurrency: int,
-        services: RunServices | None = None,
-        fields: FieldPolicy | None = None,
-        key: str | None = None,
+        services: RunServices | None,
+        fields: FieldPolicy | None,
+        key: str,
     ) -> tuple[None, ScoredUnit]:
         """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
         empty status, whose arrival tells the coordinator the unit was driven (or how its
@@ -60,7 +60,6 @@ class DriverActor:
         (a rescore) without calling anything. ``fields`` says which example fields the
         run stores; ``key`` names the run attempt whose scorer the actor keeps (it binds
         the evals once per attempt)."""
-        key = key or f"{context.run_id}/{context.evaluation}"
         own = runtime.runtime if isinstance(runtime, Replay) else runtime
         if self._scorer is None or self._scorer[0] != key:
             self._scorer = (key, Scorer(own, fields))
