@@ -69,6 +69,17 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
         write_rows(relation, fmt, sink)
 
 
+#: compare's and history's: each example's epochs to one value (query.reduce)
+_reduce_option = click.option(
+    "--reduce",
+    "reducer",
+    default="mean",
+    show_default=True,
+    metavar="mean|majority|pass_at_k:K",
+    help="How each example's epochs become one value (before pairing, in compare).",
+)
+
+
 @click.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
@@ -96,14 +107,7 @@ def sql_cmd(query: str, fmt: str, output: str | None, as_of: int | None, max_row
     help="Cluster the errors by this example field (a document or topic id): CR1 "
     "standard errors and t at C-1 degrees of freedom.",
 )
-@click.option(
-    "--reduce",
-    "reducer",
-    default="mean",
-    show_default=True,
-    metavar="mean|majority|pass_at_k:K",
-    help="How each example's epochs become one value before pairing.",
-)
+@_reduce_option
 @click.option(
     "--adjust",
     type=click.Choice(["holm", "bh", "none"]),
@@ -209,14 +213,7 @@ def _refuse_unknown_directions(result: Comparison) -> None:
     metavar="FIELD",
     help="Measure each run's noise with errors clustered by this example field (CR1).",
 )
-@click.option(
-    "--reduce",
-    "reducer",
-    default="mean",
-    show_default=True,
-    metavar="mean|majority|pass_at_k:K",
-    help="How each example's epochs become one value.",
-)
+@_reduce_option
 def history_cmd(
     name: str,
     metric: str | None,
