@@ -66,3 +66,43 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         timeout=300,
         check=False,
     )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def kill_cli_run(target: str, evaluation: str, env: dict[str, str], units: int) -> int:
+    """Start ``hypermetric run TARGET`` as a process, SIGKILL it once its run has committed
+    ``units`` units, and return the run's id (the run is left running, to be resumed)."""
+    import os
+    import signal
+    import time
+
+    from hypermetric.catalog.runs import list_runs
+    from hypermetric.catalog.shards import committed_unit_ids
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hypermetric", "run", target, "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = database()
+    try:
+        deadline = time.monotonic() + 120
+        run_id = None
+        while time.monotonic() < deadline:
+            runs = list_runs(db, evaluation=evaluation)
+            if runs and len(committed_unit_ids(db, runs[0].id)) >= units:
+                run_id = runs[0].id
+                break
+            assert proc.poll() is None, "the driver ended before it could be killed"
+            time.sleep(0.1)
+        assert run_id is not None, "the driver committed nothing in time"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    return run_id

@@ -5,11 +5,6 @@ row per example, the wide-field setting, the scheduler's queued runs and rescore
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,13 +15,14 @@ from hypermetric import sql
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import upsert_evaluation
 from hypermetric.catalog.runs import create_run, get_run, list_runs
-from hypermetric.catalog.shards import committed_unit_ids, latest_version_id
+from hypermetric.catalog.shards import latest_version_id
 from hypermetric.cli import cli
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.rescore import rescore_run
 from hypermetric.engine.runner import resume_run, retry_run, run_runtime
 from hypermetric.errors import QueryError, RunFailedError
 from tests.engine import epochs_sample
+from tests.engine.conftest import kill_cli_run
 from tests.engine.epochs_sample import seeded
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,32 +83,8 @@ def test_a_killed_run_of_epochs_is_resumed_to_exactly_once(
         "HYPERMETRIC_UNIT_SIZE": "25",
         "HYPERMETRIC_FLUSH_ROWS": "200",
     }
-    target = "tests.engine.epochs_sample:sampled_slowly"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hypermetric", "run", target, "--no-progress"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    db = database()
-    try:
-        deadline = time.monotonic() + 120
-        run_id = None
-        while time.monotonic() < deadline:
-            runs = list_runs(db, evaluation="engine-epochs-slow")
-            if runs and len(committed_unit_ids(db, runs[0].id)) >= 6:
-                run_id = runs[0].id
-                break
-            assert proc.poll() is None, "the driver ended before it could be killed"
-            time.sleep(0.1)
-        assert run_id is not None, "the driver committed nothing in time"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    before = get_run(db, run_id)
+    run_id = kill_cli_run("tests.engine.epochs_sample:sampled_slowly", "engine-epochs-slow", env, 6)
+    before = get_run(database(), run_id)
     assert before.state == "running" and before.examples_done < 900
     resumed = resume_run(run_id)
     assert resumed.state == "success" and resumed.attempt == 2

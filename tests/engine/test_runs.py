@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +23,7 @@ from hypermetric.engine.coordinator import Progress
 from hypermetric.engine.runner import resume_run, run_runtime
 from hypermetric.errors import BindingError, DatasetError, EngineError, RunFailedError
 from tests.engine import sample
-from tests.engine.conftest import assert_exactly_once, committed, values_of
+from tests.engine.conftest import assert_exactly_once, committed, kill_cli_run, values_of
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.ray
@@ -131,31 +126,8 @@ def test_a_killed_driver_is_resumed_to_exactly_once(
         "HYPERMETRIC_UNIT_SIZE": "25",
         "HYPERMETRIC_FLUSH_ROWS": "200",
     }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hypermetric", "run", "tests.engine.sample:slow", "--no-progress"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    db = database()
-    try:
-        deadline = time.monotonic() + 120
-        run_id = None
-        while time.monotonic() < deadline:
-            runs = list_runs(db, evaluation="engine-slow")
-            if runs and len(committed_unit_ids(db, runs[0].id)) >= 8:
-                run_id = runs[0].id
-                break
-            assert proc.poll() is None, "the driver ended before it could be killed"
-            time.sleep(0.2)
-        assert run_id is not None, "the driver committed nothing in time"
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-    before = get_run(db, run_id)
+    run_id = kill_cli_run("tests.engine.sample:slow", "engine-slow", env, 8)
+    before = get_run(database(), run_id)
     assert before.state == "running" and before.examples_done < 3000
     resumed = resume_run(run_id)
     assert resumed.state == "success" and resumed.attempt == 2
