@@ -30,8 +30,8 @@ class Settings:
     db_url: str
     storage: str
     ray_address: str | None = None
-    #: examples per work unit handed to a driver worker
-    unit_size: int = 2000
+    #: examples per work unit handed to a driver worker (at most: see the coordinator)
+    unit_size: int = 8000
     #: evaluator buffer thresholds: flush when any is reached
     flush_rows: int = 200_000
     flush_bytes: int = 64 * 1024 * 1024

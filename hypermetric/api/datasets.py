@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import pickle
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ __all__ = [
     "OpenedPath",
     "check_path",
     "count_hint",
+    "example_bytes",
     "iter_chunks",
     "open_path",
     "resolve_source",
@@ -369,3 +371,39 @@ def count_hint(source: Any) -> int | None:
         return total
     except (DatasetError, OSError, pa.ArrowException):
         return None
+
+
+#: examples read to estimate the size of a dataset's examples
+SAMPLE = 64
+
+
+def example_bytes(source: Any) -> tuple[float | None, Any]:
+    """The bytes an example of ``source`` (already resolved) takes as a unit ships it, on
+    average over its first :data:`SAMPLE`, and the source to read from now on: a one-shot
+    iterator with its sampled examples put back in front. None when there is nothing to
+    sample or it cannot be read (the run's own reading then says what is wrong)."""
+    if isinstance(source, (pa.Table, str, Path, OpenedPath)):
+        try:
+            chunk = next(iter_chunks(source, SAMPLE), None)
+        except (DatasetError, OSError, pa.ArrowException):
+            return None, source
+        if chunk is None:
+            return None, source
+    elif isinstance(source, Iterable) and not isinstance(source, Mapping):
+        if isinstance(source, (list, tuple)):
+            sample = list(source[:SAMPLE])
+        else:
+            iterator = iter(source)
+            sample = list(itertools.islice(iterator, SAMPLE))
+            if iterator is source:  # one-shot: what was sampled goes back in front
+                source = itertools.chain(sample, iterator)
+        if not sample:
+            return None, source
+        chunk = Chunk("rows", sample)
+    else:
+        return None, source
+    try:
+        size = len(pickle.dumps(chunk, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # an example that cannot be pickled fails the run where it is read
+        return None, source
+    return size / len(chunk), source

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass
 
 import ray
 
@@ -25,49 +26,73 @@ from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.replay import Replay, replay_unit
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
+from hypermetric.errors import EngineError
 from hypermetric.storage.files import store_for
 
 __all__ = ["DriverActor", "EvaluatorActor"]
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """The run attempt a driver drives: what every unit of it shares, and its scorer (what
+    bound once)."""
+
+    key: str
+    runtime: Runtime | Replay
+    context: RunContext
+    concurrency: int
+    services: RunServices | None
+    scorer: Scorer
 
 
 # num_cpus=0: an idle actor in the pool holds no CPU; the pool places actors on the nodes
 # by their CPUs and the coordinator bounds the work given to each.
 @ray.remote(num_cpus=0, max_restarts=0, max_task_retries=0)
 class DriverActor:
-    """Runs the runtime over units, one at a time, and scores their calls. It keeps only a
-    run's scorer (what bound once): if it dies, the coordinator starts another and drives
-    the units it had again."""
+    """Runs the runtime over units, one at a time, and scores their calls. It keeps only
+    the attempt it is bound to: if it dies, the coordinator starts another, binds it, and
+    drives the units it had again."""
 
     def __init__(self) -> None:
-        self._scorer: tuple[str, Scorer] | None = None
+        self._bound: _Bound | None = None
 
-    @ray.method(num_returns=2)
-    def drive(
+    def bind(
         self,
+        key: str,
         runtime: Runtime | Replay,
-        chunk: bytes,
-        unit_id: int,
         context: RunContext,
         concurrency: int,
         services: RunServices | None,
         fields: FieldPolicy | None,
-        key: str,
-    ) -> tuple[None, ScoredUnit]:
-        """Drive and score one unit (``chunk``: a pickled :class:`Chunk`). Two results: an
-        empty status, whose arrival tells the coordinator the unit was driven (or how its
-        driver failed) without fetching the rows, and the scored unit, which goes from the
-        object store to an evaluator. A :class:`Replay` scores a stored run's calls again
-        (a rescore) without calling anything. ``fields`` says which example fields the
-        run stores; ``key`` names the run attempt whose scorer the actor keeps (it binds
-        the evals once per attempt)."""
+    ) -> None:
+        """Drive the units of the run attempt ``key`` from now on: what every unit of it
+        shares travels once, not with each unit. A :class:`Replay` scores a stored run's
+        calls again (a rescore) without calling anything; ``fields`` says which example
+        fields the run stores."""
         own = runtime.runtime if isinstance(runtime, Replay) else runtime
-        if self._scorer is None or self._scorer[0] != key:
-            self._scorer = (key, Scorer(own, fields))
+        self._bound = _Bound(key, runtime, context, concurrency, services, Scorer(own, fields))
+
+    @ray.method(num_returns=2)
+    def drive(self, key: str, chunk: bytes, unit_id: int) -> tuple[None, ScoredUnit]:
+        """Drive and score one unit of the attempt ``key`` (bound before, see :meth:`bind`;
+        ``chunk``: a pickled :class:`Chunk`). Two results: an empty status, whose arrival
+        tells the coordinator the unit was driven (or how its driver failed) without
+        fetching the rows, and the scored unit, which goes from the object store to an
+        evaluator."""
+        bound = self._bound
+        if bound is None or bound.key != key:
+            raise EngineError(f"a driver was sent unit {unit_id} of an attempt it is not bound to")
         examples: Chunk = pickle.loads(chunk)
-        if isinstance(runtime, Replay):
-            return None, replay_unit(runtime, examples, unit_id, self._scorer[1])
+        if isinstance(bound.runtime, Replay):
+            return None, replay_unit(bound.runtime, examples, unit_id, bound.scorer)
         scored = drive_unit(
-            runtime, examples, unit_id, context, concurrency, self._scorer[1], services
+            bound.runtime,
+            examples,
+            unit_id,
+            bound.context,
+            bound.concurrency,
+            bound.scorer,
+            bound.services,
         )
         return None, scored
 

@@ -27,7 +27,7 @@ import ray
 from ray.exceptions import ObjectLostError, RayTaskError
 
 from hypermetric.api.context import RunContext
-from hypermetric.api.datasets import Chunk
+from hypermetric.api.datasets import Chunk, example_bytes
 from hypermetric.api.identity import Survey
 from hypermetric.api.runtime import Runtime
 from hypermetric.api.versions import merge_lineage
@@ -41,15 +41,12 @@ from hypermetric.engine.driving import ACTOR_GONE, Drivers, Unit, task_error
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
 from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
-from hypermetric.engine.units import UnitReader
+from hypermetric.engine.units import UnitReader, unit_size_for
 from hypermetric.errors import RunFailedError
 from hypermetric.storage.files import ShardStore
 
 __all__ = ["Coordinator", "Progress"]
 
-#: a dataset of known length is cut into at least this many units per actor, so that a
-#: small one (a few hundred LLM prompts) still keeps every driver and evaluator busy
-_UNITS_PER_ACTOR = 4
 #: drivers one evaluator serves (it buffers and writes what they score)
 _DRIVERS_PER_EVALUATOR = 4
 #: a dataset of known length gets a driver for every this many examples, up to one per CPU:
@@ -157,14 +154,20 @@ class Coordinator:
         self._last_beat = self._last_tick = time.monotonic()
 
     def _unit_size(self) -> int:
-        """The run's unit size: the configured one, smaller for a short dataset. Chosen
-        before the first unit commits and kept on the run row, which resume reads."""
+        """The run's unit size (:func:`unit_size_for`), chosen before the first unit
+        commits and kept on the run row, which resume reads."""
         configured = self.run.unit_size or self.settings.unit_size
-        total = self.run.examples_total
-        if self.plan.committed or not total:
+        if self.plan.committed:
             return configured
-        units = _UNITS_PER_ACTOR * max(self.n_workers, self.n_evaluators)
-        return min(configured, math.ceil(total / units))
+        per_example, self.source = example_bytes(self.source)
+        return unit_size_for(
+            configured,
+            per_example=per_example,
+            inflight_bytes=self.settings.inflight_bytes,
+            overlap=self.unit_concurrency if self.runtime.is_async else None,
+            total=self.run.examples_total,
+            actors=max(self.n_workers, self.n_evaluators),
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -88,7 +88,19 @@ class Drivers:
 
     def start(self, lents: list[Lent]) -> None:
         """Drive with these actors (taken from the pool)."""
-        self._drivers = [_Driver(lent) for lent in lents]
+        self._drivers = [self._bind(lent) for lent in lents]
+
+    def _bind(self, lent: Lent) -> _Driver:
+        # no wait: the actor binds before it runs any unit sent after this
+        lent.actor.bind.remote(
+            self._key,
+            self._runtime,
+            self._context,
+            self._concurrency,
+            self._services,
+            self._fields,
+        )
+        return _Driver(lent)
 
     @property
     def lents(self) -> list[Lent]:
@@ -101,16 +113,7 @@ class Drivers:
     def drive(self, unit: Unit) -> None:
         """Queue a unit on the least busy driver (call only when there is :meth:`room`)."""
         driver = min(self._drivers, key=lambda d: len(d.queued))
-        status, payload = driver.lent.actor.drive.remote(
-            self._runtime,
-            unit.chunk,
-            unit.unit_id,
-            self._context,
-            self._concurrency,
-            self._services,
-            self._fields,
-            self._key,
-        )
+        status, payload = driver.lent.actor.drive.remote(self._key, unit.chunk, unit.unit_id)
         driver.queued[status] = Unit(unit.unit_id, unit.chunk, unit.size, payload)
         self.driving[status] = driver
 
@@ -135,7 +138,7 @@ class Drivers:
 
     def _replace(self, dead: _Driver) -> None:
         """A driver died: start another and drive every unit queued on it again."""
-        self._drivers[self._drivers.index(dead)] = _Driver(pool.replace("driver", dead.lent))
+        self._drivers[self._drivers.index(dead)] = self._bind(pool.replace("driver", dead.lent))
         units = list(dead.queued.values())
         if units:  # an actor runs its units in order: the first was running when it died
             first = units[0].unit_id

@@ -10,6 +10,7 @@ only, checked to be the examples that failed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +20,47 @@ from hypermetric.catalog.ledger import UnitPlan
 from hypermetric.catalog.records import FailedExample
 from hypermetric.errors import DatasetError
 
-__all__ = ["UnitReader"]
+__all__ = ["UnitReader", "unit_size_for"]
+
+#: a dataset of known length is cut into at least this many units per actor, so that a
+#: small one (a few hundred LLM prompts) still keeps every driver and evaluator busy
+UNITS_PER_ACTOR = 4
+#: the share of the in-flight budget one unit's examples may take: the budget holds the
+#: units queued on every driver and waiting for an evaluator, so that wide examples bound
+#: the memory of a run without starving its pipeline
+UNIT_SHARE = 1 / 8
+#: an async runtime's unit holds at most this many rounds of its concurrency: its calls
+#: take seconds, and a bigger unit only means more calls made again after a crash
+ROUNDS_PER_UNIT = 40
+
+
+def unit_size_for(
+    configured: int,
+    *,
+    per_example: float | None,
+    inflight_bytes: int,
+    overlap: int | None,
+    total: int | None,
+    actors: int,
+) -> int:
+    """How many examples a run's units hold: the configured size, or fewer when a unit's
+    examples (``per_example`` bytes each, as shipped) would take more than
+    :data:`UNIT_SHARE` of the in-flight budget, when an async runtime overlapping
+    ``overlap`` examples in a unit would wait on its calls more than
+    :data:`ROUNDS_PER_UNIT` times, or when a dataset of ``total`` examples needs more
+    units to keep ``actors`` busy.
+
+    Big units are cheap units: each costs a few milliseconds of CPU (object store,
+    scheduling, commit) whatever its size, which a unit of 8,000 fast examples makes
+    negligible and one of 2,000 does not."""
+    size = configured
+    if overlap:
+        size = min(size, ROUNDS_PER_UNIT * overlap)
+    if per_example:
+        size = min(size, max(1, int(inflight_bytes * UNIT_SHARE / per_example)))
+    if total:
+        size = min(size, math.ceil(total / (UNITS_PER_ACTOR * actors)))
+    return max(1, size)
 
 
 class UnitReader:

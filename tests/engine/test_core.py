@@ -26,7 +26,7 @@ from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import spread
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import drive_unit
-from hypermetric.errors import BindingError
+from hypermetric.errors import BindingError, EngineError
 from hypermetric.storage.files import ShardStore, store_for
 from tests.engine import sample
 
@@ -322,8 +322,12 @@ def test_a_warm_driver_scores_each_attempt_with_its_own_evals_when_run_ids_repea
     driver = DriverActor.__ray_actor_class__()  # the actor's class, run in this process
     chunk = pickle.dumps(next(iter_chunks(sample.rows(3), 3)))
     ctx = RunContext(evaluation="engine-warm-scorer", logical_date=utcnow(), run_id=2)
-    _, first = driver.drive(sample.echoed, chunk, 0, ctx, 1, None, None, "attempt-a")
-    _, second = driver.drive(sample.echoed_fixed, chunk, 0, ctx, 1, None, None, "attempt-b")
+    driver.bind("attempt-a", sample.echoed, ctx, 1, None, None)
+    _, first = driver.drive("attempt-a", chunk, 0)
+    driver.bind("attempt-b", sample.echoed_fixed, ctx, 1, None, None)
+    _, second = driver.drive("attempt-b", chunk, 0)
+    with pytest.raises(EngineError, match="not bound"):  # a unit of an attempt it left
+        driver.drive("attempt-a", chunk, 1)
     sizes = [
         [v for m, v in zip(s["metric"], s["value"], strict=True) if m == "size"]
         for s in (first.scores.to_pydict(), second.scores.to_pydict())

@@ -59,3 +59,21 @@ def test_without_a_budget_the_same_run_holds_every_example(engine_settings: Sett
     # final flush commits them
     _, held = _wide_run(engine_settings, 10**12)
     assert max(held) > 10 * 2**20
+
+
+def test_wide_examples_are_cut_into_units_by_their_bytes(engine_settings: Settings) -> None:
+    # a one-shot iterator of 50 kB examples and units of 1,000 configured: a unit of them
+    # would be 50 MB, past the whole 2 MB budget; the run measures a sample and cuts units
+    # of an eighth of the budget, and the sampled examples are driven like the others
+    reset_settings(replace(engine_settings, unit_size=1000, inflight_bytes=BUDGET))
+    rows = sample.rows(120)
+    for row in rows:
+        row["document"] = f"document {row['id']}: " + "retrieved text " * 3_500
+    held: list[int] = []
+    run = run_runtime(
+        sample.basic, dataset=iter(rows), progress=lambda p: held.append(p.held_bytes)
+    )
+    assert run.state == "success"
+    assert run.unit_size == BUDGET // 8 // 52_500  # 4 examples of about 52.5 kB pickled
+    assert_exactly_once(run.id, 240)
+    assert max(held) <= BUDGET + 4 * 60_000
