@@ -6,10 +6,10 @@ the process that drives the unit, from the decoded examples, before the runtime 
 (a runtime that changes its example dict does not change what is stored), and they travel
 to the evaluator with the unit's scores and calls, to be written in the same flush.
 
-Cheap on purpose, being on every example's path: one example is encoded once, by the C
-JSON encoder, and its size is checked on the whole text (no field of a text within the
-limit can exceed it); only an example over the limit, or holding what strict JSON cannot
-(NaN, a non-string key), is encoded field by field. The text is strict JSON (NaN and
+Cheap on purpose, being on every example's path: one example is encoded once, by orjson
+(the standard C encoder for what orjson refuses), and its size is checked on the whole
+text (no field of a text within the limit can exceed it); only an example over the limit,
+or holding what neither encodes, is encoded field by field. The text is strict JSON (NaN and
 infinities become null), so DuckDB's JSON functions read every row. Pure Python (no Ray).
 """
 
@@ -23,6 +23,7 @@ from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _string
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from hypermetric.storage.schemas import EXAMPLES_SCHEMA, RUN_COLUMNS
@@ -110,6 +111,15 @@ def _value_text(value: Any, max_bytes: int) -> str:
 
 def fields_text(example: Mapping[str, Any], max_bytes: int = DEFAULT_FIELD_BYTES) -> str:
     """The JSON object text of an example's fields, a value over ``max_bytes`` as null."""
+    try:
+        # orjson: strict JSON five times faster than the standard encoder (NaN and
+        # infinities as null, dates as ISO text); what it refuses (a key that is not text,
+        # an integer past 64 bits) takes the standard one
+        data = orjson.dumps(example, default=_plain)
+    except (TypeError, ValueError):
+        data = None
+    if data is not None and not (max_bytes and len(data) > max_bytes):
+        return data.decode()
     try:
         text = _strict(example)
     except (TypeError, ValueError, RecursionError):

@@ -19,6 +19,7 @@ from json.encoder import c_make_encoder  # type: ignore[attr-defined]
 from json.encoder import encode_basestring as _string
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from hypermetric.api.binding import Plan
@@ -93,12 +94,23 @@ else:  # pragma: no cover - CPython always has the accelerator
     _encode = json.JSONEncoder(default=repr, ensure_ascii=False, separators=(",", ":")).encode
 
 
+#: orjson leaves these to ``default`` (their repr), as the standard encoder does
+_PASSTHROUGH = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+
+
 def json_text(value: Any) -> str | None:
-    """JSON text of a call's inputs or output (anything not JSON becomes its repr)."""
+    """JSON text of a call's inputs or output (anything not JSON becomes its repr, NaN and
+    infinities null)."""
     if value is None:
         return None
     if type(value) is str:
         return _string(value)
+    try:
+        # a few times faster than the standard encoder; what it refuses (a key that is not
+        # text, a circular value, an integer past 64 bits) takes the standard one
+        return orjson.dumps(value, default=repr, option=_PASSTHROUGH).decode()
+    except (TypeError, ValueError):
+        pass
     try:
         return _encode(value)
     except (TypeError, ValueError, RecursionError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from hypermetric.engine.commit import commit_flush
 from hypermetric.engine.evaluator import EvaluatorCore, Thresholds
 from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import spread
-from hypermetric.engine.scoring import ScoredUnit, Scorer
+from hypermetric.engine.scoring import ScoredUnit, Scorer, json_text
 from hypermetric.engine.worker import drive_unit
 from hypermetric.errors import BindingError, EngineError
 from hypermetric.storage.files import ShardStore, store_for
@@ -333,3 +334,9 @@ def test_a_warm_driver_scores_each_attempt_with_its_own_evals_when_run_ids_repea
         for s in (first.scores.to_pydict(), second.scores.to_pydict())
     ]
     assert sizes == [[2.0, 2.0, 2.0], [4.0, 4.0, 4.0]]  # "q0".."q2", then doubled
+
+
+def test_call_texts_hold_no_nan_for_sql_to_trip_on() -> None:
+    # DuckDB's JSON functions refuse NaN: a classifier's NaN probability is stored as null
+    assert json_text({"p": [0.5, math.nan, math.inf]}) == '{"p":[0.5,null,null]}'
+    assert json_text({1: math.nan}) is not None  # what orjson refuses still gets a text
