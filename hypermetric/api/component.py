@@ -138,7 +138,7 @@ class Component:
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         if self._plain and not kwargs and len(args) == len(self.params):
-            return dict(zip(self.params, args, strict=True))
+            return dict(zip(self.params, args))  # noqa: B905 - the lengths are equal
         if self._simple and len(args) <= len(self.params):
             inputs = dict(self.defaults) if self.defaults else {}
             inputs.update(zip(self.params, args, strict=False))

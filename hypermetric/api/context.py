@@ -41,6 +41,7 @@ class CallRecorder:
     """
 
     __slots__ = (
+        "_append",
         "call_component",
         "call_epoch",
         "call_error",
@@ -78,6 +79,17 @@ class CallRecorder:
         self.call_error: list[str | None] = []
         self.call_latency: list[float] = []
         self.call_epoch: list[int] = []
+        # the appends of every column, bound once: add() runs twice an example or more
+        self._append = (
+            self.call_example.append,
+            self.call_component.append,
+            self.call_index.append,
+            self.call_inputs.append,
+            self.call_output.append,
+            self.call_error.append,
+            self.call_latency.append,
+            self.call_epoch.append,
+        )
 
     def start(self, position: int, epoch: int = 0) -> None:
         """Record the next calls for the example at ``position`` in ``epoch`` (call indexes
@@ -90,6 +102,10 @@ class CallRecorder:
         """Reserve the next call index of ``component`` in this example (from 0)."""
         name = component.name
         known = self.components.get(name)
+        if known is component:  # the usual case: a component seen before
+            index = self.counters.get(name, 0)
+            self.counters[name] = index + 1
+            return index
         if known is None:
             self.components[name] = component
         elif known is not component:
@@ -113,14 +129,15 @@ class CallRecorder:
         latency_ms: float,
     ) -> None:
         """Append one call of the current example."""
-        self.call_example.append(self.position)
-        self.call_component.append(component)
-        self.call_index.append(index)
-        self.call_inputs.append(inputs)
-        self.call_output.append(output)
-        self.call_error.append(error)
-        self.call_latency.append(latency_ms)
-        self.call_epoch.append(self.epoch)
+        example, name, number, given, out, err, latency, epoch = self._append
+        example(self.position)
+        name(component)
+        number(index)
+        given(inputs)
+        out(output)
+        err(error)
+        latency(latency_ms)
+        epoch(self.epoch)
 
     def mark(self, attempts: int, cached: bool) -> None:
         """Note how the call added last was made: its attempts, or served from the cache."""
