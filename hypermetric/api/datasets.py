@@ -333,12 +333,16 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         block = list(itertools.islice(iterator, size))
         if not block:
             return
+        rows = []
         for row in block:
-            if not isinstance(row, Mapping):
-                raise DatasetError(
-                    f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}"
-                )
-        yield Chunk("rows", [dict(r) for r in block], source="the dataset")
+            if type(row) is not dict:  # dicts go as they are: a unit ships a pickled copy
+                if not isinstance(row, Mapping):
+                    raise DatasetError(
+                        f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}"
+                    )
+                row = dict(row)
+            rows.append(row)
+        yield Chunk("rows", rows, source="the dataset")
 
 
 #: JSONL and CSV datasets up to this size are counted before a run (one extra read); a

@@ -75,6 +75,8 @@ class _Slot:
     lent: Lent
     pending: int = 0
     held: dict[int, Unit] = field(default_factory=dict)
+    #: it wrote what it held once the source was exhausted (see ``_write_ahead``)
+    ahead: bool = False
 
 
 def _drivers_for(cpus: int, examples: int | None) -> int:
@@ -193,6 +195,8 @@ class Coordinator:
                         done = True
                         return self.units_seen
                     self._final_flush()
+                elif exhausted:
+                    self._write_ahead()
                 self._wait()
                 self._housekeeping()
         finally:
@@ -365,6 +369,17 @@ class Coordinator:
                 del self._flushing[ref]
         lost = [unit for unit in dead.held.values() if unit.unit_id not in self.committed]
         self._ready.extendleft(reversed(lost))
+
+    def _write_ahead(self) -> None:
+        """Once the source is exhausted, have each evaluator write what it holds while the
+        drivers drive the last units, when it holds more than is left to come: the write
+        after the last unit, with every driver idle, is then that of a few units, not of a
+        whole flush's worth (once per evaluator, so a short run adds one shard at most)."""
+        left = len(self._drivers.driving) + len(self._ready) + len(self._drivers.again)
+        for slot in self._unflushed():
+            if not slot.ahead and len(slot.held) > left:
+                slot.ahead = True
+                self._flushing[slot.lent.actor.flush.remote()] = (slot, False)
 
     def _final_flush(self) -> None:
         for slot in self._unflushed():

@@ -17,7 +17,7 @@ import pytest
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.runs import cancel_run, get_run, list_runs
-from hypermetric.catalog.shards import committed_unit_ids
+from hypermetric.catalog.shards import committed_unit_ids, live_shards
 from hypermetric.config import Settings, reset_settings
 from hypermetric.engine.coordinator import Progress
 from hypermetric.engine.runner import resume_run, run_runtime
@@ -201,3 +201,15 @@ def test_an_endless_dataset_is_read_only_as_fast_as_it_is_scored(
         run_runtime(sample.endless, dataset=source, progress=first)
     assert get_run(database(), runs[0].id).state == "canceled"
     assert len(gaps) > 5
+
+
+def test_evaluators_write_ahead_once_the_source_is_exhausted(engine_settings: Settings) -> None:
+    # no flush threshold is reached: once every unit is read, the evaluator writes what it
+    # holds while the drivers drive the last few, so the write after the last unit (with
+    # every driver idle) holds a few units only, not the whole run
+    reset_settings(replace(engine_settings, workers=2, evaluators=1, flush_rows=10**9))
+    run = run_runtime(sample.basic, dataset=sample.rows(1000))
+    assert_exactly_once(run.id, 2000)
+    shards = live_shards(database(), "scores", run_ids=[run.id])
+    assert [s.rows for s in shards][1:] and sum(s.rows for s in shards) == 2000
+    assert shards[0].rows >= 1500 and shards[-1].rows <= 500  # 40 units: 4 driving at most
