@@ -120,8 +120,13 @@ def _ceiling(n: int, loops: int, cpus: int) -> float:
 
 
 def _ray_data(source: Any, out: Path, loops: int, cpus: int) -> float:
+    import logging
+
     import ray.data
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy, DataContext
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # its progress, every 5 s
+    DataContext.get_current().enable_progress_bars = False
 
     class Scorer:
         def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -199,6 +204,7 @@ def _matrix(args: argparse.Namespace, work: Path, workloads: Any, cpus: int) -> 
             f"-- eval {label} ({per_call:.1f} µs/call), {n:,} examples"
             + (f"; ceiling {ceiling:,.0f}/s" if ceiling else "")
         )
+        lines = {}
         for shape, source in inputs.items():
             runtime = workloads.trivial if micros == 0 else workloads.cpu_bound
             params = {} if micros == 0 else {"loops": loops}
@@ -211,17 +217,22 @@ def _matrix(args: argparse.Namespace, work: Path, workloads: Any, cpus: int) -> 
             # not alone on an idle machine: two cores busy run each call slower
             eval_cost = cpus / ceiling if ceiling else per_call * 1e-6
             own = (cpus / ours - eval_cost) * 1e6
-            line = (
+            lines[shape] = (
+                ours,
                 f"  {shape:8s} hypermetric {ours:>9,.0f}/s  single loop {single:>9,.0f}/s "
-                f"-> {ours / single:5.2f}x; engine's own CPU {own:5.1f} µs/example"
+                f"-> {ours / single:5.2f}x; engine's own CPU {own:5.1f} µs/example",
             )
             if ceiling:
-                line += f"; {ours / ceiling:4.0%} of the ceiling"
-            if micros == 40 and not args.skip_ray_data:
-                data = _ray_data(source, work / f"raydata-{shape}", loops, cpus)
-                line += f"; ray data {data:,.0f}/s -> {ours / data:.2f}x"
-                if ceiling and 2.5 * data > ceiling:
-                    line += f" (2.5x ray data would be {2.5 * data / ceiling:.0%} of the ceiling)"
+                lines[shape] = (ours, lines[shape][1] + f"; {ours / ceiling:4.0%} of the ceiling")
+            if micros != 40 or args.skip_ray_data:
+                print(lines.pop(shape)[1], flush=True)
+        # Ray Data after every run of ours: its actors and executor wind down for a while
+        # after it returns, which would fall on the run measured next
+        for shape, (ours, line) in lines.items():
+            data = _ray_data(inputs[shape], work / f"raydata-{shape}", loops, cpus)
+            line += f"; ray data {data:,.0f}/s -> {ours / data:.2f}x"
+            if ceiling and 2.5 * data > ceiling:
+                line += f" (2.5x ray data would be {2.5 * data / ceiling:.0%} of the ceiling)"
             print(line, flush=True)
         for path in work.glob("in-*"):
             path.unlink()
