@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from hypermetric.api.datasets import Chunk
-from hypermetric.api.identity import IdStream
 from hypermetric.api.runtime import Runtime
 from hypermetric.engine.scoring import ScoredUnit, Scorer
 from hypermetric.engine.worker import UnitPayload
@@ -120,10 +119,8 @@ def _json(text: str | None) -> Any:
 
 def replay_unit(replay: Replay, chunk: Chunk, unit_id: int, scorer: Scorer) -> ScoredUnit:
     """A unit of a rescore: its examples' stored calls, scored by ``scorer``."""
-    rows = chunk.rows()
-    ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
-    payload = UnitPayload(unit_id, ids, rows, chunk.positions)
-    payload.example_rows = scorer.examples(ids, rows)
+    payload = UnitPayload.of(chunk, unit_id, scorer)
+    ids = payload.example_ids
     index = _rows_of(replay)
     wanted = [(position, row) for position, e in enumerate(ids) for row in index.get(e, ())]
     calls = replay.calls.take(pa.array([row for _, row in wanted], pa.int64()))

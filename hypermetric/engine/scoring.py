@@ -168,9 +168,6 @@ class Scorer:
             [pa.array(s[f.name], f.type) for f in schema], schema=schema
         )
         calls = self._calls(p, call_ids, epochs)
-        examples = getattr(p, "example_rows", None)
-        if examples is None:
-            examples = self.examples(p.example_ids, p.examples)
         unit = UnitSummary(
             unit_id=p.unit_id,
             examples=len(p.example_ids),
@@ -180,7 +177,7 @@ class Scorer:
             failed_examples=len(failed),
             failed=_failed(p, failed, s),
         )
-        return ScoredUnit(unit, scores, calls, lineage or None, examples)
+        return ScoredUnit(unit, scores, calls, lineage or None, p.example_rows)
 
     def examples(self, ids: list[str], examples: list[dict[str, Any]]) -> pa.RecordBatch:
         """The examples rows of a unit (made before it is driven: what a runtime does to

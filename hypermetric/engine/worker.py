@@ -37,16 +37,26 @@ class UnitPayload(CallRecorder):
         unit_id: int,
         ids: list[str],
         examples: list[dict[str, Any]],
+        example_rows: pa.RecordBatch,
         positions: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.unit_id = unit_id
         self.example_ids = ids
         self.examples = examples
+        #: the unit's examples rows, made before it is driven (what a runtime does to its
+        #: example dicts is not stored)
+        self.example_rows = example_rows
         #: for a retry of some examples of the unit, their positions in it
         self.positions = positions
-        #: the unit's examples rows, made before it is driven (None: made when scored)
-        self.example_rows: pa.RecordBatch | None = None
+
+    @classmethod
+    def of(cls, chunk: Chunk, unit_id: int, scorer: Scorer) -> UnitPayload:
+        """The payload of a chunk, before it is driven: its examples decoded, their ids
+        (assigned as a dataset of its own if the chunk carries none) and examples rows."""
+        rows = chunk.rows()
+        ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
+        return cls(unit_id, ids, rows, scorer.examples(ids, rows), chunk.positions)
 
 
 def _epochs(context: RunContext) -> list[RunContext]:
@@ -141,11 +151,9 @@ def drive_unit(
     ``services`` (:class:`~hypermetric.api.calls.CallServices`) serve the calls' rate limits
     and cache; without them limits are this process's and nothing is cached. A run of
     several epochs (``context.epochs``) drives each example that many times."""
-    rows = chunk.rows()
-    ids = chunk.ids if chunk.ids is not None else IdStream().assign(chunk, rows)
-    payload = UnitPayload(unit_id, ids, rows, chunk.positions)
     scorer = scorer or Scorer(runtime)
-    payload.example_rows = scorer.examples(ids, rows)
+    payload = UnitPayload.of(chunk, unit_id, scorer)
+    rows = payload.examples
     if services is not None:
         payload.services = services
         payload.guard_all = bool(services.cache_mode) and services.cache is not None
