@@ -71,9 +71,12 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def kill_cli_run(target: str, evaluation: str, env: dict[str, str], units: int) -> int:
-    """Start ``hypermetric run TARGET`` as a process, SIGKILL it once its run has committed
-    ``units`` units, and return the run's id (the run is left running, to be resumed)."""
+def kill_cli_run(
+    target: str, evaluation: str, env: dict[str, str], ray_cluster: str, units: int
+) -> int:
+    """Start ``hypermetric run TARGET`` as a process on ``ray_cluster``, with units of 25
+    examples written every 200 rows (so that it commits early), SIGKILL it once its run has
+    committed ``units`` units, and return the run's id (left running, to be resumed)."""
     import os
     import signal
     import time
@@ -84,7 +87,12 @@ def kill_cli_run(target: str, evaluation: str, env: dict[str, str], units: int) 
     proc = subprocess.Popen(
         [sys.executable, "-m", "hypermetric", "run", target, "--no-progress"],
         cwd=ROOT,
-        env=env,
+        env={
+            **env,
+            "RAY_ADDRESS": ray_cluster,
+            "HYPERMETRIC_UNIT_SIZE": "25",
+            "HYPERMETRIC_FLUSH_ROWS": "200",
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

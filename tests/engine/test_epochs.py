@@ -77,13 +77,9 @@ def test_each_example_runs_once_per_epoch_and_the_examples_view_has_its_fields(
 def test_a_killed_run_of_epochs_is_resumed_to_exactly_once(
     engine_settings: Settings, env: dict[str, str], ray_cluster: str
 ) -> None:
-    env = {
-        **env,
-        "RAY_ADDRESS": ray_cluster,
-        "HYPERMETRIC_UNIT_SIZE": "25",
-        "HYPERMETRIC_FLUSH_ROWS": "200",
-    }
-    run_id = kill_cli_run("tests.engine.epochs_sample:sampled_slowly", "engine-epochs-slow", env, 6)
+    run_id = kill_cli_run(
+        "tests.engine.epochs_sample:sampled_slowly", "engine-epochs-slow", env, ray_cluster, 6
+    )
     before = get_run(database(), run_id)
     assert before.state == "running" and before.examples_done < 900
     resumed = resume_run(run_id)

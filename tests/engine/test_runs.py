@@ -120,13 +120,7 @@ def test_an_example_that_always_kills_its_worker_fails_the_run_with_its_unit(
 def test_a_killed_driver_is_resumed_to_exactly_once(
     engine_settings: Settings, env: dict[str, str], ray_cluster: str
 ) -> None:
-    env = {
-        **env,
-        "RAY_ADDRESS": ray_cluster,
-        "HYPERMETRIC_UNIT_SIZE": "25",
-        "HYPERMETRIC_FLUSH_ROWS": "200",
-    }
-    run_id = kill_cli_run("tests.engine.sample:slow", "engine-slow", env, 8)
+    run_id = kill_cli_run("tests.engine.sample:slow", "engine-slow", env, ray_cluster, 8)
     before = get_run(database(), run_id)
     assert before.state == "running" and before.examples_done < 3000
     resumed = resume_run(run_id)
