@@ -204,7 +204,7 @@ def _matrix(args: argparse.Namespace, work: Path, workloads: Any, cpus: int) -> 
             f"-- eval {label} ({per_call:.1f} µs/call), {n:,} examples"
             + (f"; ceiling {ceiling:,.0f}/s" if ceiling else "")
         )
-        lines = {}
+        lines: dict[str, tuple[float, str]] = {}
         for shape, source in inputs.items():
             runtime = workloads.trivial if micros == 0 else workloads.cpu_bound
             params = {} if micros == 0 else {"loops": loops}
@@ -217,15 +217,16 @@ def _matrix(args: argparse.Namespace, work: Path, workloads: Any, cpus: int) -> 
             # not alone on an idle machine: two cores busy run each call slower
             eval_cost = cpus / ceiling if ceiling else per_call * 1e-6
             own = (cpus / ours - eval_cost) * 1e6
-            lines[shape] = (
-                ours,
+            line = (
                 f"  {shape:8s} hypermetric {ours:>9,.0f}/s  single loop {single:>9,.0f}/s "
-                f"-> {ours / single:5.2f}x; engine's own CPU {own:5.1f} µs/example",
+                f"-> {ours / single:5.2f}x; engine's own CPU {own:5.1f} µs/example"
             )
             if ceiling:
-                lines[shape] = (ours, lines[shape][1] + f"; {ours / ceiling:4.0%} of the ceiling")
-            if micros != 40 or args.skip_ray_data:
-                print(lines.pop(shape)[1], flush=True)
+                line += f"; {ours / ceiling:4.0%} of the ceiling"
+            if micros == 40 and not args.skip_ray_data:
+                lines[shape] = (ours, line)  # printed once Ray Data is measured too
+            else:
+                print(line, flush=True)
         # Ray Data after every run of ours: its actors and executor wind down for a while
         # after it returns, which would fall on the run measured next
         for shape, (ours, line) in lines.items():
