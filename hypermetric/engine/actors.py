@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 from dataclasses import dataclass
 
+import pyarrow as pa
 import ray
 
 from hypermetric.api.context import RunContext
@@ -30,6 +32,13 @@ from hypermetric.errors import EngineError
 from hypermetric.storage.files import store_for
 
 __all__ = ["DriverActor", "EvaluatorActor"]
+
+
+def _warm_up() -> None:
+    """pyarrow imports pandas, when it is installed, on its first conversion of a Python
+    list (a fifth of a second): paid while a new actor waits for its first unit, not in
+    it, which a first run would wait for."""
+    threading.Thread(target=pa.array, args=([], pa.string()), daemon=True).start()
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,7 @@ class DriverActor:
 
     def __init__(self) -> None:
         self._bound: _Bound | None = None
+        _warm_up()
 
     def bind(
         self,
@@ -110,6 +120,7 @@ class EvaluatorActor:
     def __init__(self) -> None:
         self.core: EvaluatorCore | None = None
         self.failure: BaseException | None = None
+        _warm_up()
 
     def begin(
         self,
