@@ -257,16 +257,43 @@ print(f"{{ray_up - start:.2f}} {{first - ray_up:.2f}} {{warm - first:.3f}}")
 """
 
 
-def _first_run(work: Path) -> None:
-    """A run of 100 examples in a fresh process, after Ray's start; then a warm one."""
-    code = FIRST_RUN.format(
-        scripts=str(Path(__file__).resolve().parents[1]), home=str(work / "first")
-    )
+#: Ray's own floor under a first run: in a fresh process, after Ray's start, two actors
+#: (a run's driver and evaluator) that import nothing, until both have answered a call
+PLAIN_ACTORS = """
+import os, time
+os.environ["HYPERMETRIC_HOME"] = {home!r}
+from hypermetric.engine.cluster import connect
+connect(None)
+import ray
+
+@ray.remote(num_cpus=0)
+class Plain:
+    def pid(self):
+        return os.getpid()
+
+start = time.perf_counter()
+ray.get([actor.pid.remote() for actor in (Plain.remote(), Plain.remote())])
+print(f"{{time.perf_counter() - start:.2f}}")
+"""
+
+
+def _fresh(code: str) -> list[str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    ray_up, first, warm = (float(v) for v in done.stdout.split()[-3:])
+    return done.stdout.split()
+
+
+def _first_run(work: Path) -> None:
+    """A run of 100 examples in a fresh process, after Ray's start; then a warm one; and
+    beside them what two actors that import nothing take to start in a fresh process."""
+    scripts = str(Path(__file__).resolve().parents[1])
+    out = _fresh(FIRST_RUN.format(scripts=scripts, home=str(work / "first")))
+    ray_up, first, warm = (float(v) for v in out[-3:])
+    plain = float(_fresh(PLAIN_ACTORS.format(home=str(work / "plain")))[-1])
     print(
         f"\n== first run == ray start {ray_up:.2f}s; first run of 100 examples {first:.2f}s "
-        f"after it (target <= 1.5s); a warm run of 100 examples {warm:.3f}s (target < 0.3s)"
+        f"after it (target <= 1.5s); a warm run of 100 examples {warm:.3f}s (target < 0.3s)\n"
+        f"  two actors that import nothing take {plain:.2f}s to answer in a fresh process: "
+        f"a first run takes {first - plain:.2f}s more than Ray's own actor start"
     )
 
 
