@@ -59,7 +59,7 @@ from hypermetric.query.compare import higher_is_better
 from hypermetric.query.connection import open_connection, query_error
 from hypermetric.query.inference import cluster_codes, cluster_means_by
 from hypermetric.query.reduce import Reducer, attach_labels, parse_reducer, reduce_scores
-from hypermetric.query.sources import quote_literal
+from hypermetric.query.sources import metric_condition
 from hypermetric.query.stats import mean_interval, t_quantile
 
 __all__ = ["HistoryPoint", "RunStat", "expected_interval", "history", "history_of", "series_on"]
@@ -172,8 +172,7 @@ def series_on(
     first, clustered errors with ``cluster_by`` (module docstring)."""
     where = f"run_id IN ({', '.join(str(int(r)) for r in run_ids) or 'NULL'})"
     if metric is not None:
-        m = quote_literal(metric)
-        where += f" AND (metric = {m} OR starts_with(metric, {m} || '.'))"
+        where += f" AND {metric_condition(metric)}"
     try:
         reduce_scores(con, parse_reducer(reduce), where=where)
         rows = con.sql(_STATS_SQL).fetchall()
