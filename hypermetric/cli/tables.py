@@ -19,12 +19,11 @@ __all__ = ["ARROWS", "compare_table", "examples_table", "power_notes", "power_ta
 ARROWS = {True: "↑", False: "↓", None: "?"}
 
 
+_VERDICTS = {"regressed": "[red]regressed[/red]", "improved": "[green]improved[/green]"}
+
+
 def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
-    if m.fails(threshold or 0.0, alpha):
-        return "[red]regressed[/red]"
-    if m.improved_beyond() and m.significant(alpha):
-        return "[green]improved[/green]"
-    return ""
+    return _VERDICTS.get(m.verdict(threshold or 0.0, alpha), "")
 
 
 def _unpaired(comparison: Comparison) -> bool:
