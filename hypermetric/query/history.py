@@ -43,10 +43,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 
@@ -57,8 +56,14 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings, get_settings
 from hypermetric.query.compare import higher_is_better
 from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.inference import cluster_codes, cluster_means_by
-from hypermetric.query.reduce import Reducer, attach_labels, parse_reducer, reduce_scores
+from hypermetric.query.inference import ClusteredMean
+from hypermetric.query.reduce import (
+    Reducer,
+    attach_labels,
+    cluster_means,
+    parse_reducer,
+    reduce_scores,
+)
 from hypermetric.query.sources import metric_condition
 from hypermetric.query.stats import mean_interval, t_quantile
 
@@ -195,26 +200,15 @@ def series_on(
 
 def _clustered(
     con: duckdb.DuckDBPyConnection, field: str, run_ids: Sequence[int]
-) -> dict[Any, Any]:
+) -> dict[Hashable, ClusteredMean | None]:
     """Each (run, component, metric)'s CR1 clustered mean, labels from the run's own
     examples."""
     attach_labels(con, field, run_ids)
     label = "coalesce(l.label, chr(0) || r.example_id)"
-    table = (
-        con.sql(
-            f"""SELECT r.run_id, r.component, r.metric, r.value, {label} AS label
+    query = f"""SELECT r.run_id, r.component, r.metric, r.value, {label} AS label
         FROM reduced r LEFT JOIN labels l ON l.run_id = r.run_id AND l.example_id = r.example_id
         WHERE r.value IS NOT NULL ORDER BY r.run_id, r.component, r.metric"""
-        )
-        .arrow()
-        .read_all()
-    )
-    keys = list(
-        zip(*(table[c].to_pylist() for c in ("run_id", "component", "metric")), strict=True)
-    )
-    values = table["value"].to_numpy(zero_copy_only=False)
-    codes = cluster_codes(table["label"].to_pylist())
-    return cluster_means_by(keys, values, codes)
+    return cluster_means(con, query, ("run_id", "component", "metric"))
 
 
 def _series(
