@@ -58,7 +58,14 @@ from hypermetric.query.paired import (
     PairedValues,
     metric_delta,
 )
-from hypermetric.query.reduce import Reducer, attach_labels, label_sql, parse_reducer, reduce_scores
+from hypermetric.query.reduce import (
+    Reducer,
+    attach_labels,
+    label_sql,
+    parse_reducer,
+    reduce_scores,
+    views_for,
+)
 from hypermetric.query.sources import metric_condition, quote_literal
 
 __all__ = [
@@ -306,8 +313,7 @@ def compare(
     options.check()
     settings = settings or get_settings()
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
-    # the examples view is read only to cluster; without cluster_by compare needs scores only
-    views = ["scores", *(["examples"] if cluster_by else [])]
+    views = views_for(cluster_by)
     con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=views)
     try:
         return _compare_on(con, run_a, run_b, metric, examples, options)

@@ -63,6 +63,7 @@ from hypermetric.query.reduce import (
     cluster_means,
     parse_reducer,
     reduce_scores,
+    views_for,
 )
 from hypermetric.query.sources import metric_condition
 from hypermetric.query.stats import mean_interval, t_quantile
@@ -218,9 +219,7 @@ def _series(
     reduce: str | Reducer | None,
     cluster_by: str | None,
 ) -> Series:
-    # the examples view is read only to cluster
-    views = ["scores", *(["examples"] if cluster_by else [])]
-    con = open_connection(settings, run_ids=run_ids, views=views)
+    con = open_connection(settings, run_ids=run_ids, views=views_for(cluster_by))
     try:
         return series_on(con, run_ids, metric=metric, reduce=reduce, cluster_by=cluster_by)
     finally:

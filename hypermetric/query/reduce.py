@@ -45,6 +45,7 @@ __all__ = [
     "label_sql",
     "parse_reducer",
     "reduce_scores",
+    "views_for",
 ]
 
 REDUCERS = ("mean", "majority", "pass_at_k")
@@ -65,6 +66,12 @@ class Reducer:
     def binary_only(self) -> bool:
         """True when the reducer is defined only for 0/1 values."""
         return self.name != "mean"
+
+
+def views_for(cluster_by: str | None) -> list[str]:
+    """The dataset views a reading of reduced scores needs: ``scores``, and ``examples``
+    only to cluster (its labels come from the examples' fields)."""
+    return ["scores", "examples"] if cluster_by else ["scores"]
 
 
 def parse_reducer(spec: str | Reducer | None) -> Reducer:

@@ -211,8 +211,9 @@ class RunResult:
         example's epochs reduced first (``reduce``: ``mean``, ``majority``,
         ``pass_at_k:K``); ``cluster_by`` names the example field whose values cluster the
         errors (see the module docstring)."""
-        # the examples view is read only to cluster
-        con = self._connection(views=["scores", *(["examples"] if cluster_by else [])])
+        from hypermetric.query.reduce import views_for
+
+        con = self._connection(views=views_for(cluster_by))
         try:
             return summarize(con, reduce=reduce, cluster_by=cluster_by)
         finally:
