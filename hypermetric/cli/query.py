@@ -297,10 +297,9 @@ def power_cmd(
     """
     from hypermetric.query.power import power
 
-    for estimate in power(
-        name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs
-    ):
-        out = console()
+    estimates = power(name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs)
+    out = console()
+    for estimate in estimates:
         out.print(power_table(estimate))
         for line in power_notes(estimate):
             out.print(f"  {line}", soft_wrap=True)
