@@ -12,6 +12,7 @@ from rich.table import Table
 from hypermetric.cli.render import console, fmt_time
 from hypermetric.cli.tables import compare_table, examples_table, power_notes, power_table
 from hypermetric.errors import QueryError
+from hypermetric.query.inference import ADJUSTMENTS
 
 if TYPE_CHECKING:
     from hypermetric.query.compare import Comparison
@@ -110,7 +111,7 @@ _reduce_option = click.option(
 @_reduce_option
 @click.option(
     "--adjust",
-    type=click.Choice(["holm", "bh", "none"]),
+    type=click.Choice(ADJUSTMENTS),
     default="holm",
     show_default=True,
     help="Adjust the p-values across the metrics shown (the gate uses the adjusted ones).",
@@ -296,10 +297,9 @@ def power_cmd(
     """
     from hypermetric.query.power import power
 
-    for estimate in power(
-        name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs
-    ):
-        out = console()
+    estimates = power(name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs)
+    out = console()
+    for estimate in estimates:
         out.print(power_table(estimate))
         for line in power_notes(estimate):
             out.print(f"  {line}", soft_wrap=True)

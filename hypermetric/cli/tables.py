@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rich.table import Table
@@ -18,39 +19,54 @@ __all__ = ["ARROWS", "compare_table", "examples_table", "power_notes", "power_ta
 
 ARROWS = {True: "↑", False: "↓", None: "?"}
 
+_VERDICTS = {"regressed": "[red]regressed[/red]", "improved": "[green]improved[/green]"}
+
 
 def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
-    if m.fails(threshold or 0.0, alpha):
-        return "[red]regressed[/red]"
-    if m.improved_beyond() and m.significant(alpha):
-        return "[green]improved[/green]"
-    return ""
+    return _VERDICTS.get(m.verdict(threshold or 0.0, alpha), "")
 
 
-def _unpaired(comparison: Comparison) -> bool:
-    """Whether some metric has rows in one run only or errored (else the column is left
-    out: every row paired, and the table fits a terminal)."""
-    return any(m.only_a or m.only_b or m.errored for m in comparison.metrics)
+@dataclass(frozen=True)
+class _Optional:
+    """The optional columns of a comparison's table, decided once for all its rows."""
+
+    #: p adjusted across the metrics (unless the comparison's adjust is "none")
+    adjusted: bool
+    #: McNemar p: some metric is 0/1
+    binary: bool
+    #: only A/B, err: some metric has rows in one run only or errored (else the column is
+    #: left out: every row paired, and the table fits a terminal)
+    unpaired: bool
+    #: within var A/B: some metric was scored over several epochs
+    epochs: bool
+
+    @classmethod
+    def of(cls, comparison: Comparison) -> _Optional:
+        metrics = comparison.metrics
+        return cls(
+            adjusted=comparison.adjust != "none",
+            binary=any(m.binary for m in metrics),
+            unpaired=any(m.only_a or m.only_b or m.errored for m in metrics),
+            epochs=any(m.within_var_a is not None for m in metrics),
+        )
 
 
-def _compare_columns(comparison: Comparison) -> list[str]:
+def _compare_columns(comparison: Comparison, shown: _Optional) -> list[str]:
     level = f"{1 - comparison.alpha:.0%}"
-    adjusted = [] if comparison.adjust == "none" else [f"p {comparison.adjust}"]
-    binary = ["McNemar p"] if any(m.binary for m in comparison.metrics) else []
-    epochs = any(m.within_var_a is not None for m in comparison.metrics)
-    within = ["within var A/B"] if epochs else []
     return [
         *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
-        *("p", *adjusted, "MDE", *binary, "b/w/s"),
-        *(["only A/B, err"] if _unpaired(comparison) else []),
-        *within,
+        *("p", *([f"p {comparison.adjust}"] if shown.adjusted else []), "MDE"),
+        *(["McNemar p"] if shown.binary else []),
+        "b/w/s",
+        *(["only A/B, err"] if shown.unpaired else []),
+        *(["within var A/B"] if shown.epochs else []),
         "",
     ]
 
 
-def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None) -> list[str]:
-    binary = any(x.binary for x in comparison.metrics)
-    epochs = any(x.within_var_a is not None for x in comparison.metrics)
+def _compare_row(
+    m: MetricDelta, comparison: Comparison, shown: _Optional, threshold: float | None
+) -> list[str]:
     return [
         m.component or "",
         f"{m.metric} {ARROWS[m.higher_is_better]}",
@@ -60,17 +76,17 @@ def _compare_row(m: MetricDelta, comparison: Comparison, threshold: float | None
         fmt_num(m.delta, signed=True),
         fmt_interval(m.ci_low, m.ci_high),
         fmt_p(m.p_value),
-        *([] if comparison.adjust == "none" else [fmt_p(m.p_adjusted)]),
+        *([fmt_p(m.p_adjusted)] if shown.adjusted else []),
         fmt_num(m.mde),
-        *([fmt_p(m.mcnemar_p) if m.binary else ""] if binary else []),
+        *([fmt_p(m.mcnemar_p) if m.binary else ""] if shown.binary else []),
         "/".join("?" if v is None else str(v) for v in (m.improved, m.regressed, m.unchanged)),
-        *([f"{m.only_a}/{m.only_b}, {m.errored}"] if _unpaired(comparison) else []),
-        *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if epochs else []),
+        *([f"{m.only_a}/{m.only_b}, {m.errored}"] if shown.unpaired else []),
+        *([f"{fmt_num(m.within_var_a)}/{fmt_num(m.within_var_b)}"] if shown.epochs else []),
         _verdict(m, threshold, comparison.alpha),
     ]
 
 
-def _compare_caption(comparison: Comparison) -> str:
+def _compare_caption(comparison: Comparison, shown: _Optional) -> str:
     c = comparison
     if c.cluster_by:
         clusters = sorted({m.clusters for m in c.metrics if m.clusters is not None})
@@ -89,9 +105,9 @@ def _compare_caption(comparison: Comparison) -> str:
         "a verdict needs the CI beyond 0 and the adjusted p below alpha; "
         "b/w/s: examples better/worse/same; ↑/↓: higher/lower is better"
     )
-    if not _unpaired(c):
+    if not shown.unpaired:
         caption += "; every row paired, none errored"
-    if any(m.binary for m in c.metrics):
+    if shown.binary:
         caption += "; McNemar: exact test of the discordant pairs of a 0/1 metric"
     if c.unknown_direction():
         caption += "; ?: neither run records the metric's direction"
@@ -105,8 +121,9 @@ def compare_table(comparison: Comparison, threshold: float | None) -> Table:
         title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
         f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
     )
-    columns = _compare_columns(comparison)
-    rows = [_compare_row(m, comparison, threshold) for m in comparison.metrics]
+    shown = _Optional.of(comparison)
+    columns = _compare_columns(comparison, shown)
+    rows = [_compare_row(m, comparison, shown, threshold) for m in comparison.metrics]
     for i, name in enumerate(columns):
         if i < 2:  # component and metric fold onto more lines when the terminal is narrow
             table.add_column(name, justify="left", overflow="fold")
@@ -116,7 +133,7 @@ def compare_table(comparison: Comparison, threshold: float | None) -> Table:
         table.add_column(name, justify="right", no_wrap=True, min_width=widest)
     for row in rows:
         table.add_row(*row)
-    table.caption = _compare_caption(comparison)
+    table.caption = _compare_caption(comparison, shown)
     return table
 
 

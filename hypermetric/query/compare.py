@@ -58,8 +58,15 @@ from hypermetric.query.paired import (
     PairedValues,
     metric_delta,
 )
-from hypermetric.query.reduce import Reducer, attach_labels, label_sql, parse_reducer, reduce_scores
-from hypermetric.query.sources import quote_literal
+from hypermetric.query.reduce import (
+    Reducer,
+    attach_labels,
+    label_sql,
+    parse_reducer,
+    reduce_scores,
+    views_for,
+)
+from hypermetric.query.sources import metric_condition, quote_literal
 
 __all__ = [
     "Comparison",
@@ -147,13 +154,6 @@ def higher_is_better(metric: str, *runs: RunRecord) -> bool | None:
             if isinstance(declared, dict) and "higher_is_better" in declared:
                 return bool(declared["higher_is_better"])
     return None
-
-
-def _metric_filter(metric: str | None) -> str:
-    if metric is None:
-        return ""
-    m = quote_literal(metric)
-    return f" AND (metric = {m} OR starts_with(metric, {m} || '.'))"
 
 
 def _pairs_sql(a: int, b: int, clustered: bool) -> str:
@@ -313,8 +313,7 @@ def compare(
     options.check()
     settings = settings or get_settings()
     run_a, run_b = resolve_run(a, settings), resolve_run(b, settings)
-    # the examples view is read only to cluster; without cluster_by compare needs scores only
-    views = ["scores", *(["examples"] if cluster_by else [])]
+    views = views_for(cluster_by)
     con = open_connection(settings, run_ids=sorted({run_a.id, run_b.id}), views=views)
     try:
         return _compare_on(con, run_a, run_b, metric, examples, options)
@@ -353,7 +352,9 @@ def _compare_on(
     examples: int,
     options: _Options,
 ) -> Comparison:
-    where = f"run_id IN ({int(run_a.id)}, {int(run_b.id)})" + _metric_filter(metric)
+    where = f"run_id IN ({int(run_a.id)}, {int(run_b.id)})"
+    if metric is not None:
+        where += f" AND {metric_condition(metric)}"
     try:
         reduce_scores(con, options.reducer, where=where)
         if options.cluster_by:

@@ -43,10 +43,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import duckdb
 
@@ -57,9 +56,16 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings, get_settings
 from hypermetric.query.compare import higher_is_better
 from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.inference import cluster_codes, cluster_means_by
-from hypermetric.query.reduce import Reducer, attach_labels, parse_reducer, reduce_scores
-from hypermetric.query.sources import quote_literal
+from hypermetric.query.inference import ClusteredMean
+from hypermetric.query.reduce import (
+    Reducer,
+    attach_labels,
+    cluster_means,
+    parse_reducer,
+    reduce_scores,
+    views_for,
+)
+from hypermetric.query.sources import metric_condition
 from hypermetric.query.stats import mean_interval, t_quantile
 
 __all__ = ["HistoryPoint", "RunStat", "expected_interval", "history", "history_of", "series_on"]
@@ -172,8 +178,7 @@ def series_on(
     first, clustered errors with ``cluster_by`` (module docstring)."""
     where = f"run_id IN ({', '.join(str(int(r)) for r in run_ids) or 'NULL'})"
     if metric is not None:
-        m = quote_literal(metric)
-        where += f" AND (metric = {m} OR starts_with(metric, {m} || '.'))"
+        where += f" AND {metric_condition(metric)}"
     try:
         reduce_scores(con, parse_reducer(reduce), where=where)
         rows = con.sql(_STATS_SQL).fetchall()
@@ -196,26 +201,15 @@ def series_on(
 
 def _clustered(
     con: duckdb.DuckDBPyConnection, field: str, run_ids: Sequence[int]
-) -> dict[Any, Any]:
+) -> dict[Hashable, ClusteredMean | None]:
     """Each (run, component, metric)'s CR1 clustered mean, labels from the run's own
     examples."""
     attach_labels(con, field, run_ids)
     label = "coalesce(l.label, chr(0) || r.example_id)"
-    table = (
-        con.sql(
-            f"""SELECT r.run_id, r.component, r.metric, r.value, {label} AS label
+    query = f"""SELECT r.run_id, r.component, r.metric, r.value, {label} AS label
         FROM reduced r LEFT JOIN labels l ON l.run_id = r.run_id AND l.example_id = r.example_id
         WHERE r.value IS NOT NULL ORDER BY r.run_id, r.component, r.metric"""
-        )
-        .arrow()
-        .read_all()
-    )
-    keys = list(
-        zip(*(table[c].to_pylist() for c in ("run_id", "component", "metric")), strict=True)
-    )
-    values = table["value"].to_numpy(zero_copy_only=False)
-    codes = cluster_codes(table["label"].to_pylist())
-    return cluster_means_by(keys, values, codes)
+    return cluster_means(con, query, ("run_id", "component", "metric"))
 
 
 def _series(
@@ -225,9 +219,7 @@ def _series(
     reduce: str | Reducer | None,
     cluster_by: str | None,
 ) -> Series:
-    # the examples view is read only to cluster
-    views = ["scores", *(["examples"] if cluster_by else [])]
-    con = open_connection(settings, run_ids=run_ids, views=views)
+    con = open_connection(settings, run_ids=run_ids, views=views_for(cluster_by))
     try:
         return series_on(con, run_ids, metric=metric, reduce=reduce, cluster_by=cluster_by)
     finally:

@@ -128,6 +128,16 @@ class MetricDelta:
         multiply false alarms)."""
         return self.regressed_beyond(threshold) and self.significant(alpha)
 
+    def verdict(self, threshold: float = 0.0, alpha: float = 0.05) -> str:
+        """``regressed`` when the gate fails the metric, ``improved`` when its CI lies
+        wholly above 0 on the good side and its adjusted p is below ``alpha``, else
+        ``same``: the word the comparison tables show."""
+        if self.fails(threshold, alpha):
+            return "regressed"
+        if self.improved_beyond() and self.significant(alpha):
+            return "improved"
+        return "same"
+
 
 @dataclass(frozen=True)
 class ExampleChange:

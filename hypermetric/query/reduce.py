@@ -28,15 +28,25 @@ no example of the runs has is an error that names the fields they do have.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import duckdb
 
 from hypermetric.errors import QueryError
+from hypermetric.query.inference import ClusteredMean, cluster_codes, cluster_means_by
 from hypermetric.query.sources import quote_literal
 
-__all__ = ["REDUCERS", "Reducer", "attach_labels", "label_sql", "parse_reducer", "reduce_scores"]
+__all__ = [
+    "REDUCERS",
+    "Reducer",
+    "attach_labels",
+    "cluster_means",
+    "label_sql",
+    "parse_reducer",
+    "reduce_scores",
+    "views_for",
+]
 
 REDUCERS = ("mean", "majority", "pass_at_k")
 
@@ -56,6 +66,12 @@ class Reducer:
     def binary_only(self) -> bool:
         """True when the reducer is defined only for 0/1 values."""
         return self.name != "mean"
+
+
+def views_for(cluster_by: str | None) -> list[str]:
+    """The dataset views a reading of reduced scores needs: ``scores``, and ``examples``
+    only to cluster (its labels come from the examples' fields)."""
+    return ["scores", "examples"] if cluster_by else ["scores"]
 
 
 def parse_reducer(spec: str | Reducer | None) -> Reducer:
@@ -190,3 +206,15 @@ def label_sql(example: str, *runs: int, table: str = "labels") -> str:
         for r in runs
     )
     return f"coalesce({picks}, chr(0) || {example})"
+
+
+def cluster_means(
+    con: duckdb.DuckDBPyConnection, query: str, keys: Sequence[str]
+) -> dict[Hashable, ClusteredMean | None]:
+    """The CR1 clustered mean of each group of the rows of ``query``: its columns are
+    ``keys``, ``value`` and ``label``, its rows ordered by ``keys``; a group's key is the
+    tuple of its ``keys`` values."""
+    table = con.sql(query).arrow().read_all()
+    groups = list(zip(*(table[k].to_pylist() for k in keys), strict=True))
+    values = table["value"].to_numpy(zero_copy_only=False)
+    return cluster_means_by(groups, values, cluster_codes(table["label"].to_pylist()))

@@ -19,9 +19,9 @@ Error rows (value NULL, error text) are counted, not averaged.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
@@ -29,7 +29,7 @@ from hypermetric.catalog.db import database
 from hypermetric.catalog.records import RunRecord
 from hypermetric.catalog.runs import get_run
 from hypermetric.config import Settings, get_settings
-from hypermetric.query.inference import cluster_codes, cluster_means_by, wilson_interval
+from hypermetric.query.inference import ClusteredMean, wilson_interval
 from hypermetric.query.render import fmt_interval, fmt_num, table_text
 from hypermetric.query.stats import mean_interval
 
@@ -127,26 +127,18 @@ def summarize(
     return rows
 
 
-def _clustered(con: duckdb.DuckDBPyConnection, field: str) -> dict[Any, Any]:
+def _clustered(con: duckdb.DuckDBPyConnection, field: str) -> dict[Hashable, ClusteredMean | None]:
     """Each (component, metric)'s CR1 clustered mean."""
-    from hypermetric.query.reduce import attach_labels, label_sql
+    from hypermetric.query.reduce import attach_labels, cluster_means, label_sql
 
     run_ids = [r for (r,) in con.sql("SELECT DISTINCT run_id FROM reduced").fetchall()]
     if not run_ids:
         return {}
     attach_labels(con, field, run_ids)
     label = label_sql("r.example_id", *run_ids)
-    table = (
-        con.sql(
-            f"""SELECT component, metric, value, {label} AS label FROM reduced r
+    query = f"""SELECT component, metric, value, {label} AS label FROM reduced r
         WHERE value IS NOT NULL ORDER BY component, metric"""
-        )
-        .arrow()
-        .read_all()
-    )
-    keys = list(zip(table["component"].to_pylist(), table["metric"].to_pylist(), strict=True))
-    values = table["value"].to_numpy(zero_copy_only=False)
-    return cluster_means_by(keys, values, cluster_codes(table["label"].to_pylist()))
+    return cluster_means(con, query, ("component", "metric"))
 
 
 def render_summary(rows: Sequence[SummaryRow], *, title: str | None = None) -> Table:
@@ -219,8 +211,9 @@ class RunResult:
         example's epochs reduced first (``reduce``: ``mean``, ``majority``,
         ``pass_at_k:K``); ``cluster_by`` names the example field whose values cluster the
         errors (see the module docstring)."""
-        # the examples view is read only to cluster
-        con = self._connection(views=["scores", *(["examples"] if cluster_by else [])])
+        from hypermetric.query.reduce import views_for
+
+        con = self._connection(views=views_for(cluster_by))
         try:
             return summarize(con, reduce=reduce, cluster_by=cluster_by)
         finally:

@@ -42,6 +42,7 @@ __all__ = [
     "attach_metadata",
     "attach_metadata_lazily",
     "metadata_arrow",
+    "metric_condition",
     "quote_ident",
     "quote_literal",
 ]
@@ -73,6 +74,12 @@ def quote_ident(name: str) -> str:
 def quote_literal(text: str) -> str:
     """``text`` as a DuckDB string literal."""
     return "'" + text.replace("'", "''") + "'"
+
+
+def metric_condition(metric: str) -> str:
+    """The SQL condition that keeps ``metric`` and its ``metric.key`` parts."""
+    m = quote_literal(metric)
+    return f"(metric = {m} OR starts_with(metric, {m} || '.'))"
 
 
 def _arrow_schema(columns: Sequence[MetadataColumn]) -> pa.Schema:
