@@ -27,7 +27,7 @@ def _verdict(m: MetricDelta, threshold: float | None, alpha: float) -> str:
 
 
 @dataclass(frozen=True)
-class _Optional:
+class _Shown:
     """The optional columns of a comparison's table, decided once for all its rows."""
 
     #: p adjusted across the metrics (unless the comparison's adjust is "none")
@@ -41,7 +41,7 @@ class _Optional:
     epochs: bool
 
     @classmethod
-    def of(cls, comparison: Comparison) -> _Optional:
+    def of(cls, comparison: Comparison) -> _Shown:
         metrics = comparison.metrics
         return cls(
             adjusted=comparison.adjust != "none",
@@ -51,7 +51,7 @@ class _Optional:
         )
 
 
-def _compare_columns(comparison: Comparison, shown: _Optional) -> list[str]:
+def _compare_columns(comparison: Comparison, shown: _Shown) -> list[str]:
     level = f"{1 - comparison.alpha:.0%}"
     return [
         *("component", "metric", "n", "mean A", "mean B", "delta B-A", f"{level} CI"),
@@ -65,7 +65,7 @@ def _compare_columns(comparison: Comparison, shown: _Optional) -> list[str]:
 
 
 def _compare_row(
-    m: MetricDelta, comparison: Comparison, shown: _Optional, threshold: float | None
+    m: MetricDelta, comparison: Comparison, shown: _Shown, threshold: float | None
 ) -> list[str]:
     return [
         m.component or "",
@@ -86,7 +86,7 @@ def _compare_row(
     ]
 
 
-def _compare_caption(comparison: Comparison, shown: _Optional) -> str:
+def _compare_caption(comparison: Comparison, shown: _Shown) -> str:
     c = comparison
     if c.cluster_by:
         clusters = sorted({m.clusters for m in c.metrics if m.clusters is not None})
@@ -121,7 +121,7 @@ def compare_table(comparison: Comparison, threshold: float | None) -> Table:
         title=f"A: run {a.id} {a.evaluation}@{a.version_label or '-'}   "
         f"B: run {b.id} {b.evaluation}@{b.version_label or '-'}"
     )
-    shown = _Optional.of(comparison)
+    shown = _Shown.of(comparison)
     columns = _compare_columns(comparison, shown)
     rows = [_compare_row(m, comparison, shown, threshold) for m in comparison.metrics]
     for i, name in enumerate(columns):
