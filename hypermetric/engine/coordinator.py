@@ -195,7 +195,7 @@ class Coordinator:
                         done = True
                         return self.units_seen
                     self._final_flush()
-                elif exhausted:
+                elif exhausted or self._read_all():
                     self._write_ahead()
                 self._wait()
                 self._housekeeping()
@@ -370,8 +370,16 @@ class Coordinator:
         lost = [unit for unit in dead.held.values() if unit.unit_id not in self.committed]
         self._ready.extendleft(reversed(lost))
 
+    def _read_all(self) -> bool:
+        """Whether the last unit of a dataset of known length has been read. The source
+        is exhausted only once a driver has room to ask it for one more, which may be
+        after every unit was driven; this knows it as the last one is read (the reading
+        still goes on to the end, which checks that the dataset did not change)."""
+        total = self.run.examples_total
+        return total is not None and 0 < total <= self.units_seen * self.unit_size
+
     def _write_ahead(self) -> None:
-        """Once the source is exhausted, have each evaluator write what it holds while the
+        """Once the last unit is read, have each evaluator write what it holds while the
         drivers drive the last units, when it holds more than is left to come: the write
         after the last unit, with every driver idle, is then that of a few units, not of a
         whole flush's worth (once per evaluator, so a short run adds one shard at most)."""

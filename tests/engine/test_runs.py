@@ -198,10 +198,13 @@ def test_an_endless_dataset_is_read_only_as_fast_as_it_is_scored(
 
 
 def test_evaluators_write_ahead_once_the_source_is_exhausted(engine_settings: Settings) -> None:
-    # no flush threshold is reached: once every unit is read, the evaluator writes what it
-    # holds while the drivers drive the last few, so the write after the last unit (with
-    # every driver idle) holds a few units only, not the whole run
-    reset_settings(replace(engine_settings, workers=2, evaluators=1, flush_rows=10**9))
+    # no flush threshold is reached (not even the age one, which a loaded machine would
+    # reach): once the last unit is read, the evaluator writes what it holds while the
+    # drivers drive the last few, so the write after the last unit (with every driver
+    # idle) holds a few units only, not the whole run
+    reset_settings(
+        replace(engine_settings, workers=2, evaluators=1, flush_rows=10**9, flush_seconds=1e9)
+    )
     run = run_runtime(sample.basic, dataset=sample.rows(1000))
     assert_exactly_once(run.id, 2000)
     shards = live_shards(database(), "scores", run_ids=[run.id])
