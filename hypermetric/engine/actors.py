@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -34,10 +35,14 @@ from hypermetric.storage.files import store_for
 __all__ = ["DriverActor", "EvaluatorActor"]
 
 
-def _warm_up() -> None:
-    """pyarrow imports pandas, when it is installed, on its first conversion of a Python
-    list (a fifth of a second): paid while a new actor waits for its first unit, not in
-    it, which a first run would wait for."""
+def _start(paths: list[str]) -> None:
+    """What a new actor does first: put the import paths of the process that started it
+    (:func:`~hypermetric.engine.cluster.worker_paths`) in front of its own, so the user
+    code it is sent later imports as it did there; and warm up. pyarrow imports pandas,
+    when it is installed, on its first conversion of a Python list (a fifth of a second):
+    paid while a new actor waits for its first unit, not in it, which a first run would
+    wait for."""
+    sys.path[:0] = [path for path in paths if path not in sys.path]
     threading.Thread(target=pa.array, args=([], pa.string()), daemon=True).start()
 
 
@@ -62,9 +67,9 @@ class DriverActor:
     the attempt it is bound to: if it dies, the coordinator starts another, binds it, and
     drives the units it had again."""
 
-    def __init__(self) -> None:
+    def __init__(self, paths: list[str]) -> None:
         self._bound: _Bound | None = None
-        _warm_up()
+        _start(paths)
 
     def bind(
         self,
@@ -117,10 +122,10 @@ class EvaluatorActor:
     it, so the coordinator replaces a dead actor and re-sends the units it held (the ledger
     is the truth). A warm actor is re-aimed at the next run with :meth:`begin`."""
 
-    def __init__(self) -> None:
+    def __init__(self, paths: list[str]) -> None:
         self.core: EvaluatorCore | None = None
         self.failure: BaseException | None = None
-        _warm_up()
+        _start(paths)
 
     def begin(
         self,

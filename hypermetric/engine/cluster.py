@@ -13,35 +13,55 @@ from typing import Any
 from hypermetric.config import get_settings
 from hypermetric.errors import EngineError
 
-__all__ = ["connect", "start_local_head", "stop_local_head"]
+__all__ = ["connect", "start_local_head", "stop_local_head", "worker_paths"]
 
 _lock = threading.Lock()
+_fresh: set[str] | None = None  # see _fresh_paths
 _TOKEN_NOTE = "ray._private.authentication.authentication_token_setup"
 
 
-def _extra_paths() -> list[str]:
+def _fresh_paths() -> set[str]:
+    """The import paths a fresh interpreter of this executable and environment has without
+    a PYTHONPATH (asked once per process): the workers of a cluster started elsewhere do
+    not have this process's."""
+    global _fresh
+    if _fresh is None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        probe = subprocess.run(
+            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=env,
+        )
+        paths = json.loads(probe.stdout) if probe.returncode == 0 else []
+        _fresh = {os.path.abspath(p or os.getcwd()) for p in paths}
+    return _fresh
+
+
+def worker_paths() -> list[str]:
     """Import paths this process has that a fresh worker would not (pytest's root, a
-    ``FILE.py:NAME`` target's folder...), so workers import user modules as the driver did.
+    ``FILE.py:NAME`` target's folder...): the actors of its runs put them in front of theirs
+    before any user code reaches them, so they import user modules as this process did.
 
     A fresh interpreter of the same executable and environment already has the rest, and
-    Ray adds the working directory and the script's. The paths travel as PYTHONPATH in the
-    job's runtime environment only when there are any: such a job cannot use the workers
-    Ray starts in advance. (Ray's code_search_path is no alternative: it makes workers load
-    functions by module name and re-run a driver script's body.)
+    Ray adds the working directory and the script's (and its own folders, which ``import
+    ray`` puts on the path of every process). The actors are handed the paths rather than
+    the job a PYTHONPATH in its runtime environment: such a job cannot use the worker
+    processes Ray starts in advance, and a process's first run would wait most of a second
+    for new ones.
     """
-    probe = subprocess.run(
-        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    fresh = set(json.loads(probe.stdout)) if probe.returncode == 0 else set()
+    import ray
+
     script_dir = os.path.dirname(os.path.realpath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
-    known = {os.path.abspath(p or os.getcwd()) for p in fresh} | {os.getcwd(), script_dir}
+    known = _fresh_paths() | {os.getcwd(), script_dir}
+    ray_dir = os.path.dirname(os.path.abspath(ray.__file__)) + os.sep
     extra: list[str] = []
     for entry in sys.path:
         path = os.path.abspath(entry or os.getcwd())
-        if os.path.isdir(path) and path not in known and path not in extra:
+        if path.startswith(ray_dir) or path in known or path in extra:
+            continue
+        if os.path.isdir(path):
             extra.append(path)
     return extra
 
@@ -63,11 +83,6 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
             "log_to_driver": True,
             "configure_logging": False,
         }
-        extra = _extra_paths()
-        if extra:
-            inherited = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-            pythonpath = os.pathsep.join(extra + inherited)
-            options["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
         try:
             if address:
                 ray.init(address=address, **options)

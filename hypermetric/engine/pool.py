@@ -19,6 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from hypermetric.engine.actors import DriverActor, EvaluatorActor
+from hypermetric.engine.cluster import worker_paths
 
 __all__ = ["ActorPool", "Lent", "live_nodes", "pool", "prewarm", "replacement", "spread"]
 
@@ -119,8 +120,8 @@ class ActorPool:
     @staticmethod
     def _start(kind: str, node: str) -> Lent:
         strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
-        actor = _KINDS[kind].options(scheduling_strategy=strategy).remote()  # type: ignore[attr-defined]
-        return Lent(actor, node)
+        options = _KINDS[kind].options(scheduling_strategy=strategy)  # type: ignore[attr-defined]
+        return Lent(options.remote(worker_paths()), node)
 
     def release(self, kind: str, actors: list[Lent]) -> None:
         """Return healthy actors (an evaluator's buffer must be empty)."""

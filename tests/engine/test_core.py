@@ -320,7 +320,7 @@ def test_a_warm_driver_scores_each_attempt_with_its_own_evals_when_run_ids_repea
     """A driver actor keeps the scorer it bound for the attempt it serves. Two attempts of
     the same evaluation and run id (two catalogs opened by one process number their runs
     alike) must not share it: the second would be scored with the first's evals."""
-    driver = DriverActor.__ray_actor_class__()  # the actor's class, run in this process
+    driver = DriverActor.__ray_actor_class__([])  # the actor's class, run in this process
     chunk = pickle.dumps(next(iter_chunks(sample.rows(3), 3)))
     ctx = RunContext(evaluation="engine-warm-scorer", logical_date=utcnow(), run_id=2)
     driver.bind("attempt-a", sample.echoed, ctx, 1, None, None)

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import importlib
+import os
+import pickle
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import ray
 
+from hypermetric.api.context import RunContext
+from hypermetric.api.datasets import iter_chunks
+from hypermetric.catalog.types import utcnow
+from hypermetric.engine.cluster import worker_paths
 from hypermetric.engine.pool import ActorPool, live_nodes, spread
+
+OWN_RUNTIME = """
+import hypermetric as hm
+
+@hm.eval
+def length(output, example):
+    return len(output)
+
+@hm.component(evals=[length])
+def shout(text):
+    return text.upper()
+
+@hm.runtime(name="engine-own-folder")
+def loud(example):
+    return shout(example["q"])
+"""
 
 
 @pytest.mark.parametrize(
@@ -47,3 +71,45 @@ def test_prewarm_starts_one_driver_and_one_evaluator_once_and_a_run_takes_them(
         assert len(set(pids)) == 3
     finally:
         own.discard(drivers + evaluators)
+
+
+def test_worker_paths_are_the_folders_a_fresh_worker_would_lack(tmp_path: Path) -> None:
+    import ray as ray_module
+
+    sys.path.insert(0, str(tmp_path))
+    try:
+        paths = worker_paths()
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert paths[0] == str(tmp_path)
+    # what a fresh interpreter has, and Ray's own folders (`import ray` adds them to every
+    # process), are not handed on
+    assert not any(p.startswith(os.path.dirname(ray_module.__file__)) for p in paths)
+    assert not any("site-packages" in p for p in paths)
+    assert str(tmp_path) not in worker_paths()
+
+
+@pytest.mark.ray
+def test_a_new_actor_imports_user_code_from_the_folders_its_starter_had(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """A runtime in a folder this process put on its path reaches a new driver (here bound
+    and driven), with no runtime environment on the job: that would keep the worker
+    processes Ray starts in advance from serving the first actors."""
+    (tmp_path / "hm_own_folder_rt.py").write_text(OWN_RUNTIME)
+    sys.path.insert(0, str(tmp_path))
+    own = ActorPool()
+    try:
+        module = importlib.import_module("hm_own_folder_rt")
+        node = spread(live_nodes(), 1)[0]
+        [driver] = own.acquire("driver", [node])
+        ctx = RunContext(evaluation="engine-own-folder", logical_date=utcnow(), run_id=1)
+        ray.get(driver.actor.bind.remote("a", module.loud, ctx, 1, None, None))
+        chunk = pickle.dumps(next(iter_chunks([{"q": "ab"}, {"q": "abc"}], 2)))
+        _, scored = driver.actor.drive.options(num_returns=2).remote("a", chunk, 0)
+        assert ray.get(scored).scores.column("value").to_pylist() == [2.0, 3.0]
+        own.discard([driver])
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("hm_own_folder_rt", None)
+    assert not ray.get_runtime_context().runtime_env.get("env_vars")
