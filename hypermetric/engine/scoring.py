@@ -232,19 +232,31 @@ class Scorer:
         epochs: list[int] | None,
     ) -> int:
         """One eval over a component's calls; returns its error rows. The hottest loop of a
-        run: a plain float score skips building a row, and a unit of one epoch (``epochs``
-        None) records no epoch."""
-        add_id, add_component, add_index = (
-            s["example_id"].append,
-            s["component"].append,
-            s["call_index"].append,
-        )
-        add_metric, add_value, add_error = s["metric"].append, s["value"].append, s["error"].append
-        add_epoch = s["epoch"].append if epochs is not None else None
+        run: the calls whose score is a plain float (the common case) are kept as a run of
+        (call, value) and added as columns at once, before any other row, so that the rows
+        keep the order of the calls; a unit of one epoch (``epochs`` None) records no epoch."""
+        column = s.__getitem__
         outputs, inputs, examples = p.call_output, p.call_inputs, p.examples
         positions, call_errors, call_index = p.call_example, p.call_error, p.call_index
         metric, fn, arguments = plan.eval.name, plan.eval.fn, plan.arguments
         checked = (name, metric) in self.checked
+        plain: list[int] = []  # calls scored with a plain float, not added yet
+        values: list[float] = []
+        keep, value_of = plain.append, values.append
+
+        def add_plain() -> None:
+            n = len(plain)
+            column("example_id").extend([call_ids[i] for i in plain])
+            column("component").extend([name] * n)
+            column("call_index").extend([call_index[i] for i in plain])
+            column("metric").extend([metric] * n)
+            column("value").extend(values)
+            column("error").extend([None] * n)
+            if epochs is not None:
+                column("epoch").extend([epochs[i] for i in plain])
+            plain.clear()
+            values.clear()
+
         errors = 0
         for i in calls:
             rows: list[_Row] | None = None
@@ -267,28 +279,26 @@ class Scorer:
                     rows = [(metric, None, describe_error(exc))]
                 else:
                     if type(result) is float and result == result:  # the common case
-                        add_id(call_ids[i])
-                        add_component(name)
-                        add_index(call_index[i])
-                        add_metric(metric)
-                        add_value(result)
-                        add_error(None)
-                        if add_epoch is not None:
-                            add_epoch(epochs[i])  # type: ignore[index]
+                        keep(i)
+                        value_of(result)
                         continue
                     rows = _rows(metric, result)
+            if plain:
+                add_plain()
             for key, value, err in rows:
-                add_id(call_ids[i])
-                add_component(name)
-                add_index(call_index[i])
-                add_metric(key)
-                add_value(value)
-                add_error(err)
-                if add_epoch is not None:
-                    add_epoch(epochs[i])  # type: ignore[index]
+                column("example_id").append(call_ids[i])
+                column("component").append(name)
+                column("call_index").append(call_index[i])
+                column("metric").append(key)
+                column("value").append(value)
+                column("error").append(err)
+                if epochs is not None:
+                    column("epoch").append(epochs[i])
                 if err is not None:
                     errors += 1
                     failed.add(positions[i])
+        if plain:
+            add_plain()
         return errors
 
 

@@ -242,6 +242,18 @@ def test_mixed_eval_outputs_do_not_poison_the_batch(tmp_path: Path) -> None:
     assert flush.units[0].failed_examples == 6
 
 
+def test_score_rows_keep_the_order_of_the_calls_whatever_each_eval_returned() -> None:
+    # plain floats are added in runs, other results row by row: the rows still follow the
+    # calls (ids 0..19: a float, a dict of two, nothing, a string, and 9 and 19 failed)
+    (scored,) = _payloads(sample.mixed_outputs, sample.rows(20), 20)
+    rows = scored.scores.to_pydict()
+    order = [(int(i), m) for i, m in zip(rows["example_id"], rows["metric"], strict=True)]
+    kinds = {0: ["mixed"], 1: ["mixed.a", "mixed.b"], 2: [], 3: ["mixed"]}
+    metrics = {i: ["mixed"] if i % 10 == 9 else kinds[i % 4] for i in range(20)}
+    expected = [(i, m) for i in range(20) for m in metrics[i]]
+    assert order == expected
+
+
 def test_first_unbindable_call_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(BindingError, match=r"'gold'.*available: output, question"):
         _payloads(sample.unbindable, sample.rows(2), 2)
