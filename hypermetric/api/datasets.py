@@ -333,16 +333,17 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         block = list(itertools.islice(iterator, size))
         if not block:
             return
-        rows = []
-        for row in block:
-            if type(row) is not dict:  # dicts go as they are: a unit ships a pickled copy
-                if not isinstance(row, Mapping):
-                    raise DatasetError(
-                        f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}"
-                    )
-                row = dict(row)
-            rows.append(row)
-        yield Chunk("rows", rows, source="the dataset")
+        if set(map(type, block)) != {dict}:  # dicts go as they are: a unit ships a copy
+            block = [_as_dict(row) for row in block]
+        yield Chunk("rows", block, source="the dataset")
+
+
+def _as_dict(row: Any) -> dict[str, Any]:
+    if type(row) is dict:
+        return row
+    if not isinstance(row, Mapping):
+        raise DatasetError(f"dataset items must be dicts; got {type(row).__name__}: {row!r:.80}")
+    return dict(row)
 
 
 #: JSONL and CSV datasets up to this size are counted before a run (one extra read); a

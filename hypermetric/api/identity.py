@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from json.encoder import c_make_encoder  # type: ignore[attr-defined]
@@ -68,14 +69,34 @@ def content_id(row: Mapping[str, Any]) -> str:
 _TEXT_LIKE = (pa.types.is_string, pa.types.is_large_string, pa.types.is_integer)
 
 
-def _arrow_ids(batch: pa.RecordBatch) -> tuple[pa.Array, pa.Array] | None:
-    """The ids of a batch whose ``id`` column is all there and text or integers."""
+def _given_arrow(batch: pa.RecordBatch) -> pa.Array | None:
+    """The ``id`` column of a batch whose every example has one, integers or text."""
     if "id" not in batch.schema.names:
         return None
     column = batch.column("id")
     if column.null_count or not any(test(column.type) for test in _TEXT_LIKE):
         return None
-    return column.cast(pa.string()), pa.repeat(pa.scalar(True), len(column))
+    return column
+
+
+_ID = operator.itemgetter("id")
+
+
+def _given_rows(rows: list[dict[str, Any]]) -> pa.Array | None:
+    """The ``id`` values of rows that all have one, all integers or all text."""
+    try:
+        values = list(map(_ID, rows))
+    except KeyError:
+        return None
+    kinds = set(map(type, values))  # exact types: a bool or an int subclass is not an int
+    try:
+        if kinds == {int}:
+            return pa.array(values, pa.int64())
+        if kinds == {str}:
+            return pa.array(values, pa.string())
+    except (OverflowError, pa.ArrowException):  # an integer past 64 bits
+        return None
+    return None
 
 
 def chunk_ids(chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> tuple[pa.Array, pa.Array]:
@@ -83,10 +104,23 @@ def chunk_ids(chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> tuple[p
 
     ``rows``: the chunk's examples as dicts, if the caller has them already.
     """
+    ids, explicit, _ = _chunk_ids(chunk, rows)
+    return ids, explicit
+
+
+def _chunk_ids(
+    chunk: Chunk, rows: list[dict[str, Any]] | None
+) -> tuple[pa.Array, pa.Array, pa.Array | None]:
+    """:func:`chunk_ids`, and the ids as given when every example has one, all integers or
+    all text: Arrow casts those to the text ``str`` gives at once; otherwise each example
+    is looked at in turn."""
     if rows is None and chunk.kind == "arrow":
-        found = _arrow_ids(chunk.data)
-        if found is not None:
-            return found
+        given = _given_arrow(chunk.data)
+    else:
+        rows = chunk.rows() if rows is None else rows
+        given = _given_rows(rows)
+    if given is not None:
+        return given.cast(pa.string()), pa.repeat(pa.scalar(True), len(given)), given
     ids: list[str] = []
     explicit: list[bool] = []
     for offset, row in enumerate(chunk.rows() if rows is None else rows):
@@ -103,7 +137,33 @@ def chunk_ids(chunk: Chunk, rows: list[dict[str, Any]] | None = None) -> tuple[p
         else:
             ids.append(str(value))
             explicit.append(True)
-    return pa.array(ids, pa.string()), pa.array(explicit, pa.bool_())
+    return pa.array(ids, pa.string()), pa.array(explicit, pa.bool_()), None
+
+
+class _Ascending:
+    """Whether the ids given so far, chunk after chunk, rise strictly (numbers by value,
+    text by bytes): then they are distinct, which a dataset numbered in order (the usual
+    case) shows at a glance instead of a sort of all its ids."""
+
+    def __init__(self) -> None:
+        self.holds = True
+        self._last: pa.Scalar | None = None
+
+    def add(self, given: pa.Array | None) -> None:
+        import pyarrow.compute as pc
+
+        if not self.holds or given is None or len(given) == 0:
+            self.holds = self.holds and given is not None
+            return
+        first, last = given[0], given[len(given) - 1]
+        if self._last is not None and (
+            self._last.type != given.type or not pc.less(self._last, first).as_py()
+        ):
+            self.holds = False
+            return
+        rising = pc.less(given.slice(0, len(given) - 1), given.slice(1))
+        self.holds = bool(pc.all(rising).as_py() is not False)
+        self._last = last
 
 
 @dataclass(frozen=True)
@@ -243,9 +303,11 @@ def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None
     places = _Places()
     id_parts: list[pa.Array] = []
     flag_parts: list[pa.Array] = []
+    ascending = _Ascending()
     count = 0
     for chunk in iter_chunks(source, size):
-        ids, explicit = chunk_ids(chunk)
+        ids, explicit, given = _chunk_ids(chunk, None)
+        ascending.add(given)
         places.add(count, chunk)
         id_parts.append(ids)
         flag_parts.append(explicit)
@@ -255,6 +317,8 @@ def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None
     if not id_parts:
         return Survey(0, pa.array([], pa.string()))
     ids = pa.concat_arrays(id_parts)
+    if ascending.holds:  # every example has its own id
+        return Survey(count, ids)
     return Survey(count, _rename(ids, pa.concat_arrays(flag_parts), places))
 
 

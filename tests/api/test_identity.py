@@ -81,6 +81,23 @@ def test_duplicate_explicit_ids_are_refused_naming_both_places(tmp_path: Path) -
         survey(table, 4)
 
 
+def test_ids_numbered_in_order_are_taken_as_they_are_and_a_repeat_is_still_refused() -> None:
+    # ids that rise chunk after chunk are distinct without a sort of them all; a repeat at a
+    # chunk's edge, or the same text given as a number and as a string, is not missed
+    ordered = [{"id": i, "q": "x"} for i in range(12)]
+    assert survey(ordered, 5).ids.to_pylist() == [str(i) for i in range(12)]
+    for last in ({"id": 11}, {"id": "11"}, {"id": 0}):
+        rows = [*ordered, last]
+        for size in (4, 12, 13):
+            with pytest.raises(DatasetError, match="duplicate example id"):
+                survey(rows, size)
+    texts = [{"id": f"ex-{i:03d}"} for i in range(10)]
+    with pytest.raises(DatasetError, match="'ex-009': row 9 of the dataset and row 10"):
+        survey([*texts, {"id": "ex-009"}], 5)
+    # a bool is not an integer: True is "True", not "1"
+    assert survey([{"id": 1}, {"id": True}], 1).ids.to_pylist() == ["1", "True"]
+
+
 def test_an_explicit_id_equal_to_a_content_id_is_refused() -> None:
     made = content_id({"q": "x"})
     with pytest.raises(DatasetError, match="equals the content id"):
