@@ -73,11 +73,13 @@ def _drive_sync(
     contexts = _epochs(context)
     token = current_recorder.set(payload)
     try:
+        counters = payload.counters
         for position, example in enumerate(rows):
             # every epoch of an example in a row: a unit holds all of them, so a retry or
             # a resume drives an example's epochs together, never some of them
             for epoch, ctx in enumerate(contexts):
-                payload.start(position, epoch)
+                payload.position, payload.epoch = position, epoch  # payload.start, inlined
+                counters.clear()
                 start = time.perf_counter()
                 try:
                     output = fn(example, context=ctx) if with_context else fn(example)
