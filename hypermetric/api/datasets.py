@@ -283,12 +283,14 @@ def _parquet(paths: list[str], fs: pafs.FileSystem, fmt: str) -> pads.Dataset:
     return pads.dataset(paths, filesystem=fs, format=fmt)
 
 
-def _arrow_chunks(source: pads.Dataset | pa.Table, label: str, size: int) -> Iterator[Chunk]:
+def _arrow_chunks(
+    source: pads.Dataset | pa.Table, label: str, size: int, columns: list[str] | None = None
+) -> Iterator[Chunk]:
     try:
         batches = (
             source.to_batches(max_chunksize=size)
             if isinstance(source, pa.Table)
-            else source.to_batches(batch_size=size)
+            else source.to_batches(batch_size=size, columns=columns)
         )
         for batch in batches:
             if batch.num_rows:
@@ -308,6 +310,14 @@ def check_path(path: str) -> OpenedPath:
     if opened.fmt != "parquet":
         next(iter_chunks(opened, 1), None)
     return opened
+
+
+def iter_id_chunks(source: OpenedPath, size: int) -> Iterator[Chunk] | None:
+    """The chunks :func:`iter_chunks` reads from a Parquet or CSV dataset with an ``id``
+    column, holding that column only (the rest is not decoded); None for other datasets."""
+    if source.dataset is None or "id" not in source.dataset.schema.names:
+        return None
+    return _arrow_chunks(source.dataset, source.path, size, columns=["id"])
 
 
 def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:

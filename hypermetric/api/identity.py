@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hypermetric.api.datasets import Chunk, OpenedPath, iter_chunks
+from hypermetric.api.datasets import Chunk, OpenedPath, iter_chunks, iter_id_chunks
 from hypermetric.errors import DatasetError
 
 __all__ = ["IdStream", "Survey", "assign_all", "chunk_ids", "content_id", "survey"]
@@ -261,13 +261,17 @@ def _suffix(
         renamed[position] = f"{value}~{k}"
 
 
-def _jsonl_ids(source: OpenedPath, on_chunk: Callable[[int], None] | None) -> pa.Array | None:
+def _jsonl_ids(
+    source: OpenedPath, on_chunk: Callable[[int], None] | None
+) -> tuple[pa.Array, bool] | None:
     """The ids of a JSONL dataset whose every example has one, all integers or all text,
-    read by Arrow's JSON reader (in C++: a fifth of what parsing each line in Python costs);
-    None otherwise (then each line is parsed here)."""
+    read by Arrow's JSON reader (in C++: a fifth of what parsing each line in Python costs),
+    and whether they rise (then they are distinct); None otherwise (then each line is
+    parsed here)."""
     import pyarrow.json as pajson
 
     parts: list[pa.Array] = []
+    ascending = _Ascending()
     for file in source.files:
         for kind in (pa.int64(), pa.string()):
             options = pajson.ParseOptions(
@@ -283,10 +287,13 @@ def _jsonl_ids(source: OpenedPath, on_chunk: Callable[[int], None] | None) -> pa
             return None
         if column.null_count:
             return None
-        parts.append(column.combine_chunks().cast(pa.string()))
+        column = column.combine_chunks()
+        ascending.add(column)
+        parts.append(column.cast(pa.string()))
         if on_chunk is not None:
             on_chunk(sum(len(p) for p in parts))
-    return pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    ids = pa.concat_arrays(parts) if parts else pa.array([], pa.string())
+    return ids, ascending.holds
 
 
 def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None = None) -> Survey:
@@ -296,16 +303,35 @@ def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None
     keeps its run's heartbeat with it).
     """
     if isinstance(source, OpenedPath) and source.fmt == "jsonl":
-        ids = _jsonl_ids(source, on_chunk)
-        if ids is not None and (len(ids) < 2 or _distinct(ids)):
-            return Survey(len(ids), ids)
+        bulk = _jsonl_ids(source, on_chunk)
+        if bulk is not None and (bulk[1] or _distinct(bulk[0])):
+            return Survey(len(bulk[0]), bulk[0])
         # no ids, or duplicates: read line by line, for content ids or to say where
+    if isinstance(source, OpenedPath):
+        # a Parquet or CSV dataset whose every example has an id: that column alone
+        id_chunks = iter_id_chunks(source, size)
+        if id_chunks is not None:
+            given = _survey(id_chunks, on_chunk, given_only=True)
+            if given is not None:
+                return given
+    found = _survey(iter_chunks(source, size), on_chunk, given_only=False)
+    assert found is not None
+    return found
+
+
+def _survey(
+    chunks: Iterable[Chunk], on_chunk: Callable[[int], None] | None, *, given_only: bool
+) -> Survey | None:
+    """:func:`survey` over ``chunks``; None if ``given_only`` and an example has no id (or
+    one that is not an integer or text): its content id needs its other fields."""
     places = _Places()
     id_parts: list[pa.Array] = []
     flag_parts: list[pa.Array] = []
     ascending = _Ascending()
     count = 0
-    for chunk in iter_chunks(source, size):
+    for chunk in chunks:
+        if given_only and _given_arrow(chunk.data) is None:
+            return None
         ids, explicit, given = _chunk_ids(chunk, None)
         ascending.add(given)
         places.add(count, chunk)
@@ -323,9 +349,14 @@ def survey(source: Any, size: int = 8192, on_chunk: Callable[[int], None] | None
 
 
 def _distinct(ids: pa.Array) -> bool:
+    """Whether no two of ``ids`` are equal (a sort: hashing a million short texts takes
+    several times longer)."""
     import pyarrow.compute as pc
 
-    return bool(pc.count_distinct(ids).as_py() == len(ids))
+    if len(ids) < 2:
+        return True
+    ordered = ids.take(pc.array_sort_indices(ids))
+    return not pc.any(pc.equal(ordered.slice(1), ordered.slice(0, len(ids) - 1))).as_py()
 
 
 class IdStream:

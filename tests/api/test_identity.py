@@ -98,6 +98,30 @@ def test_ids_numbered_in_order_are_taken_as_they_are_and_a_repeat_is_still_refus
     assert survey([{"id": 1}, {"id": True}], 1).ids.to_pylist() == ["1", "True"]
 
 
+def test_files_with_ids_are_surveyed_by_their_id_column_alone_with_the_same_result(
+    tmp_path: Path,
+) -> None:
+    # a Parquet file is surveyed by its id column, a JSONL file by Arrow's reader; what
+    # they find (and refuse) is what reading every field finds
+    cases = {
+        "ordered": [{"id": i, "q": "x"} for i in range(20)],
+        "reversed": [{"id": f"ex-{19 - i}", "q": "x"} for i in range(20)],
+        "floats": [{"id": i + 0.5, "q": "x"} for i in range(20)],
+        "repeated": [{"id": i % 15, "q": "x"} for i in range(20)],
+    }
+    for name, rows in cases.items():
+        pq.write_table(pa.Table.from_pylist(rows), tmp_path / f"{name}.parquet", row_group_size=6)
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for suffix in ("parquet", "jsonl"):
+            opened = open_path(str(tmp_path / f"{name}.{suffix}"))
+            if name == "repeated":
+                where = r"id '0': (row 0 of|\S+ line 1 and) .* (row 15 of|line 16 both)"
+                with pytest.raises(DatasetError, match=where):
+                    survey(opened, 4)
+            else:
+                assert survey(opened, 4).ids.to_pylist() == survey(rows).ids.to_pylist(), name
+
+
 def test_an_explicit_id_equal_to_a_content_id_is_refused() -> None:
     made = content_id({"q": "x"})
     with pytest.raises(DatasetError, match="equals the content id"):
