@@ -40,6 +40,9 @@ class StoredFile:
 
 #: columns whose values repeat across rows
 _DICTIONARY = frozenset({"evaluation", "version", "component", "metric", "error"})
+#: JSON text columns: their min and max prune nothing, and computing them costs a sixth of
+#: a shard's write
+_NO_STATISTICS = frozenset({"inputs", "output", "fields"})
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class ShardStore:
                 # dictionaries where values repeat (names, labels, error texts); ids and
                 # JSON are near-unique: a dictionary there costs time and grows the file
                 use_dictionary=[f.name for f in table.schema if f.name in _DICTIONARY],
+                write_statistics=[f.name for f in table.schema if f.name not in _NO_STATISTICS],
                 row_group_size=256 * 1024,
             )
             self.fs.move(self.full_path(tmp), self.full_path(final))
