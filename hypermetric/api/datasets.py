@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pyarrow as pa
 import pyarrow.fs as pafs
 
@@ -126,21 +127,33 @@ class Chunk:
             return list(self.data)
         if self.kind == "arrow":
             return list(self.data.to_pylist())
-        out = []
+        out: list[dict[str, Any]] = []
+        add, fast = out.append, orjson.loads
         for offset, line in enumerate(self.data):
             try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise DatasetError(
-                    f"{self.location(offset)} is not valid JSON ({exc}); fix the line or remove it"
-                ) from None
-            if not isinstance(row, dict):
+                row = fast(line)  # several times faster than the standard decoder
+            except orjson.JSONDecodeError:
+                # what it refuses (NaN...) the standard one may take, and says best what
+                # is wrong otherwise
+                row = self._standard(offset, line)
+            else:
+                if type(row) is dict and _huge(row):
+                    row = self._standard(offset, line)
+            if type(row) is not dict:
                 raise DatasetError(
                     f"{self.location(offset)} is a JSON "
                     f"{type(row).__name__}, not an object; each line must be one example"
                 )
-            out.append(row)
+            add(row)
         return out
+
+    def _standard(self, offset: int, line: bytes) -> Any:
+        try:
+            return json.loads(line)
+        except ValueError as exc:
+            raise DatasetError(
+                f"{self.location(offset)} is not valid JSON ({exc}); fix the line or remove it"
+            ) from None
 
 
 def _arrow_chunk(
@@ -310,6 +323,23 @@ def check_path(path: str) -> OpenedPath:
     if opened.fmt != "parquet":
         next(iter_chunks(opened, 1), None)
     return opened
+
+
+#: orjson reads an integer outside [-2**63, 2**64) as a float: one of this size or more may
+#: be such an integer, which the standard decoder keeps exact
+_HUGE = float(2**63)
+
+
+def _huge(value: Any) -> bool:
+    """Whether a decoded JSON value holds a float of magnitude 2**63 or more."""
+    for item in value.values() if type(value) is dict else value:
+        kind = type(item)
+        if kind is float:
+            if not -_HUGE < item < _HUGE:
+                return True
+        elif (kind is dict or kind is list) and _huge(item):
+            return True
+    return False
 
 
 def iter_id_chunks(source: OpenedPath, size: int) -> Iterator[Chunk] | None:

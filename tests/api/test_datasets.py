@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hypermetric.api.datasets import (
     check_path,
     count_hint,
     iter_chunks,
+    open_path,
     resolve_source,
 )
 from hypermetric.catalog.types import utcnow
@@ -44,6 +46,25 @@ def test_every_form_gives_the_same_examples(tmp_path: Path) -> None:
     assert _all(tmp_path / "d.jsonl") == ROWS
     assert [r["q"] for r in _all(str(tmp_path / "d.csv"))] == [r["q"] for r in ROWS]
     assert count_hint(str(tmp_path / "d.parquet")) == 25 and count_hint(ROWS) == 25
+
+
+def test_jsonl_lines_read_as_the_standard_decoder_reads_them(tmp_path: Path) -> None:
+    # the fast decoder refuses NaN and integers past 64 bits; those lines still read
+    lines = [
+        {"id": 1, "q": "é", "x": [1.5, None, True], "big": 2**70},
+        {"id": 2, "score": math.nan, "nested": {"a": {"b": -0.0}}},
+        {"id": 3, "deep": [{"n": -(2**64)}, 1e300], "small": -(2**63)},
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    (chunk,) = iter_chunks(open_path(str(path)), 10)
+    read = chunk.rows()
+    assert read[0] == lines[0] and type(read[0]["big"]) is int
+    assert math.isnan(read[1]["score"]) and read[1]["nested"] == {"a": {"b": -0.0}}
+    assert read[2] == lines[2] and type(read[2]["deep"][0]["n"]) is int
+    path.write_text('{"id": 1}\n[1, 2]\n')
+    with pytest.raises(DatasetError, match=r"d\.jsonl line 2 is a JSON list, not an object"):
+        next(iter_chunks(open_path(str(path)), 10)).rows()
 
 
 def test_a_folder_reads_the_files_of_its_format_only(tmp_path: Path) -> None:
