@@ -31,7 +31,7 @@ class Settings:
     storage: str
     ray_address: str | None = None
     #: examples per work unit handed to a driver worker (at most: see the coordinator)
-    unit_size: int = 8000
+    unit_size: int = 16000
     #: evaluator buffer thresholds: flush when any is reached
     flush_rows: int = 200_000
     flush_bytes: int = 64 * 1024 * 1024

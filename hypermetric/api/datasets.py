@@ -94,6 +94,15 @@ class Chunk:
         """This chunk carrying its examples' ids."""
         return replace(self, ids=ids)
 
+    def slice(self, start: int, stop: int) -> Chunk:
+        """The examples from ``start`` to ``stop`` (in this chunk), with their ids."""
+        ids = self.ids[start:stop] if self.ids is not None else None
+        if self.kind == "arrow":
+            return Chunk("arrow", self.data.slice(start, stop - start), source=self.source, ids=ids)
+        numbers = self.line_numbers[start:stop] if self.line_numbers else None
+        first = self._line(start) if self.kind == "jsonl" else 0
+        return Chunk(self.kind, self.data[start:stop], first, self.source, numbers, ids)
+
     def subset(self, positions: tuple[int, ...]) -> Chunk:
         """The examples at ``positions`` (in this chunk) only, with their ids and positions."""
         ids = [self.ids[p] for p in positions] if self.ids is not None else None

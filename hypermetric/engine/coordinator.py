@@ -41,7 +41,7 @@ from hypermetric.engine.driving import ACTOR_GONE, Drivers, Unit, task_error
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
 from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
-from hypermetric.engine.units import UnitReader, unit_size_for
+from hypermetric.engine.units import TAIL_KEY, Tail, UnitReader, attempt_tail, unit_size_for
 from hypermetric.errors import RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -133,6 +133,7 @@ class Coordinator:
         #: examples one unit overlaps, so that all drivers together keep `concurrency`
         self.unit_concurrency = math.ceil(runtime.concurrency / self.n_workers)
         self.unit_size = self._unit_size()
+        self.tail = self._tail()
         self.max_pending = max(1, settings.max_pending_per_evaluator)
         self.thresholds = Thresholds(
             rows=settings.flush_rows, bytes=settings.flush_bytes, seconds=settings.flush_seconds
@@ -143,7 +144,7 @@ class Coordinator:
             scores=run.rows_count,
             errors=run.errors_count,
         )
-        self.units_seen = 0
+        self.units_seen = self.examples_seen = 0
         # a rescore drives a Replay of stored calls instead of the runtime
         driven = ray.put(replay if replay is not None else runtime)
         fields = FieldPolicy.of(runtime, settings.example_field_bytes)
@@ -171,12 +172,27 @@ class Coordinator:
             actors=max(self.n_workers, self.n_evaluators),
         )
 
+    def _tail(self) -> Tail | None:
+        """Where the run's dataset is cut into smaller units at its end (:func:`tail_for`):
+        kept in the run's versions for its later attempts, which cut it the same way (a
+        run whose first attempt knew no tail has none)."""
+        return attempt_tail(
+            self.versions, bool(self.plan.committed), self.unit_size, self.run.examples_total
+        )
+
     # -- lifecycle ---------------------------------------------------------------------
 
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
-        if self.unit_size != self.run.unit_size:
-            update_attempt(self.db, self.run.id, self.attempt, unit_size=self.unit_size)
+        kept = (self.versions or {}).get(TAIL_KEY)
+        if self.unit_size != self.run.unit_size or kept != (list(self.tail) if self.tail else None):
+            versions = {k: v for k, v in (self.versions or {}).items() if k != TAIL_KEY}
+            if self.tail is not None:
+                versions[TAIL_KEY] = list(self.tail)
+            self.versions = versions
+            update_attempt(
+                self.db, self.run.id, self.attempt, unit_size=self.unit_size, versions=versions
+            )
         self._report()  # the total shows from the start, not from the first commit
         chunks = self._chunks()
         self._drivers.start(pool.acquire("driver", spread(self.nodes, self.n_workers)))
@@ -209,11 +225,13 @@ class Coordinator:
                 pool.discard(drivers + evaluators)
 
     def _chunks(self) -> Iterator[tuple[int, Chunk]]:
-        reader = UnitReader(self.run.id, self.source, self.unit_size, self.plan, self.survey)
+        reader = UnitReader(
+            self.run.id, self.source, self.unit_size, self.plan, self.survey, self.tail
+        )
         for unit_id, chunk in reader:
-            self.units_seen = reader.units_seen
+            self.units_seen, self.examples_seen = reader.units_seen, reader.examples_seen
             yield unit_id, chunk
-        self.units_seen = reader.units_seen
+        self.units_seen, self.examples_seen = reader.units_seen, reader.examples_seen
 
     def _idle(self) -> bool:
         return not (
@@ -376,7 +394,7 @@ class Coordinator:
         after every unit was driven; this knows it as the last one is read (the reading
         still goes on to the end, which checks that the dataset did not change)."""
         total = self.run.examples_total
-        return total is not None and 0 < total <= self.units_seen * self.unit_size
+        return total is not None and 0 < total <= self.examples_seen
 
     def _write_ahead(self) -> None:
         """Once the last unit is read, have each evaluator write what it holds while the

@@ -1,18 +1,31 @@
 """How big a run's units are: the configured size, cut down by the bytes of the examples
 (wide examples never make a unit take more than a share of the in-flight budget), by an
-async runtime's concurrency, and by a short dataset; and the sample that measures the
-examples loses none of a one-shot iterator's."""
+async runtime's concurrency, and by a short dataset; the smaller units of a dataset's
+tail, cut the same way by every attempt; and the sample that measures the examples loses
+none of a one-shot iterator's."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import pickle
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from hypermetric.api.datasets import SAMPLE, example_bytes
-from hypermetric.engine.units import ROUNDS_PER_UNIT, UNIT_SHARE, unit_size_for
+from hypermetric.api.datasets import SAMPLE, example_bytes, open_path
+from hypermetric.api.identity import survey
+from hypermetric.catalog.ledger import UnitPlan
+from hypermetric.engine.units import (
+    ROUNDS_PER_UNIT,
+    TAIL_KEY,
+    UNIT_SHARE,
+    UnitReader,
+    attempt_tail,
+    tail_for,
+    unit_size_for,
+)
 from tests.engine import sample
 
 MIB = 2**20
@@ -65,3 +78,56 @@ def test_sizes_are_measured_on_every_kind_of_dataset(tmp_path: Path) -> None:
         assert per_example is not None and 10_000 < per_example < 11_000, source
     assert example_bytes([]) == (None, [])
     assert example_bytes(str(tmp_path / "missing.jsonl"))[0] is None
+
+
+def _units(source: object, size: int, tail: tuple[int, int] | None, **plan: object) -> list:
+    found = survey(source)
+    reader = UnitReader(1, source, size, UnitPlan(**plan), found, tail)  # type: ignore[arg-type]
+    return list(reader)
+
+
+def test_the_end_of_a_dataset_is_cut_into_smaller_units() -> None:
+    assert tail_for(16_000, 200_000) == (168_000, 2000)  # the last two units, in eighths
+    assert tail_for(16_000, 20_000) == (0, 2000)
+    assert tail_for(16_000, None) is None  # a one-shot iterator: its end is not known
+    assert tail_for(125, 1000) is None  # units small already
+    rows = sample.rows(100)
+    sizes = [len(chunk) for _, chunk in _units(rows, 20, (60, 5))]
+    assert sizes == [20, 20, 20] + [5] * 8
+
+
+def test_every_form_of_a_dataset_is_cut_alike_with_its_ids(tmp_path: Path) -> None:
+    rows = sample.rows(100)
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=7)
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    # units of 20 up to the tail at 53, then of 5 within each unit of 20 read
+    cuts = [0, 20, 40, 53, 58, 60, *range(65, 101, 5)]
+    expected = [[str(i) for i in range(a, b)] for a, b in itertools.pairwise(cuts)]
+    for source in (rows, table, open_path(str(tmp_path / "d.jsonl"))):
+        units = _units(source, 20, (53, 5))
+        assert [c.ids for _, c in units] == expected, source
+        assert [u for u, _ in units] == list(range(len(expected)))
+        # each unit holds its own examples, and says where they are
+        assert [r["id"] for _, c in units for r in c.rows()] == list(range(100))
+    jsonl = _units(open_path(str(tmp_path / "d.jsonl")), 20, (53, 5))
+    assert jsonl[4][1].location(0).endswith("d.jsonl line 59")
+    # Parquet is read by row groups: the units follow them up to the tail, then the tail's
+    parquet = _units(open_path(str(tmp_path / "d.parquet")), 20, (53, 5))
+    assert [r["id"] for _, c in parquet for r in c.rows()] == list(range(100))
+    assert all(len(c) <= 5 for _, c in parquet if int(c.ids[0]) >= 53)
+
+
+def test_a_later_attempt_cuts_the_tail_its_run_kept() -> None:
+    kept = {TAIL_KEY: [168_000, 2000]}
+    assert attempt_tail(kept, True, 16_000, 200_000) == (168_000, 2000)
+    # a run an earlier release started (no tail kept) is cut as it was, in even units
+    assert attempt_tail({"epochs": 1}, True, 16_000, 200_000) is None
+    # nothing committed yet: the attempt cuts anew
+    assert attempt_tail({"epochs": 1}, False, 8000, 200_000) == (184_000, 1000)
+    # a retry drives again the failed examples of the same units
+    rows = sample.rows(100)
+    first = dict(_units(rows, 20, (60, 5)))
+    later = _units(rows, 20, (60, 5), done=frozenset(range(5)))
+    assert [u for u, _ in later] == list(range(5, 11))
+    assert all(c.ids == first[u].ids for u, c in later)
