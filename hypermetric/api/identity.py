@@ -152,8 +152,9 @@ class _Ascending:
     def add(self, given: pa.Array | None) -> None:
         import pyarrow.compute as pc
 
+        if given is None:  # an example without an id, or one not an integer or text
+            self.holds = False
         if not self.holds or given is None or len(given) == 0:
-            self.holds = self.holds and given is not None
             return
         first, last = given[0], given[len(given) - 1]
         if self._last is not None and (
@@ -331,7 +332,7 @@ def _survey(
     count = 0
     for chunk in chunks:
         if given_only and _given_arrow(chunk.data) is None:
-            return None
+            return None  # checked first: content ids would read an id-only chunk's rows
         ids, explicit, given = _chunk_ids(chunk, None)
         ascending.add(given)
         places.add(count, chunk)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -16,27 +17,24 @@ from hypermetric.errors import EngineError
 __all__ = ["connect", "start_local_head", "stop_local_head", "worker_paths"]
 
 _lock = threading.Lock()
-_fresh: set[str] | None = None  # see _fresh_paths
 _TOKEN_NOTE = "ray._private.authentication.authentication_token_setup"
 
 
-def _fresh_paths() -> set[str]:
+@functools.cache
+def _fresh_paths() -> frozenset[str]:
     """The import paths a fresh interpreter of this executable and environment has without
-    a PYTHONPATH (asked once per process): the workers of a cluster started elsewhere do
-    not have this process's."""
-    global _fresh
-    if _fresh is None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        probe = subprocess.run(
-            [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
-            capture_output=True,
-            text=True,
-            check=False,
-            env=env,
-        )
-        paths = json.loads(probe.stdout) if probe.returncode == 0 else []
-        _fresh = {os.path.abspath(p or os.getcwd()) for p in paths}
-    return _fresh
+    a PYTHONPATH (asked once per process, when it connects): the workers of a cluster
+    started elsewhere do not have this process's."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run(
+        [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path))"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+    paths = json.loads(probe.stdout) if probe.returncode == 0 else []
+    return frozenset(os.path.abspath(p or os.getcwd()) for p in paths)
 
 
 def worker_paths() -> list[str]:
@@ -93,6 +91,7 @@ def connect(address: str | None = None, *, num_cpus: int | None = None) -> None:
         except Exception as exc:
             where = address or "a local cluster"
             raise EngineError(f"cannot start or reach Ray at {where}: {exc}") from exc
+        _fresh_paths()  # asked now, not as a first run starts its actors
 
 
 def start_local_head(num_cpus: int | None = None) -> str:

@@ -41,7 +41,7 @@ from hypermetric.engine.driving import ACTOR_GONE, Drivers, Unit, task_error
 from hypermetric.engine.evaluator import Flush, Thresholds, UnitDone
 from hypermetric.engine.examples import FieldPolicy
 from hypermetric.engine.pool import Lent, live_nodes, pool, spread
-from hypermetric.engine.units import TAIL_KEY, Tail, UnitReader, attempt_tail, unit_size_for
+from hypermetric.engine.units import TAIL_KEY, UnitReader, attempt_tail, unit_size_for
 from hypermetric.errors import RunFailedError
 from hypermetric.storage.files import ShardStore
 
@@ -133,7 +133,10 @@ class Coordinator:
         #: examples one unit overlaps, so that all drivers together keep `concurrency`
         self.unit_concurrency = math.ceil(runtime.concurrency / self.n_workers)
         self.unit_size = self._unit_size()
-        self.tail = self._tail()
+        #: where the dataset's end is cut into smaller units (kept for later attempts)
+        self.tail = attempt_tail(
+            self.versions, bool(plan.committed), self.unit_size, run.examples_total
+        )
         self.max_pending = max(1, settings.max_pending_per_evaluator)
         self.thresholds = Thresholds(
             rows=settings.flush_rows, bytes=settings.flush_bytes, seconds=settings.flush_seconds
@@ -172,23 +175,15 @@ class Coordinator:
             actors=max(self.n_workers, self.n_evaluators),
         )
 
-    def _tail(self) -> Tail | None:
-        """Where the run's dataset is cut into smaller units at its end (:func:`tail_for`):
-        kept in the run's versions for its later attempts, which cut it the same way (a
-        run whose first attempt knew no tail has none)."""
-        return attempt_tail(
-            self.versions, bool(self.plan.committed), self.unit_size, self.run.examples_total
-        )
-
     # -- lifecycle ---------------------------------------------------------------------
 
     def execute(self) -> int:
         """Run every uncommitted unit; returns the number of units in the dataset."""
-        kept = (self.versions or {}).get(TAIL_KEY)
-        if self.unit_size != self.run.unit_size or kept != (list(self.tail) if self.tail else None):
-            versions = {k: v for k, v in (self.versions or {}).items() if k != TAIL_KEY}
-            if self.tail is not None:
-                versions[TAIL_KEY] = list(self.tail)
+        # the cut of the dataset, for the run's later attempts: its unit size and tail
+        versions = {k: v for k, v in (self.versions or {}).items() if k != TAIL_KEY}
+        if self.tail is not None:
+            versions[TAIL_KEY] = list(self.tail)
+        if self.unit_size != self.run.unit_size or versions != (self.versions or {}):
             self.versions = versions
             update_attempt(
                 self.db, self.run.id, self.attempt, unit_size=self.unit_size, versions=versions
