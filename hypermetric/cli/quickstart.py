@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import shlex
 import time
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import click
 
 from hypermetric.catalog.db import database
+from hypermetric.catalog.evaluations import get_evaluation
 from hypermetric.catalog.runs import list_runs
 from hypermetric.catalog.types import utcnow
 from hypermetric.cli.render import console
+from hypermetric.scheduler.definitions import timetable_for
+from hypermetric.scheduler.triggers import Timetable, parse_zone
 
 __all__ = ["quickstart_cmd", "register"]
 
 DEMO = "hypermetric.examples.qa"
+NIGHTLY = "demo-qa-nightly"
 #: the last line the quickstart prints: the web view over what it made
 UI_COMMAND = "hypermetric ui"
 UI_URL = "http://127.0.0.1:8765/"
@@ -101,15 +105,29 @@ def quickstart_cmd(ctx: click.Context) -> None:
     )
 
 
+def last_nights(table: Timetable, now: datetime, count: int = 3) -> tuple[date, date]:
+    """The first and last day of the ``count`` latest nights whose intervals have ended.
+
+    Before the night's fire time (02:00 UTC) the night that began yesterday has not
+    ended yet, so the window is a day earlier than just after it.
+    """
+    latest = table.latest_complete(now)
+    if latest is None:
+        raise click.ClickException("the demo's schedule has no complete night to backfill")
+    last = latest.logical_date.astimezone(parse_zone(table.schedule.timezone)).date()
+    return last - timedelta(days=count - 1), last
+
+
 def _backfill(root: click.Group) -> None:
-    today = utcnow().date()
-    start, end = today - timedelta(days=3), today - timedelta(days=1)
+    table = timetable_for(get_evaluation(database(), NIGHTLY))
+    assert table is not None, "the nightly demo has a schedule"
+    start, end = last_nights(table, utcnow())
     _step(
         root,
         "Backfill the last three nights of the schedule",
-        ["backfill", "demo-qa-nightly", "--start", start.isoformat(), "--end", end.isoformat()],
+        ["backfill", NIGHTLY, "--start", start.isoformat(), "--end", end.isoformat()],
     )
-    queued = list_runs(database(), evaluation="demo-qa-nightly", state="queued")
+    queued = list_runs(database(), evaluation=NIGHTLY, state="queued")
     for run in sorted(queued, key=lambda r: r.logical_date):
         _step(
             root,
@@ -120,7 +138,7 @@ def _backfill(root: click.Group) -> None:
     _step(
         root,
         "The nightly runs, newest first",
-        ["runs", "list", "--evaluation", "demo-qa-nightly", "--limit", "5"],
+        ["runs", "list", "--evaluation", NIGHTLY, "--limit", "5"],
     )
 
 
