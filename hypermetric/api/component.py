@@ -129,11 +129,12 @@ class Component:
 
     @property
     def code_hash(self) -> str:
-        """The hash of the component's source (part of its calls' cache key)."""
+        """The hash of the component's code: its source, and the helpers and constants of
+        the user's it reaches (part of its calls' cache key and of a run's lineage)."""
         if self._code_hash is None:
-            from hypermetric.api.versions import source_hash
+            from hypermetric.api.versions import code_hash
 
-            self._code_hash = source_hash(self.fn)
+            self._code_hash = code_hash(self.fn)
         return self._code_hash
 
     def _inputs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 from hypermetric.api.evals import Eval
 
 __all__ = [
+    "code_hash",
     "component_lineage",
     "discover_components",
     "merge_lineage",
@@ -44,6 +45,102 @@ def source_hash(fn: Callable[..., Any]) -> str:
         code = getattr(target, "__code__", None)
         data = marshal.dumps(code) if code is not None else repr(target).encode()
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+#: module-level values whose text is part of the code: a prompt, a model name, a limit
+_CONSTANTS = (str, bytes, int, float, complex, bool, type(None))
+
+
+def _constant(value: Any) -> str | None:
+    """The text of a constant the code reads (a tuple of constants too), else None.
+
+    Mutable values (a list, a dict, a client) are left out: they may change as the code
+    runs, and the hash must be the same in every process and every run of the same code."""
+    if isinstance(value, _CONSTANTS):
+        return repr(value)
+    small = type(value) is tuple and len(value) <= 1000
+    if small and all(isinstance(v, _CONSTANTS) for v in value):
+        return repr(value)
+    return None
+
+
+def code_hash(fn: Callable[..., Any], *, into_components: bool = True) -> str:
+    """:func:`source_hash` of ``fn`` extended by what its output depends on in the user's
+    code: the helper functions, methods and classes it reaches (transitively), and the
+    constants they read (module globals, closure cells, defaults), so editing a prompt
+    template in a helper changes the hash. A function that reaches nothing of the user's
+    keeps its plain source hash. ``into_components``: follow the components it calls too
+    (a runtime's hash leaves them out: each has its own)."""
+    from hypermetric.api.component import Component
+
+    root = inspect.unwrap(fn)
+    parts: set[str] = set()
+    pending: list[Any] = [root]
+    seen: set[int] = {id(root)}
+    while pending and len(seen) < _MAX_VISITS:
+        current = pending.pop()
+        if getattr(current, "__code__", None) is None:
+            continue
+        for name, value in _named(current):
+            if isinstance(value, Component):
+                if not into_components:
+                    continue
+                value = value.fn
+            text = _constant(value)
+            if text is not None:
+                digest = hashlib.sha256(text.encode(errors="replace")).hexdigest()[:16]
+                parts.add(f"{name}={digest}")
+                continue
+            for found in _callables(value):
+                found = inspect.unwrap(found)
+                if id(found) not in seen:
+                    seen.add(id(found))
+                    pending.append(found)
+                    where = f"{found.__module__}.{found.__qualname__}"
+                    parts.add(f"{where}:{source_hash(found)}")
+    own = source_hash(root)
+    if not parts:
+        return own
+    blob = "\n".join([own, *sorted(parts)])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _named(current: Any) -> Iterator[tuple[str, Any]]:
+    """What a function's code refers to, each with the name it is read by: its globals,
+    attributes of the user's modules among them (``helpers.pipeline``), its closure cells
+    and defaults (constants only from the user's modules)."""
+    code = current.__code__
+    where = f"{current.__module__}.{current.__qualname__}"
+    scope = getattr(current, "__globals__", {})
+    module = scope.get("__name__", current.__module__)
+    names = list(dict.fromkeys(_names(code)))
+    for name in names:
+        if name not in scope:
+            continue
+        value = scope[name]
+        if isinstance(value, ModuleType):
+            if _is_users(value):
+                for attr in names:
+                    if hasattr(value, attr):
+                        yield f"{value.__name__}.{attr}", getattr(value, attr)
+        elif _is_users_value(value, module):
+            yield f"{module}.{name}", value
+    for var, cell in zip(code.co_freevars, current.__closure__ or (), strict=False):
+        with contextlib.suppress(ValueError):  # an empty cell
+            yield f"{where}.{var}", cell.cell_contents
+    for i, default in enumerate(current.__defaults__ or ()):
+        yield f"{where}.<default {i}>", default
+    for key, default in (current.__kwdefaults__ or {}).items():
+        yield f"{where}.{key}", default
+
+
+def _is_users_value(value: Any, module: str) -> bool:
+    """A global of a module: the user's when it is a constant defined in a module of the
+    user's, or a function or class of the user's (wherever it was imported from)."""
+    if _constant(value) is not None:
+        found = sys.modules.get(module)
+        return found is not None and _is_users(found)
+    return True
 
 
 def _names(code: CodeType) -> Iterator[str]:
@@ -81,24 +178,6 @@ def _is_users(obj: Any) -> bool:
     return not os.path.abspath(path).startswith(_foreign_roots())
 
 
-def _referenced(current: Any) -> Iterator[Any]:
-    """What a function's code refers to: its globals by name, attributes of the modules
-    among them (``helpers.pipeline``), its closure cells and defaults."""
-    code = current.__code__
-    scope = getattr(current, "__globals__", {})
-    names = list(dict.fromkeys(_names(code)))
-    for name in names:
-        value = scope.get(name)
-        if isinstance(value, ModuleType) and _is_users(value):
-            yield from (getattr(value, attr, None) for attr in names)
-        elif value is not None:
-            yield value
-    for cell in current.__closure__ or ():
-        with contextlib.suppress(ValueError):  # an empty cell
-            yield cell.cell_contents
-    yield from current.__defaults__ or ()
-
-
 def _callables(value: Any) -> Iterator[Any]:
     """The functions behind a value: a function, a method's function, a partial's, or
     the methods of a class of the user's."""
@@ -130,7 +209,7 @@ def discover_components(fn: Callable[..., Any]) -> dict[str, Any]:
         if id(current) in seen or getattr(current, "__code__", None) is None:
             continue
         seen.add(id(current))
-        for value in _referenced(current):
+        for _, value in _named(current):
             if isinstance(value, Component):
                 if value.name not in found:
                     found[value.name] = value
@@ -142,7 +221,7 @@ def discover_components(fn: Callable[..., Any]) -> dict[str, Any]:
 
 def _eval_info(ev: Eval) -> dict[str, Any]:
     return {
-        "hash": source_hash(ev.fn),
+        "hash": code_hash(ev.fn),
         "higher_is_better": ev.higher_is_better,
         "params": {k: repr(v) for k, v in ev.params.items()},
         "mapping": dict(ev.mapping),
@@ -153,7 +232,7 @@ def component_lineage(component: Any) -> dict[str, Any]:
     """What a run records of a component that ran: its hash and its evals' hashes,
     directions and parameters."""
     return {
-        "hash": source_hash(component.fn),
+        "hash": component.code_hash,
         "evals": {ev.name: _eval_info(ev) for ev in component.evals},
     }
 
@@ -185,7 +264,7 @@ def version_info(runtime: Any) -> dict[str, Any]:
     direction (the run adds the components it finds running, see :func:`merge_lineage`)."""
     versions: dict[str, Any] = {
         "code_version": "",
-        "runtime": source_hash(runtime.fn),
+        "runtime": code_hash(runtime.fn, into_components=False),
         "components": {},
         "evals": {},
     }

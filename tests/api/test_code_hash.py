@@ -1,0 +1,137 @@
+"""A component's code hash (its calls' cache key, its lineage) covers the helpers and the
+constants of the user's code it reaches, so a cached call is not served after a prompt
+template changed in a helper."""
+
+from __future__ import annotations
+
+import importlib
+import linecache
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hypermetric as hm
+from hypermetric.api.calls import cache_key
+from hypermetric.api.versions import code_hash, component_lineage, source_hash
+
+STEPS = """
+import hypermetric as hm
+import {helpers} as helpers
+from {helpers} import build_prompt
+
+TEMPLATE = {template!r}
+
+
+@hm.component
+def ask(question: str) -> str:
+    return build_prompt(question) + helpers.SUFFIX + TEMPLATE
+
+
+@hm.component
+def alone(question: str) -> str:
+    return question.strip()
+
+
+@hm.runtime(name="code-hash")
+def runtime(example):
+    return ask(example["question"])
+"""
+
+HELPERS = """
+SUFFIX = {suffix!r}
+
+
+def build_prompt(question):
+    return _wrap(question)
+
+
+def _wrap(question):
+    return {wrap!r} + question
+
+
+def unused():
+    return {unused!r}
+"""
+
+BASE = {"template": "Answer: ", "suffix": "?", "wrap": "Q: ", "unused": "a"}
+
+
+@pytest.fixture
+def load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Write the two modules with the given texts and import them afresh (same names)."""
+    tag = uuid.uuid4().hex[:8]
+    helpers, steps = f"hm_helpers_{tag}", f"hm_steps_{tag}"
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+
+    def write(**changes: str) -> Any:
+        texts = {**BASE, **changes}
+        (tmp_path / f"{helpers}.py").write_text(HELPERS.format(**texts))
+        (tmp_path / f"{steps}.py").write_text(
+            STEPS.replace("{helpers}", helpers).replace("{template!r}", repr(texts["template"]))
+        )
+        for name in (steps, helpers):
+            sys.modules.pop(name, None)
+        importlib.invalidate_caches()
+        linecache.clearcache()
+        return importlib.import_module(steps)
+
+    yield write
+    for name in (steps, helpers):
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"wrap": "Question: "},  # a helper two calls away
+        {"suffix": "!"},  # a constant of the helpers' module, read as helpers.SUFFIX
+        {"template": "Reply: "},  # a constant of the component's own module
+    ],
+)
+def test_a_change_the_output_depends_on_changes_the_hash(load: Any, change: dict) -> None:
+    before = load().ask.code_hash
+    after = load(**change)
+    assert after.ask.code_hash != before
+    # and the key of the same call with it: a cached output of the old code is not served
+    assert cache_key(after.ask.code_hash, {"question": "q"}, {}) != cache_key(
+        before, {"question": "q"}, {}
+    )
+
+
+def test_the_hash_is_the_same_for_the_same_code(load: Any) -> None:
+    first = load()
+    before = first.ask.code_hash
+    assert code_hash(first.ask.fn) == before
+    # what the component does not reach changes nothing
+    assert load(unused="b").ask.code_hash == before
+
+
+def test_a_component_that_reaches_nothing_keeps_its_source_hash(load: Any) -> None:
+    steps = load()
+    assert steps.alone.code_hash == source_hash(steps.alone.fn)  # caches filled before serve
+
+
+def test_the_lineage_records_the_same_hash(load: Any) -> None:
+    steps = load()
+    assert component_lineage(steps.ask)["hash"] == steps.ask.code_hash
+    before = steps.runtime.versions()
+    after = load(wrap="Question: ").runtime.versions()
+    assert after["components"]["ask"] != before["components"]["ask"]
+    assert after["code_version"] != before["code_version"]
+
+
+def _make(prompt: str) -> Any:
+    @hm.component(name="made")
+    def made(question: str) -> str:
+        return prompt + question
+
+    return made
+
+
+def test_components_made_by_one_factory_differ_by_what_they_close_over() -> None:
+    assert _make("A: ").code_hash != _make("B: ").code_hash
+    assert _make("A: ").code_hash == _make("A: ").code_hash
