@@ -210,11 +210,14 @@ class RayCluster:
 
     def processes(self) -> list[psutil.Process]:
         """Every live process of this cluster: those naming its temporary directory in their
-        command line, and everything below them."""
-        mark = str(self.root)
+        command line or started with its ``HOME`` (the head's Ray Client server names
+        neither its folder nor a parent once ``ray start`` has exited), and everything
+        below them."""
+        mark, home = str(self.root), str(self.home)
         found: dict[int, psutil.Process] = {}
-        for proc in psutil.process_iter(["cmdline"]):
-            if any(mark in part for part in proc.info["cmdline"] or ()):
+        for proc in psutil.process_iter(["cmdline", "environ"]):
+            named = any(mark in part for part in proc.info["cmdline"] or ())
+            if named or (proc.info["environ"] or {}).get("HOME") == home:
                 found[proc.pid] = proc
         for proc in list(found.values()):
             try:
