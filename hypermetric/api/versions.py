@@ -74,6 +74,8 @@ def code_hash(fn: Callable[..., Any], *, into_components: bool = True) -> str:
     from hypermetric.api.component import Component
 
     root = inspect.unwrap(fn)
+    if not _is_users(root):
+        return source_hash(root)  # a built-in metric: its source says it all
     parts: set[str] = set()
     pending: list[Any] = [root]
     seen: set[int] = {id(root)}
@@ -81,7 +83,8 @@ def code_hash(fn: Callable[..., Any], *, into_components: bool = True) -> str:
         current = pending.pop()
         if getattr(current, "__code__", None) is None:
             continue
-        for name, value in _named(current):
+        # the root's own defaults are its call's arguments, in the key already
+        for name, value in _named(current, defaults=current is not root):
             if isinstance(value, Component):
                 if not into_components:
                     continue
@@ -105,10 +108,10 @@ def code_hash(fn: Callable[..., Any], *, into_components: bool = True) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _named(current: Any) -> Iterator[tuple[str, Any]]:
+def _named(current: Any, *, defaults: bool = True) -> Iterator[tuple[str, Any]]:
     """What a function's code refers to, each with the name it is read by: its globals,
     attributes of the user's modules among them (``helpers.pipeline``), its closure cells
-    and defaults (constants only from the user's modules)."""
+    and (with ``defaults``) its defaults; constants only from the user's modules."""
     code = current.__code__
     where = f"{current.__module__}.{current.__qualname__}"
     scope = getattr(current, "__globals__", {})
@@ -128,6 +131,8 @@ def _named(current: Any) -> Iterator[tuple[str, Any]]:
     for var, cell in zip(code.co_freevars, current.__closure__ or (), strict=False):
         with contextlib.suppress(ValueError):  # an empty cell
             yield f"{where}.{var}", cell.cell_contents
+    if not defaults:
+        return
     for i, default in enumerate(current.__defaults__ or ()):
         yield f"{where}.<default {i}>", default
     for key, default in (current.__kwdefaults__ or {}).items():

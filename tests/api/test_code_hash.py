@@ -16,6 +16,7 @@ import pytest
 import hypermetric as hm
 from hypermetric.api.calls import cache_key
 from hypermetric.api.versions import code_hash, component_lineage, source_hash
+from hypermetric.metrics import regex_match, token_f1
 
 STEPS = """
 import hypermetric as hm
@@ -31,8 +32,8 @@ def ask(question: str) -> str:
 
 
 @hm.component
-def alone(question: str) -> str:
-    return question.strip()
+def alone(question: str, suffix: str = "?") -> str:
+    return question.strip() + suffix
 
 
 @hm.runtime(name="code-hash")
@@ -112,7 +113,14 @@ def test_the_hash_is_the_same_for_the_same_code(load: Any) -> None:
 
 def test_a_component_that_reaches_nothing_keeps_its_source_hash(load: Any) -> None:
     steps = load()
-    assert steps.alone.code_hash == source_hash(steps.alone.fn)  # caches filled before serve
+    # its default is an argument of its calls, in their key already: a cache filled before
+    # this hash existed still serves it
+    assert steps.alone.code_hash == source_hash(steps.alone.fn)
+    # a built-in metric is not the user's code: its source is its hash (its params, such as
+    # a pattern, are recorded beside it)
+    assert code_hash(token_f1.fn) == source_hash(token_f1.fn)
+    digits = regex_match(r"\d+", name="digits")
+    assert code_hash(digits.fn) == source_hash(digits.fn)
 
 
 def test_the_lineage_records_the_same_hash(load: Any) -> None:
