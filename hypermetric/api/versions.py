@@ -116,6 +116,10 @@ def _named(current: Any, *, defaults: bool = True) -> Iterator[tuple[str, Any]]:
     where = f"{current.__module__}.{current.__qualname__}"
     scope = getattr(current, "__globals__", {})
     module = scope.get("__name__", current.__module__)
+    # a global constant counts only in a module of the user's (once per function, not per
+    # name); functions and classes are filtered where they are followed (_callables)
+    home = sys.modules.get(module)
+    own_constants = home is not None and _is_users(home)
     names = list(dict.fromkeys(_names(code)))
     for name in names:
         if name not in scope:
@@ -126,7 +130,7 @@ def _named(current: Any, *, defaults: bool = True) -> Iterator[tuple[str, Any]]:
                 for attr in names:
                     if hasattr(value, attr):
                         yield f"{value.__name__}.{attr}", getattr(value, attr)
-        elif _is_users_value(value, module):
+        elif own_constants or _constant(value) is None:
             yield f"{module}.{name}", value
     for var, cell in zip(code.co_freevars, current.__closure__ or (), strict=False):
         with contextlib.suppress(ValueError):  # an empty cell
@@ -137,15 +141,6 @@ def _named(current: Any, *, defaults: bool = True) -> Iterator[tuple[str, Any]]:
         yield f"{where}.<default {i}>", default
     for key, default in (current.__kwdefaults__ or {}).items():
         yield f"{where}.{key}", default
-
-
-def _is_users_value(value: Any, module: str) -> bool:
-    """A global of a module: the user's when it is a constant defined in a module of the
-    user's, or a function or class of the user's (wherever it was imported from)."""
-    if _constant(value) is not None:
-        found = sys.modules.get(module)
-        return found is not None and _is_users(found)
-    return True
 
 
 def _names(code: CodeType) -> Iterator[str]:
