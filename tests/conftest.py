@@ -79,6 +79,16 @@ def pg_migrated(pg_server_url: str) -> str:
     return pg_server_url
 
 
+@pytest.fixture(autouse=True)
+def _import_path_restored() -> Iterator[None]:
+    """A command run through the CLI runner puts its working directory on this process's
+    import path, as the script does: the change ends with its test (a session fixture's
+    entry, made before any test's fixtures, stays)."""
+    saved = list(sys.path)
+    yield
+    sys.path[:] = saved
+
+
 @pytest.fixture(scope="session")
 def user_code_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder on the import path of this process and of the session's Ray workers, for

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, overload
@@ -42,6 +44,17 @@ def resolve_import(module: str, qualname: str) -> Any:
     for part in qualname.split("."):
         obj = getattr(obj, part)
     return obj
+
+
+def working_dir_importable() -> None:
+    """Put the working directory first on the import path, as ``python -m`` does, so that
+    ``evals.qa:capitals`` names a project's ``evals/qa.py`` from its folder (a console
+    script's path starts with its ``bin`` folder instead). Ray hands a process's working
+    directory to the workers of its runs, and the scheduler to the run processes it starts.
+    """
+    cwd = os.getcwd()
+    if not any(os.path.abspath(entry or os.curdir) == cwd for entry in sys.path):
+        sys.path.insert(0, cwd)
 
 
 def importable(obj: Any) -> bool:

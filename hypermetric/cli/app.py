@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from hypermetric.api.component import working_dir_importable
 from hypermetric.errors import HypermetricError
 from hypermetric.masking import MaskingFormatter, masked
 
@@ -61,6 +62,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.meta["hypermetric.debug"] = debug
     logging.lastResort = _masked_last_resort()
+    working_dir_importable()
 
 
 class _StderrHandler(logging.Handler):

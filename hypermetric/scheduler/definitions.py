@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from hypermetric.api.component import working_dir_importable
 from hypermetric.catalog.db import Database
 from hypermetric.catalog.evaluations import get_evaluation, set_paused, store_evaluation
 from hypermetric.catalog.records import EvaluationRecord, RunRecord
@@ -63,8 +63,7 @@ def load_definition(import_path: str) -> tuple[str, Runtime]:
     importable, as under ``python -m``); returns the path to store and the runtime."""
     from hypermetric.engine.runner import load_runtime  # imports Ray: only when registering
 
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    working_dir_importable()
     path = _normalise(import_path.strip())
     return path, load_runtime(path)
 
