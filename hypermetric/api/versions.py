@@ -169,13 +169,15 @@ def _is_users(obj: Any) -> bool:
     name = obj.__name__ if isinstance(obj, ModuleType) else getattr(obj, "__module__", None)
     if (name or "").startswith("hypermetric.examples"):
         return True  # the quickstart's demo is user code shipped with Hypermetric
+    if name == "__main__":
+        # a script, a notebook or an interactive session; in a Ray worker, a function of
+        # theirs arrives by value and names a __main__ that is Ray's: still the user's
+        return True
     module = sys.modules.get(name or "")
     if module is None:
         return False
     path = getattr(module, "__file__", None)
-    if path is None:
-        return name == "__main__"  # a notebook or an interactive session
-    return not os.path.abspath(path).startswith(_foreign_roots())
+    return path is not None and not os.path.abspath(path).startswith(_foreign_roots())
 
 
 def _callables(value: Any) -> Iterator[Any]:

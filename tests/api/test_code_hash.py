@@ -143,3 +143,98 @@ def _make(prompt: str) -> Any:
 def test_components_made_by_one_factory_differ_by_what_they_close_over() -> None:
     assert _make("A: ").code_hash != _make("B: ").code_hash
     assert _make("A: ").code_hash == _make("A: ").code_hash
+
+
+SCRIPT = """
+PROMPT = {prompt!r}
+
+
+def render(question):
+    return PROMPT.format(q=question)
+
+
+def ask(question):
+    return render(question).upper()
+"""
+
+
+def _script_ask(path: Path, prompt: str) -> bytes:
+    """``ask`` of a script run as ``python script.py``, pickled as Ray ships it to a worker
+    (by value: its module is ``__main__``)."""
+    import cloudpickle
+
+    path.write_text(SCRIPT.format(prompt=prompt))
+    linecache.clearcache()
+    scope: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(path.read_text(), str(path), "exec"), scope)
+    return cloudpickle.dumps(scope["ask"])
+
+
+def test_a_scripts_component_in_a_worker_is_hashed_with_its_helpers_and_constants(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+    import types
+
+    script = tmp_path / "nightly.py"
+    first, same, edited = (_script_ask(script, p) for p in ("A: {q}", "A: {q}", "B: {q}"))
+    # in a Ray worker, __main__ is Ray's own module, not the user's script
+    workers_main = types.ModuleType("__main__")
+    workers_main.__file__ = types.__file__  # a file of the standard library
+    monkeypatch.setitem(sys.modules, "__main__", workers_main)
+    hashes = [code_hash(pickle.loads(blob)) for blob in (first, same, edited)]
+    assert hashes[0] == hashes[1], "the same script hashes the same in every process"
+    assert hashes[2] != hashes[0], "an edited prompt in a helper's constant is a new key"
+    assert hashes[0] != source_hash(pickle.loads(first)), "its helper is in the hash"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_script_run_again_after_its_prompt_changed_calls_again(
+    tmp_path: Path, env: dict[str, str], ray_cluster: str
+) -> None:
+    import subprocess
+
+    script = tmp_path / "nightly.py"
+    body = """
+import hypermetric as hm
+
+PROMPT = {prompt!r}
+
+
+def render(question):
+    return PROMPT.format(q=question)
+
+
+@hm.component(cache=True)
+def ask(question: str) -> str:
+    return render(question).upper()
+
+
+@hm.runtime(name="script-cache")
+def nightly(example):
+    return ask(example["question"])
+
+
+result = nightly.run(dataset=[{{"question": "q1"}}, {{"question": "q2"}}])
+calls = result.calls().filter("component = 'ask'").order("example_id")
+print(sorted(set(calls.project("cached").fetchall())), calls.project("output").fetchall())
+"""
+    outputs = []
+    for prompt in ("A: {q}", "A: {q}", "B: {q}"):
+        script.write_text(body.format(prompt=prompt))
+        done = subprocess.run(
+            [sys.executable, str(script)],
+            cwd=tmp_path,
+            env={**env, "RAY_ADDRESS": ray_cluster},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        outputs.append(done.stdout.strip().splitlines()[-1])
+    assert outputs == [
+        "[(False,)] [('\"A: Q1\"',), ('\"A: Q2\"',)]",
+        "[(True,)] [('\"A: Q1\"',), ('\"A: Q2\"',)]",
+        "[(False,)] [('\"B: Q1\"',), ('\"B: Q2\"',)]",
+    ]
