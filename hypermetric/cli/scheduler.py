@@ -34,7 +34,11 @@ def _launcher_factory(path: str) -> object:
 
 
 @click.command("scheduler")
-@click.option("--once", is_flag=True, help="Do one pass and exit (launched runs go on).")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Do one pass and a compaction (unless --compact-every 0), then exit; launched runs go on.",
+)
 @click.option(
     "--parallelism",
     default=4,
@@ -73,7 +77,8 @@ def _launcher_factory(path: str) -> object:
     default=300.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Seconds between background compactions of finished runs' shards (0: never).",
+    help="Seconds between background compactions of finished runs' shards (0: never; "
+    "with --once, any other number compacts after the pass).",
 )
 @click.option(
     "--log-level",
@@ -123,9 +128,16 @@ def scheduler_cmd(
     )
     service = Scheduler(settings, options=options, launcher=launcher)
     if once:
-        report = service.serve_once()
+        report, maintenance = service.serve_once()
         counts = ", ".join(f"{len(v)} {k}" for k, v in vars(report).items())
         click.echo(f"one pass: {counts}")
+        if maintenance is not None and maintenance.shards_merged:
+            files = maintenance.files_written
+            click.echo(
+                f"compaction: packed {maintenance.shards_merged} shards into {files} "
+                + ("file" if files == 1 else "files")
+                + ("" if maintenance.complete else " (more at the next pass)")
+            )
         return
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints every thread's stack
     service.serve(handle_signals=True)

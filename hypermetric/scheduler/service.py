@@ -247,11 +247,17 @@ class Scheduler:
         if ticker.error is not None:
             raise ticker.error
 
-    def serve_once(self) -> PassReport:
-        """Start, do one pass, stop: ``hypermetric scheduler --once``."""
+    def serve_once(self) -> tuple[PassReport, MaintenanceReport | None]:
+        """Start, do one pass, stop: ``hypermetric scheduler --once``.
+
+        With ``compact_every`` set, a maintenance pass follows (None: off), so a scheduler
+        run from cron compacts the history as a long-lived one does; a pass with nothing
+        to pack costs a query, and one that finds another scheduler compacting skips.
+        """
         self.start()
         try:
-            return self.run_pass()
+            report = self.run_pass()
+            return report, self.run_maintenance() if self.options.compact_every else None
         finally:
             self.stop()
 

@@ -259,3 +259,38 @@ def test_maintenance_options_are_checked() -> None:
     for bad in ({"compact_every": -1}, {"compact_target_rows": 1}, {"compact_budget": 0}):
         with pytest.raises(SchedulerError):
             SchedulerOptions(**bad)
+
+
+@pytest.mark.parametrize(
+    ("every", "live", "said"),
+    [
+        ("300", [(None, 240)], "compaction: packed 24 shards into 1 file\n"),
+        ("0", [(rid, 10) for rid in range(1, 7) for _ in range(4)], ""),
+    ],
+)
+def test_a_scheduler_run_from_cron_compacts_after_its_pass(
+    db: Database, history: list[int], every: str, live: list[Any], said: str
+) -> None:
+    from click.testing import CliRunner
+
+    from hypermetric.cli import cli
+
+    assert history == list(range(1, 7))
+    before = _rows()
+    result = CliRunner().invoke(
+        cli,
+        [
+            "scheduler",
+            "--once",
+            "--compact-every",
+            every,
+            "--launcher",
+            "tests.scheduler.fakes:instant",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.endswith(
+        "one pass: 0 created, 0 launched, 0 resumed, 0 retried, 0 failed\n" + said
+    )
+    assert _live(db) == live
+    assert _rows() == before  # every row still reads once
