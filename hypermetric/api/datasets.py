@@ -187,6 +187,30 @@ def resolve_source(source: Any, context: RunContext) -> Any:
             ) from exc
     if isinstance(source, (str, Path)):
         return open_path(str(source))
+    return _frame_table(source)
+
+
+def _frame_table(source: Any) -> Any:
+    """A data frame as a pyarrow Table: a pandas one without its index, or anything that
+    speaks Arrow's stream interface (a polars frame, a DuckDB relation, a record batch
+    reader); anything else as it is. A pandas frame whose columns Arrow cannot type (an
+    object column of mixed values) is read as its rows' dicts instead."""
+    if isinstance(source, (pa.Table, list, tuple, Mapping, OpenedPath)):
+        return source
+    kind = type(source)
+    if kind.__name__ == "DataFrame" and kind.__module__.startswith("pandas"):
+        try:
+            return pa.Table.from_pandas(source, preserve_index=False)
+        except (pa.ArrowException, TypeError, ValueError):
+            return source.to_dict(orient="records")
+    if hasattr(source, "__arrow_c_stream__"):
+        try:
+            return pa.table(source)
+        except (pa.ArrowException, TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"a {kind.__name__} dataset cannot be read as Arrow: {str(exc).splitlines()[0]}"
+                "; give a list of dicts or a pyarrow Table"
+            ) from None
     return source
 
 
@@ -374,8 +398,8 @@ def iter_chunks(source: Any, size: int) -> Iterator[Chunk]:
         return
     if isinstance(source, Mapping) or not isinstance(source, Iterable):
         raise DatasetError(
-            f"a dataset must be a list/iterable of dicts, a pyarrow Table, a path or a callable; "
-            f"got {type(source).__name__}"
+            "a dataset must be a list/iterable of dicts, a pyarrow Table, a data frame, a path "
+            f"or a callable; got {type(source).__name__}"
         )
     iterator = iter(source)
     while True:

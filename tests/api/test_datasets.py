@@ -22,6 +22,7 @@ from hypermetric.api.datasets import (
     open_path,
     resolve_source,
 )
+from hypermetric.api.identity import IdStream
 from hypermetric.catalog.types import utcnow
 from hypermetric.errors import DatasetError
 
@@ -174,3 +175,33 @@ def test_a_chunk_of_a_large_row_group_travels_as_its_own_rows(tmp_path: Path) ->
     assert len(data) < 2 * third.data.nbytes < table.nbytes / 10
     copy = pickle.loads(data)
     assert copy.rows() == third.rows() and copy.rows()[0]["id"] == 2000
+
+
+def test_a_data_frame_reads_as_its_rows() -> None:
+    import duckdb
+    import pandas as pd
+
+    ctx = RunContext(evaluation="e", logical_date=utcnow())
+    frame = pd.DataFrame(ROWS)
+    # a frame's index (here labels) is not a field of its examples
+    kept = frame.set_index(pd.Index([f"row {i}" for i in range(25)], name="key"))[::2]
+    assert isinstance(resolve_source(kept, ctx), pa.Table)
+    assert _all(resolve_source(kept, ctx)) == ROWS[::2]
+    assert _all(resolve_source(lambda c: frame, ctx)) == ROWS
+    # examples without an id get the same content ids from a frame as from its rows
+    plain = [{k: v for k, v in row.items() if k != "id"} for row in ROWS]
+    ids = [
+        IdStream().assign(chunk, chunk.rows())
+        for source in (plain, resolve_source(pd.DataFrame(plain), ctx))
+        for chunk in iter_chunks(source, 100)
+    ]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 25
+    # an object column Arrow cannot type: the rows as dicts
+    mixed = pd.DataFrame({"id": [1, 2], "x": [{"a": 1}, "text"]})
+    assert _all(resolve_source(mixed, ctx)) == [{"id": 1, "x": {"a": 1}}, {"id": 2, "x": "text"}]
+    # anything that speaks Arrow's stream interface: a DuckDB relation, a batch reader
+    relation = duckdb.sql("SELECT * FROM range(3) AS t(id)")
+    assert _all(resolve_source(relation, ctx)) == [{"id": 0}, {"id": 1}, {"id": 2}]
+    table = pa.Table.from_pylist(ROWS)
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    assert _all(resolve_source(reader, ctx)) == ROWS
