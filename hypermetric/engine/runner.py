@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pyarrow as pa
 
 from hypermetric.api.component import resolve_import
@@ -53,6 +52,7 @@ from hypermetric.errors import (
     RunFailedError,
     SupersededError,
 )
+from hypermetric.liveness import pid_alive
 from hypermetric.masking import masked
 from hypermetric.storage.files import store_for
 
@@ -60,8 +60,6 @@ __all__ = ["load_runtime", "resume_run", "retry_run", "run_runtime"]
 
 ProgressFn = Callable[[Progress], None]
 _RUNTIME_DATASET = "runtime"
-#: seconds of slack between a process's creation time and a start time written in the DB
-_CLOCK_SLACK = 2.0
 _MEMORY = "memory:"
 
 
@@ -240,7 +238,7 @@ def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
     if run.pid is None:
         return
     if run.host == socket.gethostname():
-        if not _drives(run.pid, run.started_at):
+        if not pid_alive(run.pid, created_before=run.started_at):
             return
         raise ConflictError(
             f"run {run.id} is being driven by process {run.pid}; wait for it, stop it, "
@@ -254,18 +252,6 @@ def _refuse_if_alive(run: RunRecord, settings: Settings) -> None:
             f"run {run.id} is being driven on {run.host} (heartbeat {run.heartbeat_at}); "
             "wait for it, or pass --force"
         )
-
-
-def _drives(pid: int, started_at: datetime | None) -> bool:
-    """True if process ``pid`` is alive and older than the run's start: a pid the system
-    gave to a newer process since is not the run's."""
-    try:
-        created = psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
-        return False
-    except psutil.AccessDenied:
-        return True  # another user's process: it exists, and we cannot tell more
-    return started_at is None or created <= started_at.timestamp() + _CLOCK_SLACK
 
 
 def run_epochs(run: RunRecord, runtime: Runtime) -> int:

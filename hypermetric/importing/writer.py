@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 import pyarrow as pa
 
 from hypermetric.catalog.attempts import finish_attempt, update_attempt
@@ -43,6 +42,7 @@ from hypermetric.catalog.shards import commit_units
 from hypermetric.config import Settings, get_settings
 from hypermetric.engine.examples import fields_text
 from hypermetric.importing.records import ImportedLog, ImportedSample
+from hypermetric.liveness import pid_alive
 from hypermetric.masking import masked
 from hypermetric.storage.files import ShardStore, store_for
 from hypermetric.storage.schemas import CALLS_SCHEMA, EXAMPLES_SCHEMA, SCORES_SCHEMA
@@ -201,14 +201,15 @@ def _abandon(
 def _abandoned(run: RunRecord) -> bool:
     """True for the run of an import that will never finish: it ended without releasing
     its key, or was queued (a scheduler found it lost: an import is created running and
-    cannot be resumed), or its process on this host is gone."""
+    cannot be resumed), or its process on this host is gone (its pid free, or given to a
+    process started since)."""
     if run.state in ("queued", "failed", "canceled"):
         return True
     return (
         run.state == "running"
         and run.host == socket.gethostname()
         and run.pid is not None
-        and not psutil.pid_exists(run.pid)
+        and not pid_alive(run.pid, created_before=run.started_at)
     )
 
 

@@ -18,6 +18,8 @@ from datetime import datetime
 
 import psutil
 
+from hypermetric.liveness import CLOCK_SLACK, MISSING, pid_alive
+
 __all__ = [
     "CLOCK_SLACK",
     "Killer",
@@ -35,13 +37,8 @@ __all__ = [
 
 log = logging.getLogger("hypermetric.scheduler")
 
-#: seconds of slack when a creation time is compared with a time written in the DB (psutil
-#: derives creation times from the boot time, which Linux gives in whole seconds)
-CLOCK_SLACK = 2.0
 #: how often a kill's result is looked at while waiting for it
 _POLL = 0.05
-
-_MISSING = (psutil.NoSuchProcess, psutil.ZombieProcess)
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class ProcessRef:
             return None
         try:
             return cls(pid, psutil.Process(pid).create_time())
-        except (*_MISSING, psutil.AccessDenied):
+        except (*MISSING, psutil.AccessDenied):
             return None
 
     def process(self) -> psutil.Process | None:
@@ -66,7 +63,7 @@ class ProcessRef:
         try:
             proc = psutil.Process(self.pid)
             return proc if proc.create_time() == self.created else None
-        except (*_MISSING, psutil.AccessDenied):
+        except (*MISSING, psutil.AccessDenied):
             return None
 
 
@@ -83,24 +80,7 @@ def alive(proc: psutil.Process) -> bool:
     """True while ``proc`` runs: not exited, not a zombie, its pid not reused."""
     try:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except _MISSING:
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-def pid_alive(pid: int, *, created_before: datetime | None = None) -> bool:
-    """True if a live process holds ``pid`` (and, if given, was created by that time)."""
-    if pid <= 0:
-        return False  # 0 and below name groups to signal, never one process
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        if created_before is None:
-            return True
-        return proc.create_time() <= created_before.timestamp() + CLOCK_SLACK
-    except _MISSING:
+    except MISSING:
         return False
     except psutil.AccessDenied:
         return True
@@ -123,7 +103,7 @@ def find_run_process(
             return None
         words = proc.cmdline()
         created = proc.create_time()
-    except (*_MISSING, psutil.AccessDenied):
+    except (*MISSING, psutil.AccessDenied):
         return None  # gone, or another user's: not a process this scheduler launched
     if "resume" not in words or str(run_id) not in words:
         return None
@@ -150,7 +130,7 @@ def _group(leader: psutil.Process) -> list[psutil.Process]:
 def _tree(root: psutil.Process) -> list[psutil.Process]:
     """``root``, every process below it, and the rest of its process group."""
     found = {root.pid: root}
-    with contextlib.suppress(*_MISSING):
+    with contextlib.suppress(*MISSING):
         found.update((p.pid, p) for p in root.children(recursive=True))
     found.update((p.pid, p) for p in _group(root) if p.pid not in found)
     return list(found.values())
@@ -170,7 +150,7 @@ def _send(killer: Killer, procs: Iterable[psutil.Process]) -> None:
     for proc in procs:
         try:
             killer(proc)
-        except _MISSING:
+        except MISSING:
             continue
         except psutil.Error as exc:  # it stays among the survivors the caller is given
             log.warning("could not kill process %d: %s", proc.pid, exc)
@@ -207,7 +187,7 @@ def descendants(pid: int) -> list[psutil.Process]:
     """Every process below ``pid`` (none if it is gone)."""
     try:
         return psutil.Process(pid).children(recursive=True)
-    except _MISSING:
+    except MISSING:
         return []
 
 
@@ -224,7 +204,7 @@ _SESSION = re.compile(r"(.*/session_\d{4}-\d\d-\d\d_[^/]+)/")
 def _open_paths(proc: psutil.Process) -> list[str]:
     try:
         return [f.path for f in proc.open_files()]
-    except (*_MISSING, psutil.AccessDenied):
+    except (*MISSING, psutil.AccessDenied):
         return []
 
 

@@ -196,3 +196,31 @@ def test_an_attempt_from_before_a_reprocess_is_refused_while_the_new_one_runs(
     assert sql(f"SELECT count(*) FROM calls WHERE run_id = {run_id}").fetchall() == [(6000,)]
     attempts = [(a.attempt, a.kind, a.state) for a in list_attempts(db, run_id)]
     assert attempts == [(1, "start", "failed"), (2, "start", "success")]
+
+
+def test_resume_is_refused_while_the_runs_process_lives_not_once_its_pid_names_another(
+    settings: Settings,
+) -> None:
+    import socket
+
+    from hypermetric.catalog.evaluations import upsert_evaluation
+    from hypermetric.catalog.runs import create_run, update_run
+    from hypermetric.errors import ConflictError, DefinitionError
+
+    db = database()
+    evaluation = upsert_evaluation(db, "driven-elsewhere")  # no import path: cannot rerun
+    run = create_run(db, evaluation.id, run_type="manual")
+    here = socket.gethostname()
+    update_run(db, run.id, state="running", pid=os.getpid(), host=here, started_at=utcnow())
+    with pytest.raises(ConflictError, match=f"being driven by process {os.getpid()}"):
+        resume_run(run.id)
+    # the process died and the system gave its pid to one started since: not the run's
+    newer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = utcnow() - timedelta(hours=1)
+        update_run(db, run.id, pid=newer.pid, started_at=started)
+        with pytest.raises(DefinitionError, match="has no import path"):  # past the check
+            resume_run(run.id)
+    finally:
+        newer.kill()
+        newer.wait()

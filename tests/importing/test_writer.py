@@ -134,3 +134,34 @@ def test_an_abandoned_import_is_imported_again(
     (fifth,) = writer.store_logs([log], settings=settings)
     assert fifth.created and count_runs(db) == 5
     assert {r.id: r.state for r in list_runs(db)}[fourth.run.id] == "failed"
+
+
+def test_an_import_whose_pid_now_names_a_newer_process_is_abandoned(
+    settings: Settings, db: Database, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    from datetime import timedelta
+
+    from hypermetric.catalog.runs import update_run
+    from hypermetric.catalog.types import utcnow
+
+    (log,) = read_lmeval_dir(_folder(tmp_path))
+    (first,) = writer.store_logs([log], settings=settings)
+    # a live import (this process, started before the run): left to finish
+    update_run(db, first.run.id, state="running", pid=os.getpid(), started_at=utcnow())
+    (again,) = writer.store_logs([log], settings=settings)
+    assert not again.created and again.run.id == first.run.id
+    # its process died and the system gave its pid to a process started since
+    newer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        started = utcnow() - timedelta(hours=1)
+        update_run(db, first.run.id, state="running", pid=newer.pid, started_at=started)
+        (second,) = writer.store_logs([log], settings=settings)
+    finally:
+        newer.kill()
+        newer.wait()
+    assert second.created and second.run.id != first.run.id
+    states = {r.id: r.state for r in list_runs(db)}
+    assert states[first.run.id] == "failed" and states[second.run.id] == "success"
