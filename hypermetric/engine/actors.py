@@ -10,6 +10,7 @@ importing the user's code before its first example.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import sys
@@ -70,6 +71,12 @@ class DriverActor:
     def __init__(self, paths: list[str]) -> None:
         self._bound: _Bound | None = None
         _start(paths)
+
+    def add_paths(self, paths: list[str]) -> None:
+        """Put import paths its starter has gained since in front of its own (sent before a
+        :meth:`bind` whose runtime imports from them)."""
+        sys.path[:0] = [path for path in paths if path not in sys.path]
+        importlib.invalidate_caches()
 
     def bind(
         self,

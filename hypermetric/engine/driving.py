@@ -11,13 +11,14 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import ray
 from ray.exceptions import ActorUnschedulableError, RayActorError, RayTaskError
 
 from hypermetric.api.context import RunContext
+from hypermetric.engine.cluster import worker_paths
 from hypermetric.engine.pool import Lent, pool
 from hypermetric.errors import EngineError, HypermetricError
 
@@ -52,6 +53,8 @@ class _Driver:
     """One driver actor and the units queued on it (status ref -> unit)."""
 
     lent: Lent
+    #: the ref of its bind: the reason a unit found it unbound, when the bind failed
+    bound: Any = None
     queued: dict[Any, Unit] = field(default_factory=dict)
 
 
@@ -61,6 +64,16 @@ def task_error(run_id: int, exc: RayTaskError) -> Exception:
     if isinstance(cause, HypermetricError):
         return cause
     return EngineError(f"run {run_id}: {str(exc).strip().splitlines()[-1]}")
+
+
+def _bind_error(driver: _Driver) -> RayTaskError | None:
+    """Why ``driver`` could not bind to its attempt (user code it could not import), which
+    every unit sent to it then fails on, if it could not."""
+    try:
+        ray.get(driver.bound)
+    except RayTaskError as failed:
+        return failed
+    return None
 
 
 class Drivers:
@@ -91,8 +104,14 @@ class Drivers:
         self._drivers = [self._bind(lent) for lent in lents]
 
     def _bind(self, lent: Lent) -> _Driver:
+        paths = tuple(worker_paths())
+        if paths != lent.paths:
+            # a warm actor started before this process put a folder on its import path (a
+            # notebook's sys.path.append): it adds them before the runtime unpickles
+            lent.actor.add_paths.remote(list(paths))
+            lent = replace(lent, paths=paths)
         # no wait: the actor binds before it runs any unit sent after this
-        lent.actor.bind.remote(
+        bound = lent.actor.bind.remote(
             self._key,
             self._runtime,
             self._context,
@@ -100,7 +119,7 @@ class Drivers:
             self._services,
             self._fields,
         )
-        return _Driver(lent)
+        return _Driver(lent, bound)
 
     @property
     def lents(self) -> list[Lent]:
@@ -133,7 +152,7 @@ class Drivers:
             # its payload holds the same error: read it, or Ray reports it unhandled later
             with contextlib.suppress(RayTaskError):
                 ray.get(driver.queued[status].payload)
-            raise task_error(self.run_id, exc) from None
+            raise task_error(self.run_id, _bind_error(driver) or exc) from None
         return driver.queued.pop(status)
 
     def _replace(self, dead: _Driver) -> None:

@@ -28,10 +28,11 @@ _KINDS = {"driver": DriverActor, "evaluator": EvaluatorActor}
 
 @dataclass(frozen=True)
 class Lent:
-    """An actor and the node it was placed on."""
+    """An actor, the node it was placed on, and the import paths it was handed."""
 
     actor: Any
     node: str
+    paths: tuple[str, ...] = ()
 
 
 def live_nodes() -> list[tuple[str, int]]:
@@ -121,7 +122,8 @@ class ActorPool:
     def _start(kind: str, node: str) -> Lent:
         strategy = NodeAffinitySchedulingStrategy(node_id=node, soft=False)
         options = _KINDS[kind].options(scheduling_strategy=strategy)  # type: ignore[attr-defined]
-        return Lent(options.remote(worker_paths()), node)
+        paths = worker_paths()
+        return Lent(options.remote(paths), node, tuple(paths))
 
     def release(self, kind: str, actors: list[Lent]) -> None:
         """Return healthy actors (an evaluator's buffer must be empty)."""

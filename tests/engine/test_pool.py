@@ -113,3 +113,73 @@ def test_a_new_actor_imports_user_code_from_the_folders_its_starter_had(
         sys.path.remove(str(tmp_path))
         sys.modules.pop("hm_own_folder_rt", None)
     assert not ray.get_runtime_context().runtime_env.get("env_vars")
+
+
+@pytest.mark.ray
+def test_a_warm_driver_imports_from_a_folder_put_on_the_path_after_it_started(
+    ray_cluster: str, tmp_path: Path
+) -> None:
+    """A notebook runs once, then appends a folder to sys.path and runs code from it: the
+    warm driver its second run takes was started without that folder."""
+    from hypermetric.engine.driving import Drivers, Unit
+
+    own = ActorPool()
+    node = spread(live_nodes(), 1)[0]
+    [first] = own.acquire("driver", [node])
+    own.release("driver", [first])  # warm, started before the folder is on the path
+    (tmp_path / "hm_late_folder_rt.py").write_text(OWN_RUNTIME)
+    sys.path.append(str(tmp_path))
+    try:
+        module = importlib.import_module("hm_late_folder_rt")
+        [warm] = own.acquire("driver", [node])
+        assert warm.actor == first.actor
+        ctx = RunContext(evaluation="engine-own-folder", logical_date=utcnow(), run_id=1)
+        drivers = Drivers(1, module.loud, ctx, 1)
+        drivers.start([warm])
+        chunk = pickle.dumps(next(iter_chunks([{"q": "ab"}, {"q": "abc"}], 2)))
+        drivers.drive(Unit(0, chunk, 2))
+        [status] = list(drivers.driving)
+        driven = drivers.driven(status)
+        assert driven is not None
+        assert ray.get(driven.payload).scores.column("value").to_pylist() == [2.0, 3.0]
+        # the paths it was handed go back to the pool with it: the next bind sends none
+        assert str(tmp_path) in drivers.lents[0].paths
+        own.discard(drivers.lents)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("hm_late_folder_rt", None)
+
+
+@pytest.mark.ray
+def test_a_driver_that_cannot_import_the_runtime_fails_the_run_saying_so(
+    ray_cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node without the folder of the user's code (here: a warm driver that is not told
+    of it): the run's error names the import that failed, not the unit it could not drive."""
+    from hypermetric.engine import driving
+    from hypermetric.engine.driving import Drivers, Unit
+    from hypermetric.errors import EngineError
+
+    own = ActorPool()
+    node = spread(live_nodes(), 1)[0]
+    [warm] = own.acquire("driver", [node])
+    (tmp_path / "hm_unseen_folder_rt.py").write_text(OWN_RUNTIME)
+    sys.path.append(str(tmp_path))
+    monkeypatch.setattr(driving, "worker_paths", lambda: list(warm.paths))
+    try:
+        module = importlib.import_module("hm_unseen_folder_rt")
+        ctx = RunContext(evaluation="engine-own-folder", logical_date=utcnow(), run_id=7)
+        drivers = Drivers(7, module.loud, ctx, 1)
+        drivers.start([warm])
+        chunk = pickle.dumps(next(iter_chunks([{"q": "ab"}], 1)))
+        drivers.drive(Unit(0, chunk, 1))
+        [status] = list(drivers.driving)
+        with pytest.raises(EngineError) as failed:
+            drivers.driven(status)
+        assert str(failed.value) == (
+            "run 7: ModuleNotFoundError: No module named 'hm_unseen_folder_rt'"
+        )
+    finally:
+        own.discard([warm])
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("hm_unseen_folder_rt", None)
