@@ -239,7 +239,7 @@ def rescore(
     read an in-memory dataset. Raises RunFailedError when it fails.
     """
     from hypermetric.engine.progress import progress_display
-    from hypermetric.engine.rescore import rescore_run
+    from hypermetric.engine.runner import rescore_run
     from hypermetric.query.compare import resolve_run
     from hypermetric.query.result import RunResult
 

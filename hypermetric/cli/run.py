@@ -138,7 +138,7 @@ def rescore_cmd(
     evaluation replays RUN's component calls (no component runs, no model is called);
     `hypermetric compare RUN NEW` pairs their examples.
     """
-    from hypermetric.engine.rescore import rescore_run
+    from hypermetric.engine.runner import rescore_run
     from hypermetric.query.compare import resolve_run
 
     run_id = resolve_run(run).id

@@ -3,9 +3,10 @@
 ``run_runtime`` is what ``Runtime.run()`` calls; ``resume_run`` continues a run whose
 driver died (or starts a queued one: the scheduler launches ``hypermetric runs resume``),
 re-running only the units the ledger does not hold; ``retry_run`` runs a failed run's
-failed work again (:mod:`hypermetric.engine.rescore` makes a run that scores a stored run's
-calls again, and its attempts replay them). Each is a new attempt of the run, whose
-every write is fenced by its attempt number (:mod:`hypermetric.catalog.attempts`).
+failed work again; ``rescore_run`` makes a run that scores a stored run's calls again with
+the current evals (its attempts replay them, :mod:`hypermetric.engine.replay`). Each is a
+new attempt of the run, whose every write is fenced by its attempt number
+(:mod:`hypermetric.catalog.attempts`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ from hypermetric.liveness import pid_alive
 from hypermetric.masking import masked
 from hypermetric.storage.files import store_for
 
-__all__ = ["load_runtime", "resume_run", "retry_run", "run_runtime"]
+__all__ = ["load_runtime", "rescore_run", "resume_run", "retry_run", "run_runtime"]
 
 ProgressFn = Callable[[Progress], None]
 _RUNTIME_DATASET = "runtime"
@@ -207,6 +208,58 @@ def retry_run(
         )
     runtime, source = _rerun(db, run, dataset)
     return _attempt(db, settings, run, runtime, source, ray_address, progress, "retry")
+
+
+def rescore_run(
+    run_id: int,
+    *,
+    version: str | None = None,
+    runtime: Runtime | None = None,
+    dataset: Any = None,
+    ray_address: str | None = None,
+    progress: ProgressFn | None = None,
+) -> RunRecord:
+    """A new run of run ``run_id``'s evaluation that replays its stored component calls and
+    scores them with the current code's evals; no component runs. ``runtime`` is the
+    current code (default: the evaluation's import path, imported again), ``version`` the
+    new run's label (default: the stored run's). RunFailedError if it fails.
+
+    The new run is an ordinary run with ``source_run_id`` set: its attempts (and a resume
+    or a retry of it) replay instead of driving the runtime."""
+    settings = get_settings()
+    db = database(settings)
+    source = get_run(db, run_id)
+    if not source.finished:
+        raise ConflictError(
+            f"run {run_id} is {source.state}; rescore a run that ended (success or failed)"
+        )
+    described = source.dataset or ""
+    if dataset is None and described.startswith(_MEMORY):
+        raise DatasetError(
+            f"run {run_id} read an in-memory dataset ({described[len(_MEMORY) :]}); "
+            f"pass the same data again: hm.rescore({run_id}, dataset=...)"
+        )
+    if runtime is None:
+        runtime, opened = _rerun(db, source, dataset)
+    else:
+        opened = _source_for(source, runtime, dataset)
+    # its calls keep their epochs: the rescore has as many as the stored run
+    info = {**runtime.versions(), "epochs": (source.versions or {}).get("epochs") or 1}
+    run = create_run(
+        db,
+        source.evaluation_id,
+        run_type="manual",
+        logical_date=utcnow(),
+        version_label=version or source.version_label,
+        code_version=info["code_version"],
+        versions=info,
+        params=dict(source.params),
+        dataset=source.dataset,
+        unit_size=settings.unit_size,
+        source_run_id=source.id,
+    )
+    source_path = opened if not isinstance(opened, (str, Path)) else check_path(str(opened))
+    return _attempt(db, settings, run, runtime, source_path, ray_address, progress)
 
 
 def _rerun(db: Database, run: RunRecord, dataset: Any) -> tuple[Runtime, Any]:

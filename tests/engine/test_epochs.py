@@ -18,8 +18,7 @@ from hypermetric.catalog.runs import create_run, get_run, list_runs
 from hypermetric.catalog.shards import latest_version_id
 from hypermetric.cli import cli
 from hypermetric.config import Settings, reset_settings
-from hypermetric.engine.rescore import rescore_run
-from hypermetric.engine.runner import resume_run, retry_run, run_runtime
+from hypermetric.engine.runner import rescore_run, resume_run, retry_run, run_runtime
 from hypermetric.errors import QueryError, RunFailedError
 from tests.engine import epochs_sample
 from tests.engine.conftest import kill_cli_run
