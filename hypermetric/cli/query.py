@@ -286,8 +286,20 @@ def _shift_mark(shift: str, up: bool | None) -> str:
     help="Epochs an example (default: 1, 2, 4, 8 and today's when the history shows the "
     "within-example variance, else today's).",
 )
+@click.option(
+    "--cluster-by",
+    metavar="FIELD",
+    help="Examples that share this field's value are not independent (a document, a "
+    "conversation): measure how much that widens the error, and plan in clusters.",
+)
 def power_cmd(
-    name: str, metric: str, delta: float, alpha: float, power_: float, epochs: int | None
+    name: str,
+    metric: str,
+    delta: float,
+    alpha: float,
+    power_: float,
+    epochs: int | None,
+    cluster_by: str | None,
 ) -> None:
     """How many examples (and epochs) evaluation NAME needs to detect a change of DELTA.
 
@@ -297,7 +309,15 @@ def power_cmd(
     """
     from hypermetric.query.power import power
 
-    estimates = power(name, metric=metric, delta=delta, alpha=alpha, power=power_, epochs=epochs)
+    estimates = power(
+        name,
+        metric=metric,
+        delta=delta,
+        alpha=alpha,
+        power=power_,
+        epochs=epochs,
+        cluster_by=cluster_by,
+    )
     out = console()
     for estimate in estimates:
         out.print(power_table(estimate))

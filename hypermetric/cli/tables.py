@@ -163,10 +163,13 @@ def power_table(e: PowerEstimate) -> Table:
         title=f"{e.evaluation} · {e.component or '-'} · {e.metric}: detect {e.delta:g} "
         f"with {e.power:.0%} power at alpha {e.alpha:g}"
     )
-    for col in ("epochs an example", "paired variance", "examples needed"):
+    clustered = e.design_effect is not None
+    columns = ["epochs an example", "paired variance", "examples needed"]
+    for col in columns + (["in clusters"] if clustered else []):
         table.add_column(col, justify="right")
     for plan in e.plans:
-        table.add_row(str(plan.epochs), fmt_num(plan.paired_var, 5), str(plan.examples))
+        row = [str(plan.epochs), fmt_num(plan.paired_var, 5), str(plan.examples)]
+        table.add_row(*row, *([str(plan.clusters)] if clustered else []))
     return table
 
 
@@ -184,6 +187,20 @@ def power_notes(e: PowerEstimate) -> list[str]:
         if e.versions
         else "one version only: the paired variance is taken as twice one version's (conservative)",
         within,
+        *_cluster_note(e),
         f"today: {e.examples_now} examples x {e.epochs_now} epochs detect "
         f"{fmt_num(e.mde_now)} with {e.power:.0%} power",
+    ]
+
+
+def _cluster_note(e: PowerEstimate) -> list[str]:
+    if e.cluster_by is None:
+        return []
+    if e.design_effect is None or e.cluster_size is None:
+        return [f"clustered by {e.cluster_by}: fewer than two clusters, so not clustered"]
+    return [
+        f"clustered by {e.cluster_by}: {e.clusters_now} clusters of {e.cluster_size:.1f} "
+        "examples on "
+        f"average; design effect {e.design_effect:.2f} (the error of a mean is "
+        f"{e.design_effect**0.5:.2f}x that of independent examples)"
     ]

@@ -142,26 +142,40 @@ def detectable_effect(se: float, df: float, alpha: float = 0.05, power: float = 
     return (t_quantile(1.0 - alpha / 2.0, df) + t_quantile(power, df)) * se
 
 
-def examples_needed(variance: float, delta: float, alpha: float = 0.05, power: float = 0.8) -> int:
+def examples_needed(
+    variance: float,
+    delta: float,
+    alpha: float = 0.05,
+    power: float = 0.8,
+    cluster_size: float = 1.0,
+) -> int:
     """The fewest examples whose paired test, at per-example variance ``variance``, detects
-    ``delta`` with probability ``power`` (the MDE at ``n`` is at most ``delta``)."""
+    ``delta`` with probability ``power`` (the MDE at ``n`` is at most ``delta``).
+
+    With clusters of ``cluster_size`` examples on average, ``variance`` is the design
+    effect times the per-example variance, and the test has ``n / cluster_size - 1``
+    degrees of freedom (at least two clusters)."""
     _check_levels(alpha, power)
     if delta <= 0:
         raise ValueError(f"delta must be > 0, not {delta}")
+    if cluster_size < 1.0:
+        raise ValueError(f"cluster_size must be at least 1, not {cluster_size}")
+    smallest = max(2, math.ceil(2.0 * cluster_size))  # two clusters
     if variance <= 0:
-        return 2
+        return smallest
 
     def mde(n: int) -> float:
-        return detectable_effect(math.sqrt(variance / n), n - 1, alpha, power)
+        df = n / cluster_size - 1.0
+        return detectable_effect(math.sqrt(variance / n), df, alpha, power)
 
     z = NormalDist().inv_cdf(1.0 - alpha / 2.0) + NormalDist().inv_cdf(power)
-    hi = max(2, math.ceil(variance * (z / delta) ** 2))
+    hi = max(smallest, math.ceil(variance * (z / delta) ** 2))
     while mde(hi) > delta:
         hi *= 2
-    lo = 1  # mde(lo) > delta, or lo is below the smallest valid n
+    lo = smallest - 1  # mde(lo) > delta, or lo is below the smallest valid n
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if mid >= 2 and mde(mid) <= delta:
+        if mid >= smallest and mde(mid) <= delta:
             hi = mid
         else:
             lo = mid

@@ -21,15 +21,26 @@ More epochs shrink only the within part: ``V(K) = V_between + 2W/K``. The exampl
 at ``K`` epochs are the fewest ``n`` with ``(t_{1-alpha/2} + t_{power}) · sqrt(V(K)/n) <= D``
 (:func:`~hypermetric.query.inference.examples_needed`), and ``mde_now`` is the smallest delta
 the current suite (its size and epochs) detects.
+
+**Clusters.** Examples that share a document, a conversation or a template are not
+independent: with ``cluster_by=FIELD`` (an example field, as in compare) the **design effect**
+``D`` is measured on the same values as the paired variance (the two versions' per-example
+differences, else the newest run's values): the CR1 clustered variance of their mean over
+``s²/n``, at least 1 (a smaller estimate is taken for noise). The variance of a mean of ``n``
+examples is then ``D · V(K) / n``, its test has ``C - 1`` degrees of freedom for ``C``
+clusters, and the examples needed come in clusters of today's average size, whose count
+each plan gives. Without it, clustered examples make every answer too optimistic.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
@@ -38,8 +49,13 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
 from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.inference import detectable_effect, examples_needed
-from hypermetric.query.reduce import Reducer, reduce_scores
+from hypermetric.query.inference import (
+    cluster_codes,
+    cluster_mean,
+    detectable_effect,
+    examples_needed,
+)
+from hypermetric.query.reduce import Reducer, attach_labels, reduce_scores, views_for
 from hypermetric.query.sources import quote_literal
 
 __all__ = ["PowerEstimate", "PowerPlan", "power", "power_on"]
@@ -55,6 +71,8 @@ class PowerPlan:
     epochs: int
     paired_var: float
     examples: int
+    #: with clusters: the clusters those examples come in (of today's average size)
+    clusters: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +95,25 @@ class PowerEstimate:
     versions: tuple[str, str] | None
     mde_now: float | None
     plans: tuple[PowerPlan, ...]
+    #: with ``cluster_by``: the field, today's clusters and the measured design effect
+    cluster_by: str | None = None
+    clusters_now: int | None = None
+    cluster_size: float | None = None
+    design_effect: float | None = None
+
+
+@dataclass(frozen=True)
+class _Clustering:
+    """A component's design effect, measured on ``n`` values in ``clusters`` clusters."""
+
+    design_effect: float
+    clusters: int
+    n: int
+
+    @property
+    def size(self) -> float:
+        """The average number of examples a cluster."""
+        return self.n / self.clusters
 
 
 @dataclass(frozen=True)
@@ -93,6 +130,24 @@ SELECT run_id, component, count(value),
        coalesce(var_samp(value ORDER BY example_id, call_index), 0),
        avg(within_var ORDER BY example_id, call_index), avg(epochs)
 FROM reduced WHERE value IS NOT NULL GROUP BY run_id, component
+"""
+
+#: the values the design effect is measured on (labels from the newer run's examples)
+_CLUSTER_PAIRED_SQL = """
+SELECT a.component, b.value - a.value, coalesce(l.label, chr(0) || b.example_id)
+FROM reduced a JOIN reduced b
+  ON a.component IS NOT DISTINCT FROM b.component AND a.example_id = b.example_id
+ AND a.call_index = b.call_index
+LEFT JOIN labels l ON l.run_id = b.run_id AND l.example_id = b.example_id
+WHERE a.run_id = {a} AND b.run_id = {b} AND a.value IS NOT NULL AND b.value IS NOT NULL
+ORDER BY a.component NULLS FIRST, b.example_id, b.call_index
+"""
+
+_CLUSTER_ONE_SQL = """
+SELECT r.component, r.value, coalesce(l.label, chr(0) || r.example_id)
+FROM reduced r LEFT JOIN labels l ON l.run_id = r.run_id AND l.example_id = r.example_id
+WHERE r.run_id = {run} AND r.value IS NOT NULL
+ORDER BY r.component NULLS FIRST, r.example_id, r.call_index
 """
 
 _PAIRED_SQL = """
@@ -113,12 +168,14 @@ def power(
     alpha: float = 0.05,
     power: float = 0.8,
     epochs: int | None = None,
+    cluster_by: str | None = None,
     settings: Settings | None = None,
 ) -> list[PowerEstimate]:
     """How many examples (at ``epochs`` epochs each, or at 1, 2, 4, 8 and today's) the
     evaluation ``name`` needs for its paired comparison to detect ``delta`` in ``metric``
     with probability ``power`` at two-sided level ``alpha``; one estimate a component
-    that records the metric (module docstring)."""
+    that records the metric. ``cluster_by``: an example field whose equal values make a
+    cluster (module docstring)."""
     _check(delta, alpha, power, epochs)
     settings = settings or get_settings()
     db = database(settings)
@@ -126,10 +183,17 @@ def power(
     runs = successful_runs(db, name)
     if not runs:
         raise QueryError(f"evaluation {name!r} has no successful runs; run it first")
-    con = open_connection(settings, run_ids=[r.id for r in runs], views=["scores"])
+    con = open_connection(settings, run_ids=[r.id for r in runs], views=views_for(cluster_by))
     try:
         return power_on(
-            con, runs, metric=metric, delta=delta, alpha=alpha, power=power, epochs=epochs
+            con,
+            runs,
+            metric=metric,
+            delta=delta,
+            alpha=alpha,
+            power=power,
+            epochs=epochs,
+            cluster_by=cluster_by,
         )
     finally:
         con.close()
@@ -155,9 +219,10 @@ def power_on(
     alpha: float = 0.05,
     power: float = 0.8,
     epochs: int | None = None,
+    cluster_by: str | None = None,
 ) -> list[PowerEstimate]:
     """:func:`power` on a connection whose ``scores`` view holds ``runs`` (successful,
-    oldest first)."""
+    oldest first), and with ``cluster_by`` whose ``examples`` view holds their examples."""
     _check(delta, alpha, power, epochs)
     if not runs:
         raise QueryError("no successful runs to estimate from; run the evaluation first")
@@ -173,6 +238,7 @@ def power_on(
         paired = (
             dict(con.sql(_PAIRED_SQL.format(a=pair[0].id, b=pair[1].id)).fetchall()) if pair else {}
         )
+        clustering = _clustering(con, cluster_by, runs, pair) if cluster_by else {}
     except duckdb.Error as exc:
         raise query_error(exc) from None
     stats: dict[str | None, dict[int, _RunVar]] = {}
@@ -183,10 +249,44 @@ def power_on(
     settings = (delta, alpha, power, epochs)
     return [
         _estimate(
-            runs, component, metric, by_run, _split(by_run, pair, paired.get(component)), settings
+            runs,
+            component,
+            metric,
+            by_run,
+            _split(by_run, pair, paired.get(component)),
+            settings,
+            (cluster_by, clustering.get(component)) if cluster_by else None,
         )
         for component, by_run in sorted(stats.items(), key=lambda kv: str(kv[0]))
     ]
+
+
+def _clustering(
+    con: duckdb.DuckDBPyConnection,
+    field: str,
+    runs: Sequence[RunRecord],
+    pair: tuple[RunRecord, RunRecord] | None,
+) -> dict[str | None, _Clustering]:
+    """Each component's design effect, measured on the values the paired variance comes
+    from (module docstring); an example without ``field`` is a cluster of its own."""
+    labelled = pair[1] if pair else runs[-1]
+    attach_labels(con, field, [labelled.id])
+    query = (
+        _CLUSTER_PAIRED_SQL.format(a=pair[0].id, b=pair[1].id)
+        if pair
+        else _CLUSTER_ONE_SQL.format(run=runs[-1].id)
+    )
+    out: dict[str | None, _Clustering] = {}
+    for component, group in itertools.groupby(con.sql(query).fetchall(), key=lambda r: r[0]):
+        rows = list(group)
+        values = np.array([r[1] for r in rows], dtype=float)
+        clustered = cluster_mean(values, cluster_codes([r[2] for r in rows]))
+        if clustered is None:
+            continue  # fewer than two clusters: nothing to measure
+        plain = float(values.var(ddof=1)) / values.size
+        effect = clustered.se**2 / plain if plain > 0.0 else 1.0
+        out[component] = _Clustering(max(1.0, effect), clustered.clusters, values.size)
+    return out
 
 
 def _unknown_metric(
@@ -261,16 +361,22 @@ def _estimate(
     by_run: dict[int, _RunVar],
     split: _Split,
     settings: tuple[float, float, float, int | None],
+    clusters: tuple[str, _Clustering | None] | None = None,
 ) -> PowerEstimate:
     delta, alpha, power, asked = settings
     newest = next(by_run[r.id] for r in reversed(runs) if r.id in by_run)
     now = max(1, round(newest.epochs))
     counts = [asked] if asked else sorted({*(DEFAULT_EPOCHS if split.within else ()), now})
-    plans = tuple(
-        PowerPlan(k, split.paired(k), examples_needed(split.paired(k), delta, alpha, power))
-        for k in counts
-    )
-    se_now = math.sqrt(split.paired(now) / newest.n)
+    found = clusters[1] if clusters else None
+    effect, size = (found.design_effect, found.size) if found else (1.0, 1.0)
+    plans = []
+    for k in counts:
+        needed = examples_needed(effect * split.paired(k), delta, alpha, power, size)
+        plans.append(
+            PowerPlan(k, split.paired(k), needed, math.ceil(needed / size) if found else None)
+        )
+    se_now = math.sqrt(effect * split.paired(now) / newest.n)
+    df_now = found.clusters - 1 if found else newest.n - 1
     return PowerEstimate(
         evaluation=runs[0].evaluation,
         component=component,
@@ -285,6 +391,10 @@ def _estimate(
         within_var=split.within,
         source=split.source,
         versions=split.versions,
-        mde_now=detectable_effect(se_now, newest.n - 1, alpha, power) if newest.n > 1 else None,
-        plans=plans,
+        mde_now=detectable_effect(se_now, df_now, alpha, power) if df_now > 0 else None,
+        plans=tuple(plans),
+        cluster_by=clusters[0] if clusters else None,
+        clusters_now=found.clusters if found else None,
+        cluster_size=found.size if found else None,
+        design_effect=found.design_effect if found else None,
     )

@@ -122,3 +122,56 @@ def test_power_through_the_api_and_the_cli(runs: Runs) -> None:
     runs.start("empty")
     with pytest.raises(QueryError, match="'empty' has no successful runs"):
         hm.power("empty", metric="exact_match", delta=0.1)
+
+
+def test_clustered_examples_need_more_and_come_in_clusters() -> None:
+    import statsmodels.api as sm
+    from scipy import stats
+
+    from hypermetric.cli.tables import power_notes, power_table
+    from hypermetric.query.inference import examples_needed
+    from tests.query.test_epochs_clusters import _clustered_runs, add_examples
+
+    a, b, codes = _clustered_runs(11)  # 40 documents of 6 examples
+    con = connection({1: a[:, None], 2: b[:, None]})
+    add_examples(con, 2, [{"doc": f"d{c}"} for c in codes])
+    runs = [record(1, "v1"), record(2, "v2")]
+    (plain,) = power_on(con, runs, metric="acc", delta=0.01)
+    (e,) = power_on(con, runs, metric="acc", delta=0.01, cluster_by="doc")
+    d = b - a
+    fit = sm.OLS(d, np.ones(d.size)).fit(cov_type="cluster", cov_kwds={"groups": codes})
+    effect = fit.bse[0] ** 2 / (d.var(ddof=1) / d.size)
+    assert (e.cluster_by, e.clusters_now, e.cluster_size) == ("doc", 40, 6.0)
+    assert e.design_effect == pytest.approx(effect, rel=1e-9) and effect > 2
+    (plan,) = e.plans
+    assert plan.paired_var == plain.plans[0].paired_var  # per example, as without clusters
+    assert plan.examples == examples_needed(effect * plan.paired_var, 0.01, cluster_size=6.0)
+    assert plan.clusters == math.ceil(plan.examples / 6)
+    assert plan.examples == pytest.approx(effect * plain.plans[0].examples, rel=0.02)
+    t = stats.t.ppf(0.975, 39) + stats.t.ppf(0.8, 39)
+    assert e.mde_now == pytest.approx(t * math.sqrt(effect * plan.paired_var / d.size))
+    assert plain.mde_now is not None and e.mde_now > 1.4 * plain.mde_now
+    assert "in clusters" in [c.header for c in power_table(e).columns]
+    assert power_notes(e)[3].startswith(
+        f"clustered by doc: 40 clusters of 6.0 examples on average; design effect {effect:.2f}"
+    )
+
+
+def test_the_clusters_planned_detect_the_change_as_often_as_asked() -> None:
+    """The plan's formula against the truth: clusters of 6 whose examples share half their
+    variance (design effect 1 + 5 x 0.5), tested cluster by cluster at C - 1 df."""
+    from scipy import stats
+
+    from hypermetric.query.inference import examples_needed
+
+    size, per_example, icc, delta = 6, 0.005, 0.5, 0.01
+    effect = 1 + (size - 1) * icc
+    clusters = examples_needed(effect * per_example, delta, cluster_size=size) // size
+    rng = np.random.default_rng(3)
+    trials = 4000
+    shared = rng.normal(0, math.sqrt(icc * per_example), (trials, clusters, 1))
+    own = rng.normal(0, math.sqrt((1 - icc) * per_example), (trials, clusters, size))
+    means = (delta + shared + own).mean(axis=2)  # equal sizes: CR1 is the t of these
+    t = means.mean(axis=1) / (means.std(axis=1, ddof=1) / math.sqrt(clusters))
+    detected = np.mean(np.abs(t) > stats.t.ppf(0.975, clusters - 1))
+    assert 0.77 < detected < 0.83
