@@ -173,6 +173,7 @@ class Coordinator:
             overlap=self.unit_concurrency if self.runtime.is_async else None,
             total=self.run.examples_total,
             actors=max(self.n_workers, self.n_evaluators),
+            epochs=self.context.epochs,
         )
 
     # -- lifecycle ---------------------------------------------------------------------

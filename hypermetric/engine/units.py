@@ -42,6 +42,7 @@ def unit_size_for(
     overlap: int | None,
     total: int | None,
     actors: int,
+    epochs: int = 1,
 ) -> int:
     """How many examples a run's units hold: the configured size, or fewer when a unit's
     examples (``per_example`` bytes each, as shipped) would take more than
@@ -50,14 +51,18 @@ def unit_size_for(
     :data:`ROUNDS_PER_UNIT` times, or when a dataset of ``total`` examples needs more
     units to keep ``actors`` busy.
 
+    A run of ``epochs`` drives each example of a unit that many times: the configured size
+    and the rounds count drives, so its units hold that many times fewer examples (a unit
+    of 8,000 examples at 5 epochs would be 40,000 calls to make again after a crash).
+
     Big units are cheap units: each costs a few milliseconds of CPU (object store,
     scheduling, commit) whatever its size, which a unit of 16,000 fast examples makes
     negligible and one of 2,000 does not (a trivial eval runs 10% faster in units of
     16,000 than of 8,000); the tail (:func:`tail_for`) keeps big units from leaving a
     driver idle at the end of a run."""
-    size = configured
+    size = max(1, configured // epochs)
     if overlap:
-        size = min(size, ROUNDS_PER_UNIT * overlap)
+        size = min(size, max(1, ROUNDS_PER_UNIT * overlap // epochs))
     if per_example:
         size = min(size, max(1, int(inflight_bytes * UNIT_SHARE / per_example)))
     if total:

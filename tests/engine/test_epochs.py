@@ -57,6 +57,8 @@ def test_each_example_runs_once_per_epoch_and_the_examples_view_has_its_fields(
     run = run_runtime(epochs_sample.sampled)
     assert run.state == "success" and run.versions and run.versions["epochs"] == 3
     assert (run.examples_done, run.rows_count, run.calls_count) == (60, 180, 360)
+    # a unit drives its examples 3 times: of the 25 drives a unit makes, 8 examples
+    assert get_run(database(), run.id).unit_size == 25 // 3
     _assert_epochs(run.id, 60)
     ((fields,),) = sql(
         f"SELECT fields FROM examples WHERE run_id = {run.id} AND example_id = '5'"

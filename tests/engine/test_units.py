@@ -55,6 +55,15 @@ def test_an_async_runtime_waits_on_its_calls_a_bounded_number_of_times() -> None
     assert _size(overlap=1000) == 8000
 
 
+def test_epochs_count_in_a_units_size() -> None:
+    # each example driven 4 times: a unit drives 8,000 times, not 32,000
+    assert _size(epochs=4) == 2000
+    assert _size(overlap=50, epochs=4) == 500  # still 40 rounds of 50 calls
+    assert _size(epochs=10_000) == 1
+    # an example ships once whatever its epochs: the budget's share is in examples
+    assert _size(per_example=100_000.0, epochs=4) == 335
+
+
 def test_a_short_dataset_still_has_units_for_every_actor() -> None:
     assert _size(total=1000) == 125  # 4 units for each of 2 actors
     assert _size(total=1) == 1
