@@ -73,6 +73,8 @@ def _bind_error(driver: _Driver) -> RayTaskError | None:
         ray.get(driver.bound)
     except RayTaskError as failed:
         return failed
+    except ACTOR_GONE:
+        return None  # it died since: the unit's own error says what it knows
     return None
 
 
