@@ -9,6 +9,11 @@ permits in batches that reach at most :data:`~hypermetric.api.limits.HORIZON` se
 (about 20 leases a second per busy process whatever the rate), which keeps the budget exact to
 within one batch and lets thousands of permits a second through. Slots of ``concurrency``
 are taken and given back per call.
+
+A limit's actor that nothing asked for :data:`IDLE_EXIT` seconds, with no slot held (a slot
+held past ``MAX_HOLD`` lost its process), stops itself, so a cluster that stays up for
+months does not keep a process for every limit name it ever saw; the next call starts it
+again (a fresh budget, which an idle limit has anyway).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 
-from hypermetric.api.limits import HORIZON, Pacer, RateLimit
+from hypermetric.api.limits import HORIZON, MAX_HOLD, Pacer, RateLimit
 from hypermetric.storage.cache import StoreCache
 from hypermetric.storage.files import ShardStore
 
@@ -37,6 +43,10 @@ NAMESPACE = "hypermetric"
 _UNBOUNDED_BATCH = 256
 #: how long a request for a slot of concurrency waits in the actor before it is asked again
 _SLOT_WAIT = 0.5
+#: seconds without a request after which a limit's actor with no slot held stops itself
+IDLE_EXIT = 600.0
+#: times a call finds the limit's actor stopped and starts it again before it gives up
+_RESTARTS = 3
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -44,17 +54,41 @@ class LimiterActor:
     """One rate limit's budget for the whole cluster (an async actor: one event loop, so
     its pacer needs no lock)."""
 
-    def __init__(self, limit: RateLimit) -> None:
+    def __init__(
+        self, limit: RateLimit, idle_exit: float = IDLE_EXIT, max_hold: float = MAX_HOLD
+    ) -> None:
         self.pacer = Pacer(limit)
         self.freed: asyncio.Event | None = None
+        self.idle_exit, self.max_hold = idle_exit, max_hold
+        self.asked = time.monotonic()
+        self.watch: asyncio.Task[None] | None = None
+
+    def _asked(self) -> None:
+        """A request came: the idle clock starts again (and the watch, at the first)."""
+        self.asked = time.monotonic()
+        if self.watch is None:
+            self.watch = asyncio.get_running_loop().create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self) -> None:
+        while True:
+            await asyncio.sleep(min(60.0, self.idle_exit / 4))
+            now = time.monotonic()
+            held = self.pacer.held  # oldest first; one past MAX_HOLD lost its process
+            busy = bool(held) and held[-1] >= now - self.max_hold
+            if now - self.asked >= self.idle_exit and not busy:
+                # killed as asked, so not restarted: the next caller starts a new one
+                ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
+                return
 
     async def reserve(self, limit: RateLimit, n: int) -> tuple[float, float, int]:
         """Lease up to ``n`` permits (see :meth:`Pacer.reserve`)."""
+        self._asked()
         self.pacer.configure(limit)
         return self.pacer.reserve(n)
 
     async def limited(self, retry_after: float | None) -> None:
         """A caller met a 429."""
+        self._asked()
         self.pacer.limited(retry_after)
 
     async def state(self) -> tuple[float | None, float | None]:
@@ -63,6 +97,7 @@ class LimiterActor:
 
     async def take_slot(self, limit: RateLimit) -> bool:
         """One slot of concurrency, waiting a little for one to free."""
+        self._asked()
         self.pacer.configure(limit)
         deadline = time.monotonic() + _SLOT_WAIT
         while not self.pacer.take_slots(1):
@@ -77,6 +112,7 @@ class LimiterActor:
 
     async def give_slot(self) -> None:
         """A slot back."""
+        self._asked()
         self.pacer.give_slots(1)
         if self.freed is not None:
             self.freed.set()
@@ -89,7 +125,7 @@ def _actor(limit: RateLimit) -> Any:
         namespace=NAMESPACE,
         lifetime="detached",
         get_if_exists=True,
-    ).remote(limit)
+    ).remote(limit, IDLE_EXIT, MAX_HOLD)
 
 
 class ClusterLimiter:
@@ -125,13 +161,31 @@ class ClusterLimiter:
         with self.lock:
             self.permits.extend(start + i * interval for i in range(n))
 
+    def _ask(self, method: str, *args: Any) -> Any:
+        """Call ``method`` of the limit's actor, started again if it stopped itself."""
+        for _ in range(_RESTARTS):
+            try:
+                return ray.get(getattr(self.actor, method).remote(*args))
+            except RayActorError:
+                self.actor = _actor(self.limit)
+        return ray.get(getattr(self.actor, method).remote(*args))
+
+    async def _ask_async(self, method: str, *args: Any) -> Any:
+        """:meth:`_ask` on an event loop."""
+        for _ in range(_RESTARTS):
+            try:
+                return await getattr(self.actor, method).remote(*args)
+            except RayActorError:
+                self.actor = _actor(self.limit)
+        return await getattr(self.actor, method).remote(*args)
+
     def _lease(self) -> tuple[float, float, int]:
-        return ray.get(self.actor.reserve.remote(self.limit, self._batch()))
+        return self._ask("reserve", self.limit, self._batch())
 
     def acquire(self) -> None:
         """Wait for a slot (with ``concurrency``) and a permit."""
         if self.limit.concurrency:
-            while not ray.get(self.actor.take_slot.remote(self.limit)):
+            while not self._ask("take_slot", self.limit):
                 pass
         while (at := self._take()) is None:
             with self.refill_lock:
@@ -150,7 +204,7 @@ class ClusterLimiter:
     async def acquire_async(self) -> None:
         """:meth:`acquire` on an event loop: one lease at a time, the others wait for it."""
         if self.limit.concurrency:
-            while not await self.actor.take_slot.remote(self.limit):
+            while not await self._ask_async("take_slot", self.limit):
                 pass
         while (at := self._take()) is None:
             await self._refill_async()
@@ -169,7 +223,7 @@ class ClusterLimiter:
         try:
             while True:
                 sent = time.monotonic()
-                lease = await self.actor.reserve.remote(self.limit, self._batch())
+                lease = await self._ask_async("reserve", self.limit, self._batch())
                 if lease[2]:
                     self._add(sent, lease)
                     return

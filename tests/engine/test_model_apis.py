@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -266,3 +266,57 @@ def test_a_rate_limit_leases_thousands_of_permits_a_second(ray_cluster: str) -> 
         limiter.acquire()
         limiter.release()
     assert count / (time.monotonic() - start) > 2000
+
+
+def _alive(name: str) -> bool:
+    """Whether the limit's actor answers (a stopped one's name is free again)."""
+    import ray
+
+    try:
+        actor = ray.get_actor(f"limit:{name}", namespace="hypermetric")
+        ray.get(actor.state.remote(), timeout=10)
+    except (ValueError, ray.exceptions.RayActorError):
+        return False
+    return True
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_an_idle_limits_actor_stops_itself_and_the_next_call_starts_it_again(
+    ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypermetric.engine import calls
+
+    monkeypatch.setattr(calls, "IDLE_EXIT", 1.0)
+    name = _name()
+    limiter = calls.ClusterLimiter(hm.RateLimit(name, per_second=1000, concurrency=2))
+    limiter.acquire()  # a slot held: not idle, however long
+    time.sleep(2.5)
+    assert _alive(name)
+    limiter.release()
+    assert _wait(lambda: not _alive(name)), "the idle actor is still there"
+    # the next call starts it again, and the limit works as before
+    limiter.acquire()
+    limiter.release()
+    assert _alive(name)
+
+
+def test_a_slot_whose_process_died_does_not_keep_the_actor(
+    ray_cluster: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hypermetric.engine import calls
+
+    monkeypatch.setattr(calls, "IDLE_EXIT", 1.0)
+    monkeypatch.setattr(calls, "MAX_HOLD", 2.0)
+    name = _name()
+    limiter = calls.ClusterLimiter(hm.RateLimit(name, per_second=1000, concurrency=2))
+    limiter.acquire()  # and never released: its process was killed mid-call
+    assert _alive(name)
+    assert _wait(lambda: not _alive(name)), "a slot held past MAX_HOLD kept the actor"
