@@ -34,13 +34,12 @@ each plan gives. Without it, clustered examples make every answer too optimistic
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import duckdb
-import numpy as np
 
 from hypermetric.catalog.db import database
 from hypermetric.catalog.evaluations import get_evaluation
@@ -49,13 +48,15 @@ from hypermetric.catalog.records import RunRecord
 from hypermetric.config import Settings, get_settings
 from hypermetric.errors import QueryError
 from hypermetric.query.connection import open_connection, query_error
-from hypermetric.query.inference import (
-    cluster_codes,
-    cluster_mean,
-    detectable_effect,
-    examples_needed,
+from hypermetric.query.inference import ClusteredMean, detectable_effect, examples_needed
+from hypermetric.query.reduce import (
+    Reducer,
+    attach_labels,
+    cluster_means,
+    label_sql,
+    reduce_scores,
+    views_for,
 )
-from hypermetric.query.reduce import Reducer, attach_labels, reduce_scores, views_for
 from hypermetric.query.sources import quote_literal
 
 __all__ = ["PowerEstimate", "PowerPlan", "power", "power_on"]
@@ -132,8 +133,23 @@ SELECT run_id, component, count(value),
 FROM reduced WHERE value IS NOT NULL GROUP BY run_id, component
 """
 
-#: the values the design effect is measured on (labels from the newer run's examples)
+#: the values the design effect is measured on, each with its cluster label (from the newer
+#: run's examples): the two versions' differences, else the newest run's values
 _CLUSTER_PAIRED_SQL = """
+SELECT a.component, b.value - a.value AS value, {label} AS label
+FROM reduced a JOIN reduced b
+  ON a.component IS NOT DISTINCT FROM b.component AND a.example_id = b.example_id
+ AND a.call_index = b.call_index
+WHERE a.run_id = {a} AND b.run_id = {b} AND a.value IS NOT NULL AND b.value IS NOT NULL
+ORDER BY a.component NULLS FIRST
+"""
+
+_CLUSTER_ONE_SQL = """
+SELECT component, value, {label} AS label FROM reduced
+WHERE run_id = {run} AND value IS NOT NULL ORDER BY component NULLS FIRST
+"""
+
+_PAIRED_SQL = """
 SELECT a.component, b.value - a.value, coalesce(l.label, chr(0) || b.example_id)
 FROM reduced a JOIN reduced b
   ON a.component IS NOT DISTINCT FROM b.component AND a.example_id = b.example_id
@@ -247,6 +263,14 @@ def power_on(
             int(n), float(var), None if within is None else float(within), float(eps)
         )
     settings = (delta, alpha, power, epochs)
+
+    def _plain_var(component: str | None, by_run: dict[int, _RunVar]) -> float | None:
+        """The sample variance of the values the design effect is measured on."""
+        if pair:
+            return paired.get(component)
+        newest = by_run.get(runs[-1].id)
+        return newest.var if newest else None
+
     return [
         _estimate(
             runs,
@@ -255,7 +279,8 @@ def power_on(
             by_run,
             _split(by_run, pair, paired.get(component)),
             settings,
-            (cluster_by, clustering.get(component)) if cluster_by else None,
+            cluster_by,
+            _design_effect(clustering.get(component), _plain_var(component, by_run)),
         )
         for component, by_run in sorted(stats.items(), key=lambda kv: str(kv[0]))
     ]
@@ -266,27 +291,29 @@ def _clustering(
     field: str,
     runs: Sequence[RunRecord],
     pair: tuple[RunRecord, RunRecord] | None,
-) -> dict[str | None, _Clustering]:
-    """Each component's design effect, measured on the values the paired variance comes
-    from (module docstring); an example without ``field`` is a cluster of its own."""
-    labelled = pair[1] if pair else runs[-1]
-    attach_labels(con, field, [labelled.id])
-    query = (
-        _CLUSTER_PAIRED_SQL.format(a=pair[0].id, b=pair[1].id)
-        if pair
-        else _CLUSTER_ONE_SQL.format(run=runs[-1].id)
-    )
-    out: dict[str | None, _Clustering] = {}
-    for component, group in itertools.groupby(con.sql(query).fetchall(), key=lambda r: r[0]):
-        rows = list(group)
-        values = np.array([r[1] for r in rows], dtype=float)
-        clustered = cluster_mean(values, cluster_codes([r[2] for r in rows]))
-        if clustered is None:
-            continue  # fewer than two clusters: nothing to measure
-        plain = float(values.var(ddof=1)) / values.size
-        effect = clustered.se**2 / plain if plain > 0.0 else 1.0
-        out[component] = _Clustering(max(1.0, effect), clustered.clusters, values.size)
-    return out
+) -> dict[str | None, ClusteredMean | None]:
+    """Each component's CR1 clustered mean of the values its paired variance comes from
+    (module docstring); an example without ``field`` is a cluster of its own."""
+    if pair:
+        attach_labels(con, field, [pair[1].id])
+        label = label_sql("b.example_id", pair[1].id)
+        query = _CLUSTER_PAIRED_SQL.format(label=label, a=pair[0].id, b=pair[1].id)
+    else:
+        attach_labels(con, field, [runs[-1].id])
+        label = label_sql("example_id", runs[-1].id)
+        query = _CLUSTER_ONE_SQL.format(label=label, run=runs[-1].id)
+    means = cluster_means(con, query, ["component"])  # keyed by (component,)
+    return {cast(tuple, key)[0]: found for key, found in means.items()}
+
+
+def _design_effect(clustered: ClusteredMean | None, plain_var: float | None) -> _Clustering | None:
+    """The design effect of values whose plain sample variance is ``plain_var``: their
+    clustered squared error over ``s²/n``, at least 1 (None: fewer than two clusters)."""
+    if clustered is None:
+        return None
+    plain = (plain_var or 0.0) / clustered.n
+    effect = clustered.se**2 / plain if plain > 0.0 else 1.0
+    return _Clustering(max(1.0, effect), clustered.clusters, clustered.n)
 
 
 def _unknown_metric(
@@ -361,13 +388,13 @@ def _estimate(
     by_run: dict[int, _RunVar],
     split: _Split,
     settings: tuple[float, float, float, int | None],
-    clusters: tuple[str, _Clustering | None] | None = None,
+    cluster_by: str | None = None,
+    found: _Clustering | None = None,
 ) -> PowerEstimate:
     delta, alpha, power, asked = settings
     newest = next(by_run[r.id] for r in reversed(runs) if r.id in by_run)
     now = max(1, round(newest.epochs))
     counts = [asked] if asked else sorted({*(DEFAULT_EPOCHS if split.within else ()), now})
-    found = clusters[1] if clusters else None
     effect, size = (found.design_effect, found.size) if found else (1.0, 1.0)
     plans = []
     for k in counts:
@@ -393,7 +420,7 @@ def _estimate(
         versions=split.versions,
         mde_now=detectable_effect(se_now, df_now, alpha, power) if df_now > 0 else None,
         plans=tuple(plans),
-        cluster_by=clusters[0] if clusters else None,
+        cluster_by=cluster_by,
         clusters_now=found.clusters if found else None,
         cluster_size=found.size if found else None,
         design_effect=found.design_effect if found else None,
